@@ -1,0 +1,19 @@
+# cirflow: boxes -> validation -> SPRC stage 1 -> stage 2 (region loss) -> evaluation on CIRR.
+# This file only wires things together; see rules/*.smk and docs/architecture.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/dataset.smk"
+include: "rules/boxes.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

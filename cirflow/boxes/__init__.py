@@ -1,0 +1,1 @@
+"""Object boxes for CIRR images: detectors, sharded generation, merging, statistics, quality."""

@@ -1,0 +1,136 @@
+"""`cirflow boxes ...`: the seed's box commands (generate, stats) and their successors."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from cirflow.boxes.detectors import METHODS, method_config
+from cirflow.boxes.shards import merge_results, run_shard, sidecar_path
+from cirflow.boxes.stats import format_seed_summary, stats_for_file
+from cirflow.data.cirr import SPLITS
+from cirflow.errors import CirflowError
+from cirflow.io import write_json_atomic
+
+# Sub-commands that live beside their library code; each module has `register(subparsers)`.
+EXTRA_COMMAND_MODULES = ("cirflow.boxes.quality", "cirflow.report.cli")
+
+
+def _boxes_config(path: str | None) -> dict:
+    """The `boxes:` section of a cirflow config file, or the built-in defaults."""
+    if path is None:
+        return {"postfilter": {"min_area": 0.002, "max_boxes": 10}}
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise CirflowError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise CirflowError(f"config file is not valid YAML: {path}: {exc}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("boxes"), dict):
+        raise CirflowError(f"{path}: has no 'boxes:' section")
+    return config["boxes"]
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    if not args.all_splits and not args.split:
+        raise CirflowError("give --split SPLIT or --all-splits")
+    splits = list(SPLITS) if args.all_splits else [args.split]
+    boxes_cfg = _boxes_config(args.config)
+    cfg = method_config(boxes_cfg, args.method)
+    if args.method in ("yolo", "hybrid"):
+        overrides = {"weights": args.weights, "conf": args.conf, "device": args.device}
+        cfg["yolo"] = {
+            **cfg.get("yolo", {}),
+            **{k: v for k, v in overrides.items() if v is not None},
+        }
+    for split in splits:
+        output = Path(args.output)
+        if len(splits) > 1:
+            output = (
+                Path(str(output).format(split=split))
+                if "{split}" in str(output)
+                else output / f"{split}.json"
+            )
+        result = run_shard(
+            args.cirr_root,
+            split,
+            args.method,
+            cfg,
+            boxes_cfg.get("postfilter", {}),
+            shard=0,
+            num_shards=1,
+            out_path=None,
+            max_images=args.max_images,
+            decode_workers=args.workers,
+        )
+        merge_results([result], output, sidecar_path(output))
+        print(format_seed_summary(stats_for_file(output), title=f"{args.method} {split}: {output}"))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    stats = stats_for_file(args.file, args.meta)
+    print(format_seed_summary(stats, title=str(args.file)))
+    if args.json:
+        write_json_atomic(args.json, stats, indent=2)
+        print(f"stats written to {args.json}")
+    elif args.print_json:
+        json.dump(stats, sys.stdout, indent=2)
+        print()
+    return 0
+
+
+def register(subparsers) -> None:
+    boxes = subparsers.add_parser("boxes", help="generate, check and report object boxes")
+    sub = boxes.add_subparsers(dest="boxes_command", metavar="SUBCOMMAND", required=True)
+
+    gen = sub.add_parser(
+        "generate", help="generate boxes for CIRR images (the seed's generate_cirr_boxes.py)"
+    )
+    gen.add_argument(
+        "--cirr-root", required=True, help="dataset root holding cirr/ and the image folders"
+    )
+    gen.add_argument("--method", choices=METHODS, default="saliency")
+    gen.add_argument("--split", choices=SPLITS)
+    gen.add_argument(
+        "--all-splits",
+        action="store_true",
+        help="every split; --output is then a folder or a path with {split}",
+    )
+    gen.add_argument(
+        "--max-images", type=int, default=None, help="only the first N images (sorted by name)"
+    )
+    gen.add_argument(
+        "--output", required=True, help="box file to write (the sidecar goes beside it)"
+    )
+    gen.add_argument(
+        "--config", default=None, help="take method settings from this cirflow config.yaml"
+    )
+    gen.add_argument(
+        "--weights", default=None, help="yolo weights (default from config: yolov8n.pt)"
+    )
+    gen.add_argument("--conf", type=float, default=None, help="yolo confidence threshold")
+    gen.add_argument("--device", default=None, help="yolo device: auto, cpu, cuda, cuda:0")
+    gen.add_argument("--workers", type=int, default=1, help="image decoding threads")
+    gen.set_defaults(func=cmd_generate)
+
+    st = sub.add_parser("stats", help="the seed's four numbers and the stats JSON of a box file")
+    st.add_argument("file", help="box file in the seed's format")
+    st.add_argument("--meta", default=None, help="sidecar (default: <file>.meta.json if present)")
+    st.add_argument("--json", default=None, help="write the stats JSON here")
+    st.add_argument("--print-json", action="store_true", help="print the stats JSON")
+    st.set_defaults(func=cmd_stats)
+
+    for module_name in EXTRA_COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        module.register(sub)

@@ -1,0 +1,196 @@
+"""Sharded box generation: pick a shard's images, run a detector over them, merge shards.
+
+Shard i of n takes sorted(image names)[:max_images][i::n]. Each image's boxes depend only on
+that image, so the merged file is byte-identical whatever n is. Images are decoded in a
+background thread pool (bounded prefetch) while the detector runs, so memory stays bounded by
+the prefetch window whatever the split size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cirflow.boxes.detectors import make_detector
+from cirflow.boxes.postfilter import Detections, postfilter
+from cirflow.data.cirr import CirrDataset
+from cirflow.data.images import ImageRead, read_image
+from cirflow.errors import CirflowError
+from cirflow.io import read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+SHARD_FORMAT = "cirflow-box-shard/1"
+
+
+def shard_images(
+    names: list[str], shard: int, num_shards: int, max_images: int | None
+) -> list[str]:
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise CirflowError(f"shard {shard} of {num_shards} does not exist")
+    selected = sorted(names)
+    if max_images is not None:
+        selected = selected[:max_images]
+    return selected[shard::num_shards]
+
+
+def iter_decoded(paths: list[Path], workers: int = 2, prefetch: int = 32) -> Iterator[ImageRead]:
+    """Decode images in background threads, yielding in order, at most `prefetch` ahead."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending = []
+        it = iter(paths)
+        for path in it:
+            pending.append(pool.submit(read_image, path))
+            if len(pending) >= prefetch:
+                break
+        for path in it:
+            yield pending.pop(0).result()
+            pending.append(pool.submit(read_image, path))
+        for fut in pending:
+            yield fut.result()
+
+
+def _batches(reads: Iterator[ImageRead], size: int) -> Iterator[list[ImageRead]]:
+    batch: list[ImageRead] = []
+    for r in reads:
+        batch.append(r)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run_shard(
+    dataset_root: str | Path,
+    split: str,
+    method: str,
+    method_config: dict,
+    postfilter_config: dict,
+    shard: int,
+    num_shards: int,
+    out_path: str | Path | None,
+    max_images: int | None = None,
+    decode_workers: int = 1,
+    progress: bool = True,
+) -> dict:
+    """Detect boxes for one shard of a split; write the shard file atomically if out_path."""
+    dataset = CirrDataset(dataset_root, split, with_captions=False)
+    names = shard_images(list(dataset.images), shard, num_shards, max_images)
+    detector = make_detector(method, method_config)
+    min_area = float(postfilter_config.get("min_area", 0.0))
+    max_boxes = int(postfilter_config.get("max_boxes", 100))
+    boxes: dict[str, list] = {}
+    meta: dict[str, dict] = {}
+    errors: list[dict] = []
+    paths = [dataset.image_path(n) for n in names]
+    batch_size = max(1, int(getattr(detector, "batch_size", 1)))
+    reads = iter_decoded(paths, workers=decode_workers, prefetch=max(32, 2 * batch_size))
+    bar = tqdm(
+        total=len(names),
+        desc=f"{method} {split} shard {shard}/{num_shards}",
+        unit="img",
+        disable=not progress,
+        mininterval=2.0,
+    )
+    position = 0
+    for batch in _batches(reads, batch_size):
+        batch_names = names[position : position + len(batch)]
+        position += len(batch)
+        readable = [(n, r) for n, r in zip(batch_names, batch, strict=True) if r.ok]
+        for n, r in zip(batch_names, batch, strict=True):
+            if not r.ok:
+                log.warning("unreadable image %s (%s): %s", n, r.path, r.error)
+                errors.append({"image": n, "error": r.error})
+                boxes[n] = []
+        detections: list[Detections] = (
+            detector.detect([r.image for _, r in readable]) if readable else []
+        )
+        for (n, r), det in zip(readable, detections, strict=True):
+            det = postfilter(det, min_area=min_area, max_boxes=max_boxes)
+            boxes[n] = det.boxes
+            meta[n] = {
+                "size": list(r.size),
+                "scores": det.scores,
+                "labels": det.labels,
+                "source": det.source,
+            }
+        bar.update(len(batch))
+    bar.close()
+    result = {
+        "format": SHARD_FORMAT,
+        "split": split,
+        "method": method,
+        "shard": shard,
+        "num_shards": num_shards,
+        "boxes": boxes,
+        "meta": meta,
+        "errors": errors,
+    }
+    if out_path is not None:
+        write_json_atomic(out_path, result)
+    log.info(
+        "shard %d/%d of %s: %d images, %d unreadable -> %s",
+        shard,
+        num_shards,
+        split,
+        len(names),
+        len(errors),
+        out_path,
+    )
+    return result
+
+
+def merge_shards(
+    shard_paths: list[str | Path], boxes_out: str | Path, meta_out: str | Path
+) -> dict:
+    """Merge shard files into the seed-format box file and the sidecar."""
+    if not shard_paths:
+        raise CirflowError("no shard files to merge")
+    shards = []
+    for path in shard_paths:
+        shard = read_json(path, what="box shard file")
+        if not isinstance(shard, dict) or shard.get("format") != SHARD_FORMAT:
+            raise CirflowError(f"{path}: not a cirflow box shard file")
+        shards.append(shard)
+    return merge_results(shards, boxes_out, meta_out)
+
+
+def merge_results(shards: list[dict], boxes_out: str | Path, meta_out: str | Path) -> dict:
+    """Write shard results as one box file and one sidecar, both sorted by image name."""
+    boxes: dict[str, list] = {}
+    meta: dict[str, dict] = {}
+    errors: list[dict] = []
+    split, method = shards[0]["split"], shards[0]["method"]
+    for shard in shards:
+        if (shard["split"], shard["method"]) != (split, method):
+            raise CirflowError(
+                f"shard {shard['shard']} is {shard['method']}/{shard['split']}, "
+                f"the others {method}/{split}: refusing to mix them"
+            )
+        overlap = boxes.keys() & shard["boxes"].keys()
+        if overlap:
+            raise CirflowError(
+                f"shard {shard['shard']} repeats images, e.g. {sorted(overlap)[0]!r}"
+            )
+        boxes.update(shard["boxes"])
+        meta.update(shard["meta"])
+        errors.extend(shard["errors"])
+    sorted_boxes = {n: boxes[n] for n in sorted(boxes)}
+    sidecar = {
+        "method": method,
+        "split": split,
+        "images": {n: meta[n] for n in sorted(meta)},
+        "errors": sorted(errors, key=lambda e: e["image"]),
+    }
+    write_json_atomic(boxes_out, sorted_boxes)
+    write_json_atomic(meta_out, sidecar)
+    return {"boxes": sorted_boxes, "meta": sidecar}
+
+
+def sidecar_path(box_path: str | Path) -> Path:
+    """`train.json` -> `train.meta.json`."""
+    return Path(str(box_path).removesuffix(".json") + ".meta.json")

@@ -1,0 +1,73 @@
+"""Atomic file output and JSON input with errors that name the file.
+
+Every output of the workflow goes through `atomic_path`: it is written to a temporary file in the
+same directory and renamed with `os.replace`, so a killed job never leaves a half-written file
+that Snakemake (or a user) could mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cirflow.errors import CirflowError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=suffix or f".tmp{target.suffix}", dir=target.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def dumps_json(obj: Any, indent: int | None = None) -> str:
+    """Deterministic JSON text (keys in insertion order, trailing newline)."""
+    return json.dumps(obj, indent=indent, ensure_ascii=False) + "\n"
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = None) -> None:
+    write_text_atomic(path, dumps_json(obj, indent=indent))
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Read JSON, raising CirflowError that names the file for a missing, empty or invalid file."""
+    p = Path(path)
+    if not p.exists():
+        raise CirflowError(f"{what} not found: {p}")
+    if p.is_dir():
+        raise CirflowError(f"{what} is a directory, expected a file: {p}")
+    text = p.read_text(encoding="utf-8")
+    if not text.strip():
+        raise CirflowError(f"{what} is empty: {p}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CirflowError(
+            f"{what} is not valid JSON: {p} (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc

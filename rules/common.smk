@@ -1,0 +1,94 @@
+# Shared by every rule file: config validation, path helpers and input functions.
+import glob
+import os
+
+from snakemake.utils import validate
+
+from cirflow.boxes.detectors import method_config, uses_gpu
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+DATASET = config["dataset"]["name"]
+SPLITS = ["train", "val", "test1"]
+BOX_METHODS = config["boxes"]["methods"]
+BOX_SPLITS = config["boxes"]["splits"]
+
+
+wildcard_constraints:
+    ds=DATASET,
+    split="train|val|test1",
+    method="saliency|yolo|hybrid",
+    shard=r"\d+",
+    n=r"\d+",
+
+
+def dataset_root(wildcards=None):
+    """Where the CIRR-layout dataset lives: generated for the demo, configured for CIRR."""
+    if DATASET == "demo":
+        return f"results/demo/dataset"
+    return config["dataset"]["cirr_root"]
+
+
+def split_file(split):
+    return f"{dataset_root()}/cirr/image_splits/split.rc2.{split}.json"
+
+
+def captions_file(split):
+    return f"{dataset_root()}/cirr/captions/cap.rc2.{split}.json"
+
+
+def gt_boxes_file():
+    """Ground-truth boxes exist only for the generated demo."""
+    return f"{dataset_root()}/boxes_gt.json" if DATASET == "demo" else None
+
+
+def package_sources(*subpackages):
+    """The cirflow source files of these sub-packages, as inputs: editing the detection code
+    reruns detection, editing the report code reruns only the report."""
+    files = []
+    for sub in subpackages:
+        files += glob.glob(f"cirflow/{sub}/**/*.py", recursive=True)
+        files += glob.glob(f"cirflow/{sub}/**/*.html", recursive=True)
+    return sorted(files)
+
+
+def shard_count(split):
+    return config["boxes"]["shards"][split]
+
+
+def shard_files(wildcards):
+    n = shard_count(wildcards.split)
+    return expand(
+        "results/{ds}/boxes/{method}/{split}/shard-{shard}-of-{n}.json",
+        ds=wildcards.ds,
+        method=wildcards.method,
+        split=wildcards.split,
+        shard=range(n),
+        n=n,
+    )
+
+
+def detect_params(wildcards):
+    """Exactly the config a detect_shard job uses (so unrelated keys trigger no rerun)."""
+    return {
+        "method_config": method_config(config["boxes"], wildcards.method),
+        "postfilter": config["boxes"]["postfilter"],
+        "max_images": config["boxes"]["max_images"],
+    }
+
+
+def detect_gpus(wildcards):
+    return 1 if uses_gpu(wildcards.method) else 0
+
+
+def box_stats_targets():
+    return expand(
+        "results/{ds}/boxes/{method}/{split}.stats.json",
+        ds=DATASET,
+        method=BOX_METHODS,
+        split=BOX_SPLITS,
+    )
+
+
+def all_targets():
+    return box_stats_targets()

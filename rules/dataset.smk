@@ -1,0 +1,25 @@
+# The embedded demo dataset (CIRR layout). For dataset.name: cirr the files already exist.
+
+
+rule demo_dataset:
+    input:
+        code=package_sources("data"),
+    output:
+        manifest="results/demo/dataset/demo_manifest.json",
+        gt_boxes="results/demo/dataset/boxes_gt.json",
+        splits=expand(
+            "results/demo/dataset/cirr/image_splits/split.rc2.{split}.json",
+            split=SPLITS,
+        ),
+        captions=expand(
+            "results/demo/dataset/cirr/captions/cap.rc2.{split}.json", split=SPLITS
+        ),
+    log:
+        "logs/demo/demo_dataset.log",
+    benchmark:
+        "benchmarks/runs/demo/demo_dataset.tsv"
+    threads: 2
+    params:
+        demo=config["demo"],
+    script:
+        "../workflow_scripts/demo_dataset.py"
