@@ -40,3 +40,59 @@ def shared_cirr() -> Path:
 @pytest.fixture(scope="session")
 def test_data() -> Path:
     return TEST_DATA
+
+
+def write_mini_cirr(root: Path, n_images: int = 9) -> dict[str, list[str]]:
+    """A small CIRR-layout dataset (split files, captions, PNGs with one bright square each).
+
+    Independent of the demo generator so that box-pipeline tests need nothing else.
+    Returns {split: [image names]}.
+    """
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    folders = {"train": "train", "val": "dev", "test1": "test1"}
+    names_by_split = {}
+    rng = np.random.default_rng(0)
+    for split, folder in folders.items():
+        split_map, names = {}, []
+        for i in range(n_images):
+            name = f"{folder}-{i}-0-img{i % 2}"
+            rel = f"./{folder}/{i % 3}/{name}.png" if split == "train" else f"./{folder}/{name}.png"
+            w, h = int(rng.integers(120, 240)), int(rng.integers(100, 200))
+            arr = (rng.random((h, w, 3)) * 40 + 60).astype(np.uint8)
+            x, y = int(rng.integers(5, w // 2)), int(rng.integers(5, h // 2))
+            arr[y : y + h // 3, x : x + w // 3] = (230, 40, 40)
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(path)
+            split_map[name] = rel
+            names.append(name)
+        triplets = []
+        for i in range(0, n_images - 1, 2):
+            t = {
+                "pairid": i,
+                "reference": names[i],
+                "caption": "make it bigger",
+                "img_set": {"id": i, "members": [names[i], names[i + 1]], "reference_rank": 0},
+            }
+            if split != "test1":
+                t["target_hard"] = names[i + 1]
+                t["target_soft"] = {names[i + 1]: 1.0}
+                t["img_set"]["target_rank"] = 1
+            triplets.append(t)
+        (root / "cirr/image_splits").mkdir(parents=True, exist_ok=True)
+        (root / "cirr/captions").mkdir(parents=True, exist_ok=True)
+        (root / f"cirr/image_splits/split.rc2.{split}.json").write_text(json.dumps(split_map))
+        (root / f"cirr/captions/cap.rc2.{split}.json").write_text(json.dumps(triplets))
+        names_by_split[split] = names
+    return names_by_split
+
+
+@pytest.fixture
+def mini_cirr(tmp_path) -> Path:
+    root = tmp_path / "mini_cirr"
+    write_mini_cirr(root)
+    return root

@@ -1,6 +1,6 @@
 """Spectral-residual saliency boxes (OpenCV contrib's StaticSaliencySpectralResidual).
 
-Map → blur → threshold at mean + k·std → morphological closing → external contours → boxes,
+Map → blur → threshold at mean + k·std → fragments grouped by dilation → one box per group,
 ranked by the total saliency they hold. Works on a copy resized to `work_size` (the spectral
 residual itself runs at 64 px, so larger inputs only cost decode time).
 """
@@ -19,11 +19,12 @@ from cirflow.errors import CirflowError
 
 @dataclass
 class SaliencyDetector:
-    work_size: int = 128
-    blur: int = 3
-    threshold_k: float = 2.0
-    close_kernel: int = 5
+    work_size: int = 64
+    blur: int = 1
+    threshold_k: float = 1.5
+    close_kernel: int = 11
     max_regions: int = 5
+    peak_fraction: float = 0.65
     name: str = "saliency"
     batch_size: int = 1
 
@@ -57,19 +58,29 @@ class SaliencyDetector:
     def detect_one(self, image: Image.Image) -> Detections:
         smap = self.saliency_map(image)
         mh, mw = smap.shape
-        if mh < 2 or mw < 2 or float(smap.max()) <= 0.0:
+        # A flat map (uniform image) has nothing salient; thresholding it would box noise.
+        if mh < 2 or mw < 2 or float(smap.max() - smap.min()) < 0.05 * float(smap.max()):
             return Detections(source=self.name)
         threshold = float(smap.mean() + self.threshold_k * smap.std())
         mask = (smap > threshold).astype(np.uint8)
+        # Spectral residual lights up an object's outline, often in fragments. Group fragments
+        # with a dilated copy of the mask, but measure each box on the undilated mask so the
+        # grouping does not inflate it.
+        groups = mask
         if self.close_kernel > 1:
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (self.close_kernel,) * 2)
-            mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            groups = cv2.dilate(mask, kernel)
+        n_groups, group_of = cv2.connectedComponents(groups, connectivity=8)
         regions = []
-        for contour in contours:
-            x, y, w, h = cv2.boundingRect(contour)
-            mass = float(smap[y : y + h, x : x + w].sum())
-            regions.append((mass, (x / mw, y / mh, (x + w) / mw, (y + h) / mh)))
+        for g in range(1, n_groups):
+            in_group = (group_of == g) & (mask > 0)
+            # The map is blurred, so the outline's halo spreads outwards; the pixels above
+            # `peak_fraction` of the group's peak sit on the object's real edges.
+            peak = float(smap[in_group].max())
+            ys, xs = np.nonzero(in_group & (smap >= self.peak_fraction * peak))
+            x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+            mass = float(smap[in_group].sum())
+            regions.append((mass, (float(x0 / mw), float(y0 / mh), float(x1 / mw), float(y1 / mh))))
         regions.sort(key=lambda r: (-r[0], r[1]))
         regions = regions[: self.max_regions]
         total = sum(r[0] for r in regions) or 1.0
