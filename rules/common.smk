@@ -5,7 +5,10 @@ import os
 from snakemake.utils import validate
 
 from cirflow.boxes.detectors import method_config, uses_gpu
+from cirflow.config import check_config
 
+# Every bad key listed by name first, then Snakemake's own validation (fills defaults).
+check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASET = config["dataset"]["name"]
