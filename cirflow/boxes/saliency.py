@@ -19,12 +19,12 @@ from cirflow.errors import CirflowError
 
 @dataclass
 class SaliencyDetector:
-    work_size: int = 64
+    work_size: int = 128
     blur: int = 1
     threshold_k: float = 1.5
     close_kernel: int = 11
     max_regions: int = 5
-    peak_fraction: float = 0.65
+    peak_fraction: float = 0.5
     name: str = "saliency"
     batch_size: int = 1
 
