@@ -1,0 +1,298 @@
+"""The embedded demo dataset generator: determinism, CIRR layout, consistency, boxes, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cirflow import cli
+from cirflow.data import demo
+from cirflow.data.cirr import SPLITS, CirrDataset
+from cirflow.errors import CirflowError
+
+COUNTS = {"train": 42, "val": 21, "test1": 19}  # not multiples of 4: partial last families
+KWARGS = {
+    "train_triplets": COUNTS["train"],
+    "val_triplets": COUNTS["val"],
+    "test1_triplets": COUNTS["test1"],
+    "progress": False,
+}
+TRAIN_KEYS = ["pairid", "reference", "target_hard", "target_soft", "caption", "img_set"]
+TEST1_KEYS = ["pairid", "reference", "caption", "img_set"]
+PATH_RE = {
+    "train": re.compile(r"^\./train/(\d+)/(train-(\d+)-(\d)-img[01])\.png$"),
+    "val": re.compile(r"^\./dev/(dev-(\d+)-(\d)-img[01])\.png$"),
+    "test1": re.compile(r"^\./test1/(test1-(\d+)-(\d)-img[01])\.png$"),
+}
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def _load(root: Path):
+    captions = {
+        s: json.loads((root / f"cirr/captions/cap.rc2.{s}.json").read_text()) for s in SPLITS
+    }
+    splits = {
+        s: json.loads((root / f"cirr/image_splits/split.rc2.{s}.json").read_text()) for s in SPLITS
+    }
+    return captions, splits
+
+
+def _family(name: str) -> str:
+    return name.split("-")[1]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo") / "dataset"
+    demo.generate_demo(root, seed=0, workers=2, **KWARGS)
+    return root
+
+
+def test_same_seed_same_bytes_whatever_the_workers(dataset, tmp_path):
+    again = tmp_path / "again"
+    demo.generate_demo(again, seed=0, workers=1, **KWARGS)
+    first, second = _files(dataset), _files(again)
+    assert sorted(first) == sorted(second)
+    different = [name for name in first if first[name] != second[name]]
+    assert different == []
+
+
+def test_other_seed_other_data(dataset, tmp_path):
+    other = tmp_path / "other"
+    demo.generate_demo(other, seed=1, workers=1, **KWARGS)
+    first, second = _files(dataset), _files(other)
+    assert first["boxes_gt.json"] != second["boxes_gt.json"]
+    for split in SPLITS:
+        name = f"cirr/captions/cap.rc2.{split}.json"
+        assert first[name] != second[name]
+    common_images = [n for n in first if n.endswith(".png") and n in second]
+    assert common_images
+    assert all(first[n] != second[n] for n in common_images)
+
+
+def test_cirr_layout(dataset):
+    captions, splits = _load(dataset)
+    for split in SPLITS:
+        assert len(captions[split]) == COUNTS[split]
+        for name, rel in splits[split].items():
+            match = PATH_RE[split].match(rel)
+            assert match, rel
+            assert name in match.groups()
+            assert (dataset / rel).is_file()
+        for t in captions[split]:
+            if split == "test1":
+                assert list(t) == TEST1_KEYS
+                assert list(t["img_set"]) == ["id", "members", "reference_rank"]
+            else:
+                assert list(t) == TRAIN_KEYS
+                assert list(t["img_set"]) == ["id", "members", "reference_rank", "target_rank"]
+                assert t["target_soft"] == {t["target_hard"]: 1.0}
+            assert isinstance(t["pairid"], int)
+            assert isinstance(t["img_set"]["id"], int)
+            assert isinstance(t["caption"], str) and t["caption"]
+    # Train images spread over several numbered folders, one folder per family.
+    folders = {PATH_RE["train"].match(rel).group(1) for rel in splits["train"].values()}
+    assert len(folders) > 1
+    # The project's own loader accepts it.
+    for split in SPLITS:
+        ds = CirrDataset(dataset, split)
+        assert len(ds.triplets) == COUNTS[split]
+        assert ds.missing_images() == []
+
+
+def test_pairids_unique_over_all_splits(dataset):
+    captions, _ = _load(dataset)
+    ids = [t["pairid"] for s in SPLITS for t in captions[s]]
+    assert len(ids) == len(set(ids)) == sum(COUNTS.values())
+
+
+def test_triplets_consistent_with_split_files(dataset):
+    captions, splits = _load(dataset)
+    for split in SPLITS:
+        used = set()
+        for t in captions[split]:
+            members = t["img_set"]["members"]
+            assert len(members) == demo.IMAGES_PER_FAMILY == len(set(members))
+            assert t["reference"] in splits[split]
+            assert all(m in splits[split] for m in members)
+            assert members[t["img_set"]["reference_rank"]] == t["reference"]
+            # One family per image set: the members are each other's hard distractors.
+            assert {_family(m) for m in members} == {_family(t["reference"])}
+            assert str(t["img_set"]["id"]) == _family(t["reference"])
+            used.update(members)
+            used.add(t["reference"])
+            if split != "test1":
+                target = t["target_hard"]
+                assert target in splits[split] and target != t["reference"]
+                assert members[t["img_set"]["target_rank"]] == target
+                used.add(target)
+        assert used == set(splits[split])
+        # No (reference, caption) asked twice with different answers.
+        keys = Counter((t["reference"], t["caption"]) for t in captions[split])
+        assert max(keys.values()) == 1
+
+
+def test_family_members_are_distinct_images(dataset):
+    _, splits = _load(dataset)
+    families: dict[str, list[str]] = {}
+    for name in splits["val"]:
+        families.setdefault(_family(name), []).append(name)
+    for names in families.values():
+        arrays = [np.asarray(Image.open(dataset / splits["val"][n])) for n in names]
+        assert len({a.shape for a in arrays}) == 1  # same size and background
+        for i in range(len(arrays)):
+            for j in range(i + 1, len(arrays)):
+                assert not np.array_equal(arrays[i], arrays[j])
+
+
+def test_image_sizes_within_bounds(dataset):
+    _, splits = _load(dataset)
+    sizes = set()
+    for split in SPLITS:
+        for rel in splits[split].values():
+            with Image.open(dataset / rel) as image:
+                assert image.format == "PNG" and image.mode == "RGB"
+                w, h = image.size
+            assert demo.MIN_WIDTH <= w <= demo.MAX_WIDTH
+            assert demo.MIN_ASPECT <= w / h <= demo.MAX_ASPECT
+            sizes.add((w, h))
+    assert len(sizes) > 10  # varied
+
+
+def test_ground_truth_boxes(dataset):
+    _, splits = _load(dataset)
+    boxes = json.loads((dataset / "boxes_gt.json").read_text())
+    assert set(boxes) == {n for s in SPLITS for n in splits[s]}
+    for name, image_boxes in boxes.items():
+        assert 1 <= len(image_boxes) <= demo.MAX_OBJECTS
+        areas = []
+        for x1, y1, x2, y2 in image_boxes:
+            assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1, name
+            areas.append((x2 - x1) * (y2 - y1))
+        assert areas == sorted(areas, reverse=True)
+        assert min(areas) > 0.005  # objects are not specks
+
+
+def test_boxes_cover_the_objects(dataset):
+    """Inside each box the image differs from the rest of its family's background: an object."""
+    _, splits = _load(dataset)
+    boxes = json.loads((dataset / "boxes_gt.json").read_text())
+    for name, rel in list(splits["val"].items())[:12]:
+        image = np.asarray(Image.open(dataset / rel)).astype(float)
+        h, w, _ = image.shape
+        outside = np.ones((h, w), bool)
+        for x1, y1, x2, y2 in boxes[name]:
+            outside[int(y1 * h) : int(np.ceil(y2 * h)), int(x1 * w) : int(np.ceil(x2 * w))] = False
+        background = np.median(image[outside], axis=0)
+        for x1, y1, x2, y2 in boxes[name]:
+            cx, cy = int((x1 + x2) / 2 * w), int((y1 + y2) / 2 * h)
+            assert np.linalg.norm(image[cy, cx] - background) > 40, name
+
+
+def test_manifest(dataset):
+    manifest = json.loads((dataset / "demo_manifest.json").read_text())
+    assert manifest["seed"] == 0
+    assert manifest["version"] == demo.GENERATOR_VERSION
+    assert manifest["triplets"] == COUNTS
+    assert manifest["images"] == {
+        s: -(-COUNTS[s] // demo.TRIPLETS_PER_FAMILY) * demo.IMAGES_PER_FAMILY for s in SPLITS
+    }
+    assert sum(manifest["edits"].values()) == sum(COUNTS.values())
+
+
+def test_caption_vocabulary_covers_every_caption(dataset):
+    vocab = demo.caption_vocabulary()
+    assert vocab == sorted(set(vocab))
+    assert all(re.fullmatch(r"[a-z]+", w) for w in vocab)
+    words = set(vocab)
+    captions, _ = _load(dataset)
+    for split in SPLITS:
+        for t in captions[split]:
+            assert set(t["caption"].split()) <= words, t["caption"]
+            assert t["caption"] == " ".join(t["caption"].split())
+    # Many more families than the dataset holds, without rendering: every template is drawn.
+    seen = set()
+    for i in range(200):
+        family = demo._family(np.random.default_rng([7, i]))
+        for v in family.variants:
+            for caption in (v.forward, v.backward):
+                assert set(caption.split()) <= words, caption
+                seen.update(caption.split())
+    assert len(seen) > 0.9 * len(words)
+    for must in ("red", "circle", "triangles", "add", "remove", "move", "bigger", "three"):
+        assert must in words
+
+
+def test_captions_name_the_edit():
+    """Each variant differs from the base by exactly the edit its caption states."""
+    for i in range(100):
+        family = demo._family(np.random.default_rng([3, i]))
+        base = family.base
+        assert 1 <= len(base) <= demo.MAX_OBJECTS
+        assert len({(o.color, o.shape) for o in base}) == len(base)
+        assert len(family.variants) == demo.IMAGES_PER_FAMILY - 1
+        for v in family.variants:
+            assert 1 <= len(v.scene) <= demo.MAX_OBJECTS
+            assert len({o.cell for o in v.scene}) == len(v.scene)  # never two in one cell
+            if v.edit == "add":
+                (new,) = set(v.scene) - set(base)
+                assert new.color in v.forward and new.shape in v.forward
+            elif v.edit == "remove":
+                (gone,) = set(base) - set(v.scene)
+                assert gone.shape in v.forward or gone.color in v.forward
+            elif v.edit == "color":
+                (new,) = set(v.scene) - set(base)
+                (old,) = set(base) - set(v.scene)
+                assert new.color in v.forward.split() and old.color in v.backward.split()
+            elif v.edit == "count":
+                assert len(v.scene) > len(base)
+                (copy, *_) = set(v.scene) - set(base)
+                for caption in (v.forward, v.backward):
+                    assert copy.color in caption.split() and copy.shape in caption
+
+
+def test_small_and_empty_splits(tmp_path):
+    manifest = demo.generate_demo(
+        tmp_path, seed=3, train_triplets=5, val_triplets=1, test1_triplets=0, progress=False
+    )
+    assert manifest["triplets"] == {"train": 5, "val": 1, "test1": 0}
+    assert manifest["images"] == {"train": 12, "val": 6, "test1": 0}
+    captions, splits = _load(tmp_path)
+    assert captions["test1"] == [] and splits["test1"] == {}
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(CirflowError, match="train_triplets"):
+        demo.generate_demo(tmp_path, train_triplets=-1, progress=False)
+    with pytest.raises(CirflowError, match="seed"):
+        demo.generate_demo(tmp_path, seed=-5, progress=False)
+
+
+def test_progress_bar_on_stderr(tmp_path, capsys):
+    demo.generate_demo(tmp_path, train_triplets=4, val_triplets=4, test1_triplets=4, workers=1)
+    captured = capsys.readouterr()
+    assert "demo dataset" in captured.err
+    assert captured.out == ""
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["demo-data", "--out", str(out), "--seed", "2", "--train-triplets", "8"]
+    argv += ["--val-triplets", "4", "--test1-triplets", "4", "--no-progress"]
+    assert cli.main(argv) == 0
+    manifest = json.loads((out / "demo_manifest.json").read_text())
+    assert manifest["seed"] == 2
+    assert manifest["triplets"] == {"train": 8, "val": 4, "test1": 4}
+    assert cli.main(["demo-data", "--out", str(out), "--val-triplets", "-3"]) == 2
+    assert "val_triplets" in capsys.readouterr().err
