@@ -296,3 +296,34 @@ def test_cli(tmp_path, capsys):
     assert manifest["triplets"] == {"train": 8, "val": 4, "test1": 4}
     assert cli.main(["demo-data", "--out", str(out), "--val-triplets", "-3"]) == 2
     assert "val_triplets" in capsys.readouterr().err
+
+
+def test_smaller_rerun_leaves_no_stale_images(tmp_path):
+    out = tmp_path / "demo"
+    demo.generate_demo(
+        out, seed=0, train_triplets=12, val_triplets=8, test1_triplets=8, progress=False
+    )
+    demo.generate_demo(
+        out, seed=0, train_triplets=4, val_triplets=4, test1_triplets=4, progress=False
+    )
+    listed = set()
+    for split in ("train", "val", "test1"):
+        split_map = json.loads((out / f"cirr/image_splits/split.rc2.{split}.json").read_text())
+        listed |= {(out / rel).resolve() for rel in split_map.values()}
+    on_disk = {p.resolve() for p in out.rglob("*.png")}
+    assert on_disk == listed
+
+
+def test_never_clears_a_folder_that_is_not_a_demo(tmp_path):
+    precious = tmp_path / "real" / "train" / "0" / "photo.png"
+    precious.parent.mkdir(parents=True)
+    precious.write_bytes(b"user data")
+    demo.generate_demo(
+        tmp_path / "real",
+        seed=0,
+        train_triplets=4,
+        val_triplets=4,
+        test1_triplets=4,
+        progress=False,
+    )
+    assert precious.read_bytes() == b"user data"

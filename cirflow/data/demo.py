@@ -45,6 +45,7 @@ import math
 import multiprocessing
 import os
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -828,6 +829,17 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool):
         bar.close()
 
 
+def _remove_previous_demo_images(out: Path) -> None:
+    """Clear the image folders of an earlier demo in `out`, so that a smaller rerun leaves no
+    stale PNGs. Only done where our own manifest proves the folder is a generated demo: a real
+    dataset folder passed by mistake is never touched."""
+    if not (out / MANIFEST_FILE).is_file():
+        return
+    for folder in ("train", "dev", "test1"):
+        if (out / folder).is_dir():
+            shutil.rmtree(out / folder)
+
+
 def generate_demo(
     out_dir: str | os.PathLike,
     seed: int = 0,
@@ -850,6 +862,7 @@ def generate_demo(
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise CirflowError(f"demo: workers must be a positive integer (got {workers!r})")
     out = Path(out_dir)
+    _remove_previous_demo_images(out)
     jobs = [
         _Job(
             seed, split, index, min(TRIPLETS_PER_FAMILY, n - index * TRIPLETS_PER_FAMILY), str(out)
