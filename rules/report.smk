@@ -1,0 +1,64 @@
+# Validation report: one self-contained HTML page per box method, plus its key plots, both
+# shown by `snakemake --report report.html` (captions in rules/report/*.rst).
+# The page of one method also compares the other configured methods (their stats only: stats
+# never depend on a report, so there is no cycle). The stage 1 vs stage 2 table joins the page
+# only with report.training_comparison: true (it then waits for both trainings).
+
+
+rule box_report:
+    input:
+        boxes=lambda w: expand(
+            "results/{ds}/boxes/{method}/{split}.json",
+            ds=w.ds,
+            method=w.method,
+            split=BOX_SPLITS,
+        ),
+        meta=lambda w: expand(
+            "results/{ds}/boxes/{method}/{split}.meta.json",
+            ds=w.ds,
+            method=w.method,
+            split=BOX_SPLITS,
+        ),
+        stats=lambda w: expand(
+            "results/{ds}/boxes/{method}/{split}.stats.json",
+            ds=w.ds,
+            method=w.method,
+            split=BOX_SPLITS,
+        ),
+        split_files=[split_file(s) for s in BOX_SPLITS],
+        compare=lambda w: expand(
+            "results/{ds}/boxes/{method}/{split}.stats.json",
+            ds=w.ds,
+            method=[m for m in BOX_METHODS if m != w.method],
+            split=BOX_SPLITS,
+        ),
+        training=lambda w: (
+            [f"results/{w.ds}/eval/comparison.csv"]
+            if config["report"].get("training_comparison", False)
+            else []
+        ),
+        code=package_sources("report"),
+    output:
+        html=report(
+            "results/{ds}/report/boxes_{method}.html",
+            caption="report/box_report.rst",
+            category="Box validation",
+            subcategory="{method}",
+            labels={"method": "{method}", "figure": "validation page"},
+        ),
+        plots=report(
+            directory("results/{ds}/report/boxes_{method}_plots"),
+            patterns=["{name}.png"],
+            caption="report/box_plots.rst",
+            category="Box validation",
+            subcategory="{method}",
+            labels={"method": "{method}", "figure": "{name}"},
+        ),
+    log:
+        "logs/{ds}/report/boxes_{method}.log",
+    benchmark:
+        "benchmarks/runs/{ds}/report/boxes_{method}.tsv"
+    params:
+        report=config["report"],
+    script:
+        "../workflow_scripts/box_report.py"
