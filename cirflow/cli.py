@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "cirflow.train.cli",  # train
     "cirflow.evaluate.cli",  # evaluate, submission
     "cirflow.summary",  # summary
+    "cirflow.weights",  # weights fetch|check|env
 )
 
 
