@@ -11,6 +11,7 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/dataset.smk"
 include: "rules/boxes.smk"
+include: "rules/report.smk"
 
 
 rule all:

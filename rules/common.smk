@@ -93,5 +93,9 @@ def box_stats_targets():
     )
 
 
+def box_report_targets():
+    return expand("results/{ds}/report/boxes_{method}.html", ds=DATASET, method=BOX_METHODS)
+
+
 def all_targets():
-    return box_stats_targets()
+    return box_stats_targets() + box_report_targets()

@@ -11,25 +11,11 @@ from test_report import SUMMARY_KEYS, parse, stat_cells
 pytestmark = pytest.mark.slow
 
 REPORT = "results/demo/report/boxes_saliency.html"
-INCLUDE = 'include: "rules/report.smk"'
-
-
-def _with_report_rules(workdir):
-    """The copy's Snakefile includes rules/report.smk (until the main Snakefile does)."""
-    snakefile = workdir / "Snakefile"
-    text = snakefile.read_text()
-    if INCLUDE not in text:
-        text = text.replace(
-            'include: "rules/boxes.smk"\n', f'include: "rules/boxes.smk"\n{INCLUDE}\n'
-        )
-        assert INCLUDE in text
-        snakefile.write_text(text)
-    return workdir
 
 
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory):
-    workdir = _with_report_rules(make_workflow_copy(tmp_path_factory.mktemp("report_wf")))
+    workdir = make_workflow_copy(tmp_path_factory.mktemp("report_wf"))
     run_snakemake(workdir, REPORT)
     return workdir
 
@@ -77,9 +63,7 @@ def test_changing_report_settings_reruns_only_the_report(report_run):
 
 
 def test_several_methods_give_one_page_each_without_a_cycle(tmp_path):
-    workdir = _with_report_rules(
-        make_workflow_copy(tmp_path / "wf", {"boxes": {"methods": ["saliency", "yolo"]}})
-    )
+    workdir = make_workflow_copy(tmp_path / "wf", {"boxes": {"methods": ["saliency", "yolo"]}})
     proc = run_snakemake(
         workdir,
         "-n",
