@@ -1,6 +1,12 @@
 # Boxes: detect per shard -> merge into the seed format + sidecar -> statistics.
 
 
+# Seconds of work each: not worth a cluster job's queueing.
+localrules:
+    merge_boxes,
+    box_stats,
+
+
 rule detect_shard:
     input:
         split_file=lambda w: split_file(w.split),
@@ -37,6 +43,8 @@ rule box_stats:
     input:
         boxes="results/{ds}/boxes/{method}/{split}.json",
         meta="results/{ds}/boxes/{method}/{split}.meta.json",
+        # Ground-truth boxes (the demo's boxes_gt.json; none for CIRR) -> stats "quality".
+        gt=lambda w: gt_boxes_file() or [],
     output:
         "results/{ds}/boxes/{method}/{split}.stats.json",
     log:

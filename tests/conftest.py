@@ -116,7 +116,7 @@ SMALL_DEMO = {
 
 
 def make_workflow_copy(dest: Path, overrides: dict | None = None) -> Path:
-    """Copy the workflow into `dest` (cirflow itself is linked, so code inputs resolve) and
+    """Copy the workflow (and the cirflow sources its rules list as inputs) into `dest` and
     write `test_config.yaml` with `overrides` merged over SMALL_DEMO."""
     import shutil
 
@@ -130,7 +130,8 @@ def make_workflow_copy(dest: Path, overrides: dict | None = None) -> Path:
         elif src.exists():
             shutil.copy2(src, dest / name)
     if not (dest / "cirflow").exists():
-        (dest / "cirflow").symlink_to(REPO / "cirflow")
+        # A real copy, not a link: rerun tests edit package files here to simulate code changes.
+        shutil.copytree(REPO / "cirflow", dest / "cirflow", ignore=shutil.ignore_patterns("__pycache__"))
     config = {**SMALL_DEMO, **(overrides or {})}
     (dest / "test_config.yaml").write_text(yaml.safe_dump(config))
     return dest
@@ -147,3 +148,20 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule -> job count of what `snakemake -n` would run now ({} when nothing)."""
+    proc = run_snakemake(workdir, "-n", *args)
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].splitlines()
+    jobs = {}
+    for line in table[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        if parts[0] not in ("total", "all"):
+            jobs[parts[0]] = int(parts[1])
+    return jobs
