@@ -69,8 +69,13 @@ def compute_stats(boxes: dict[str, list], meta: dict | None = None) -> dict:
     }
 
 
-def stats_for_file(box_path: str | Path, meta_path: str | Path | None = None) -> dict:
-    """Stats of a box file on disk, with its sidecar if there is one."""
+def stats_for_file(
+    box_path: str | Path,
+    meta_path: str | Path | None = None,
+    gt_path: str | Path | None = None,
+) -> dict:
+    """Stats of a box file on disk, with its sidecar if there is one; with ground-truth boxes
+    (the demo's boxes_gt.json) also their `quality` (cirflow.boxes.quality.box_quality)."""
     boxes = read_box_file(box_path)
     meta = None
     if meta_path is None:
@@ -78,7 +83,12 @@ def stats_for_file(box_path: str | Path, meta_path: str | Path | None = None) ->
         meta_path = candidate if candidate.exists() else None
     if meta_path is not None:
         meta = read_json(meta_path, what="box sidecar file")
-    return compute_stats(boxes, meta)
+    stats = compute_stats(boxes, meta)
+    if gt_path is not None:
+        from cirflow.boxes.quality import box_quality, load_gt
+
+        stats["quality"] = box_quality(boxes, load_gt(gt_path))
+    return stats
 
 
 def format_seed_summary(stats: dict, title: str = "") -> str:
