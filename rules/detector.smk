@@ -27,13 +27,6 @@ def detector_weights(wildcards):
     return []
 
 
-def detector_targets():
-    """The trained detector's summary, when the config uses the trained detector."""
-    return (
-        ["results/demo/detector/train_summary.json"] if uses_trained_detector() else []
-    )
-
-
 rule train_detector:
     input:
         gt="results/demo/dataset/boxes_gt.json",
