@@ -1,0 +1,1 @@
+"""Composed-query features, the CIRR recall protocol and the test-server files."""

@@ -1,0 +1,102 @@
+"""`cirflow evaluate`, `cirflow submission`, `cirflow compare`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint", required=True, help="best.pt (cirflow) or a published SPRC checkpoint"
+    )
+    p.add_argument(
+        "--cirr-root", required=True, help="dataset root (cirr/captions, cirr/image_splits, images)"
+    )
+    p.add_argument(
+        "--backbone",
+        default=None,
+        choices=["pretrain", "pretrain_vitL", "tiny"],
+        help="preset of an SPRC checkpoint (cirflow checkpoints say it themselves)",
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--num-workers", type=int, default=4)
+    p.add_argument("--image-cache", default="auto", choices=["auto", "memory", "none"])
+    p.add_argument("--threads", type=int, default=None)
+
+
+def register(subparsers) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = subparsers.add_parser(
+        "evaluate", help="CIRR Recall@K / Rs@K of a checkpoint on val", formatter_class=fmt
+    )
+    _common(p)
+    p.add_argument("--split", default="val", choices=["val", "train"])
+    p.add_argument("--out", required=True, help="val_metrics.json to write")
+    p.add_argument("--details", default=None, help="also write chance levels, sizes, timing here")
+    p.set_defaults(func=run_evaluate)
+
+    p = subparsers.add_parser(
+        "submission", help="CIRR test-server files (test1) of a checkpoint", formatter_class=fmt
+    )
+    _common(p)
+    p.add_argument("--out-dir", required=True, help="folder for recall.json and recall_subset.json")
+    p.set_defaults(func=run_submission)
+
+    p = subparsers.add_parser(
+        "compare",
+        help="stage 1 vs stage 2 table (metric, stage1, stage2, delta)",
+        formatter_class=fmt,
+    )
+    p.add_argument("--stage1", required=True, help="stage-1 val_metrics.json")
+    p.add_argument("--stage2", required=True, help="stage-2 val_metrics.json")
+    p.add_argument("--out", required=True, help="comparison.csv to write")
+    p.set_defaults(func=run_compare)
+
+
+def run_evaluate(args) -> int:
+    from cirflow.evaluate.run import evaluate_checkpoint
+
+    evaluate_checkpoint(
+        args.checkpoint,
+        args.cirr_root,
+        args.out,
+        args.details,
+        args.split,
+        args.backbone,
+        args.device,
+        args.batch_size,
+        args.num_workers,
+        args.image_cache,
+        args.threads,
+    )
+    return 0
+
+
+def run_submission(args) -> int:
+    from pathlib import Path
+
+    from cirflow.evaluate.run import write_submission
+
+    out = Path(args.out_dir)
+    write_submission(
+        args.checkpoint,
+        args.cirr_root,
+        out / "recall.json",
+        out / "recall_subset.json",
+        args.backbone,
+        args.device,
+        args.batch_size,
+        args.num_workers,
+        args.image_cache,
+        args.threads,
+    )
+    return 0
+
+
+def run_compare(args) -> int:
+    from cirflow.evaluate.run import compare_stages
+
+    for r in compare_stages(args.stage1, args.stage2, args.out):
+        print(f"{r['metric']:<18} {r['stage1']:7.2f} {r['stage2']:7.2f} {r['delta']:+7.2f}")
+    return 0

@@ -1,0 +1,90 @@
+"""One split of CIRR ready to be scored: gallery images, queries, and what to compute from them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from cirflow.data.cirr import CirrDataset
+from cirflow.evaluate.features import gallery_features, query_features
+from cirflow.evaluate.ranking import max_token_scores
+from cirflow.evaluate.recall import chance_levels, cirr_metrics, submission_files
+from cirflow.train.data import ImageTable, TripletData
+
+log = logging.getLogger(__name__)
+
+
+class SplitEvaluator:
+    """Gallery = every image of the split file; queries = the split's triplets."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        tokenizer,
+        max_txt_len: int,
+        image_size: int,
+        device: torch.device,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        image_cache: str = "auto",
+        progress: bool = True,
+    ):
+        self.split = split
+        self.dataset = CirrDataset(root, split)
+        self.table = ImageTable(
+            self.dataset, image_size, image_cache, num_workers, progress=progress
+        )
+        self.data = TripletData(
+            self.dataset, self.table, tokenizer, max_txt_len, with_targets=split != "test1"
+        )
+        self.device = device
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.progress = progress
+
+    @property
+    def gallery_names(self) -> list[str]:
+        return self.table.names
+
+    def chance(self) -> dict[str, float]:
+        return chance_levels(len(self.table))
+
+    @torch.no_grad()
+    def scores(self, model) -> torch.Tensor:
+        t0 = time.perf_counter()
+        gallery = gallery_features(
+            model, self.table, self.device, self.batch_size, self.num_workers, self.progress
+        )
+        queries = query_features(
+            model, self.data, self.device, self.batch_size, self.num_workers, self.progress
+        )
+        t1 = time.perf_counter()
+        scores = max_token_scores(queries, gallery)
+        log.info(
+            "%s: features of %d images and %d queries in %.1f s, ranking in %.2f s",
+            self.split,
+            len(self.table),
+            len(self.data),
+            t1 - t0,
+            time.perf_counter() - t1,
+        )
+        return scores
+
+    def metrics(self, model) -> dict[str, float]:
+        return cirr_metrics(self.scores(model), self.gallery_names, self.data.triplets)
+
+    def submission(self, model) -> tuple[dict, dict]:
+        return submission_files(self.scores(model), self.gallery_names, self.data.triplets)
+
+
+def format_metrics(metrics: dict[str, float], chance: dict[str, float] | None = None) -> str:
+    """A small aligned table: metric, value[, chance]."""
+    lines = []
+    for k, v in metrics.items():
+        extra = f"   (chance {chance[k]:6.2f})" if chance and k in chance else ""
+        lines.append(f"  {k:<18} {v:7.2f}{extra}")
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""The CIRR recall protocol (as SPRC evaluates it) and the test-server files.
+
+Given the score s(i, j) of every query i against every gallery image j (the gallery is every
+image of the split file):
+
+* the reference image of query i is removed from its ranking;
+* R@K  (K = 1, 5, 10, 50): the target is among the K best of the remaining gallery;
+* Rs@K (K = 1, 2, 3): the target is among the K best of `img_set.members` minus the reference
+  (5 images in CIRR, so chance is K/5);
+* means: (R@5 + Rs@1) / 2, and the arithmetic, harmonic and geometric means of the 7 recalls.
+
+Ties are broken by gallery order (a stable descending sort), the same rule for ranks, top-K lists
+and subset lists. All numbers are percentages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+RECALL_KS = (1, 5, 10, 50)
+SUBSET_KS = (1, 2, 3)
+RECALL_KEYS = tuple(f"recall_at{k}" for k in RECALL_KS)
+SUBSET_KEYS = tuple(f"group_recall_at{k}" for k in SUBSET_KS)
+MEAN_KEYS = ("mean(R@5+R_s@1)", "arithmetic_mean", "harmonic_mean", "geometric_mean")
+# Column order of validation_metrics.csv and keys of val_metrics.json (SPRC's names).
+METRIC_KEYS = (*SUBSET_KEYS, *RECALL_KEYS, *MEAN_KEYS)
+
+
+def _rank_of(scores: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """0-based rank of column `target[i]` among the True `candidates[i]` (stable, descending)."""
+    n = scores.shape[1]
+    t_score = scores.gather(1, target[:, None])
+    col = torch.arange(n, device=scores.device)[None, :]
+    ahead = (scores > t_score) | ((scores == t_score) & (col < target[:, None]))
+    return (ahead & candidates).sum(dim=1)
+
+
+def recall_ranks(
+    scores: torch.Tensor,
+    reference: torch.Tensor,
+    target: torch.Tensor,
+    members: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ranks of the target in the full gallery (reference removed) and in its subset.
+
+    scores (Q, N); reference, target (Q,) gallery indices; members (Q, M) gallery indices of
+    `img_set.members` (the reference among them is ignored; pad with -1).
+    """
+    q, n = scores.shape
+    rows = torch.arange(q, device=scores.device)
+    not_ref = torch.ones((q, n), dtype=torch.bool, device=scores.device)
+    not_ref[rows, reference] = False
+    rank = _rank_of(scores, target, not_ref)
+    in_subset = torch.zeros((q, n), dtype=torch.bool, device=scores.device)
+    valid = members >= 0
+    in_subset[rows[:, None].expand_as(members)[valid], members[valid]] = True
+    in_subset &= not_ref
+    subset_rank = _rank_of(scores, target, in_subset)
+    return rank, subset_rank
+
+
+def metrics_from_ranks(rank: torch.Tensor, subset_rank: torch.Tensor) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in SUBSET_KS:
+        out[f"group_recall_at{k}"] = float((subset_rank < k).float().mean() * 100)
+    for k in RECALL_KS:
+        out[f"recall_at{k}"] = float((rank < k).float().mean() * 100)
+    return add_means(out)
+
+
+def add_means(m: dict[str, float]) -> dict[str, float]:
+    seven = [m[k] for k in (*RECALL_KEYS, *SUBSET_KEYS)]
+    m["mean(R@5+R_s@1)"] = (m["recall_at5"] + m["group_recall_at1"]) / 2
+    m["arithmetic_mean"] = sum(seven) / 7
+    m["harmonic_mean"] = 0.0 if min(seven) <= 0 else 7 / sum(1 / v for v in seven)
+    m["geometric_mean"] = 0.0 if min(seven) <= 0 else math.exp(sum(math.log(v) for v in seven) / 7)
+    return {k: m[k] for k in METRIC_KEYS}
+
+
+def cirr_metrics(
+    scores: torch.Tensor,
+    gallery_names: Sequence[str],
+    triplets: Sequence[dict],
+) -> dict[str, float]:
+    """The 7 recalls and 4 means (percent) of CIRR triplets (val) against the gallery scores."""
+    index = {n: i for i, n in enumerate(gallery_names)}
+    reference = torch.tensor([index[t["reference"]] for t in triplets], device=scores.device)
+    target = torch.tensor([index[t["target_hard"]] for t in triplets], device=scores.device)
+    members = member_matrix(triplets, index).to(scores.device)
+    rank, subset_rank = recall_ranks(scores, reference, target, members)
+    return metrics_from_ranks(rank, subset_rank)
+
+
+def member_matrix(triplets: Sequence[dict], index: dict[str, int]) -> torch.Tensor:
+    width = max((len(t["img_set"]["members"]) for t in triplets), default=0)
+    out = torch.full((len(triplets), max(width, 1)), -1, dtype=torch.long)
+    for i, t in enumerate(triplets):
+        ids = [index[m] for m in t["img_set"]["members"]]
+        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
+
+
+def chance_levels(gallery_size: int, subset_size: int = 5) -> dict[str, float]:
+    """Recall of a random ranking: K / (gallery − 1) and K / subset size, in percent."""
+    out = {f"group_recall_at{k}": 100 * min(1.0, k / subset_size) for k in SUBSET_KS}
+    out.update({f"recall_at{k}": 100 * min(1.0, k / max(gallery_size - 1, 1)) for k in RECALL_KS})
+    return add_means(out)
+
+
+def stable_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k best columns per row, ties broken by column order."""
+    k = min(k, scores.shape[1])
+    return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+
+
+def submission_files(
+    scores: torch.Tensor,
+    gallery_names: Sequence[str],
+    triplets: Sequence[dict],
+    top_k: int = 50,
+    subset_k: int = 3,
+) -> tuple[dict, dict]:
+    """CIRR test-server files: {"version": "rc2", "metric": "recall", "<pairid>": [top-50 names]}
+    and the same with "recall_subset" and the top-3 members (reference excluded in both)."""
+    index = {n: i for i, n in enumerate(gallery_names)}
+    scores = scores.clone()
+    rows = torch.arange(len(triplets), device=scores.device)
+    reference = torch.tensor([index[t["reference"]] for t in triplets], device=scores.device)
+    scores[rows, reference] = float("-inf")
+    top = stable_topk(scores, top_k).cpu().tolist()
+    recall: dict = {"version": "rc2", "metric": "recall"}
+    subset: dict = {"version": "rc2", "metric": "recall_subset"}
+    for i, t in enumerate(triplets):
+        pid = str(t["pairid"])
+        recall[pid] = [gallery_names[j] for j in top[i] if j != reference[i]][:top_k]
+        # Gallery order first, so that ties fall the same way as in the full ranking.
+        members = sorted((m for m in t["img_set"]["members"] if m != t["reference"]), key=index.get)
+        cols = torch.tensor([index[m] for m in members], device=scores.device)
+        order = torch.sort(scores[i, cols], descending=True, stable=True).indices.cpu().tolist()
+        subset[pid] = [members[j] for j in order[:subset_k]]
+    return recall, subset

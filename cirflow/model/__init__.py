@@ -1,0 +1,1 @@
+"""SPRC on LAVIS components: presets, the model, checkpoints (see sprc.py for the equations)."""

@@ -1,0 +1,157 @@
+"""Model weights on disk: cirflow's checkpoints and the published SPRC ones.
+
+cirflow checkpoint (``best.pt``, ``last.pt``), a dict:
+
+    format      "cirflow-sprc/1"
+    model       {"preset": <preset name>, "freeze_vit": bool, "vit_precision": str, "with_region": bool}
+    state_dict  the trainable weights only: everything except a frozen ViT (LAVIS rebuilds it
+                from its own cached weights), with LAVIS/SPRC parameter names
+    ...         training state (optimizer, scheduler, epoch, RNG, history) in last.pt
+
+Published SPRC checkpoint: ``{"Blip2QformerCirAlignPrompt": state_dict, ...}`` (what SPRC's
+``save_model`` writes), LAVIS parameter names, possibly with a DDP ``module.`` prefix; its
+`itm_head.*` and `Qformer.cls.*` weights are not used by SPRC's retrieval and are ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cirflow.errors import CirflowError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "cirflow-sprc/1"
+SPRC_KEY = "Blip2QformerCirAlignPrompt"
+IGNORED_PREFIXES = ("itm_head.", "Qformer.cls.")
+
+
+def saved_state_dict(model) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint holds: all but a frozen ViT's."""
+    frozen_vit = getattr(model, "freeze_vit", False)
+    return {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if not (frozen_vit and k.startswith("visual_encoder."))
+    }
+
+
+def model_spec(model) -> dict[str, Any]:
+    return {
+        "preset": model.preset.name,
+        "freeze_vit": bool(model.preset.freeze_vit),
+        "vit_precision": model.preset.vit_precision,
+        "with_region": bool(model.with_region),
+    }
+
+
+def torch_load(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CirflowError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CirflowError(f"cannot load checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise CirflowError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+    return obj
+
+
+def extract_state_dict(obj: dict, path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """(state_dict, kind) from a cirflow or a published SPRC checkpoint."""
+    if obj.get("format") == FORMAT:
+        return obj["state_dict"], "cirflow"
+    if SPRC_KEY in obj and isinstance(obj[SPRC_KEY], dict):
+        sd = obj[SPRC_KEY]
+        kind = "sprc"
+    elif all(isinstance(v, torch.Tensor) for v in obj.values()) and obj:
+        sd, kind = obj, "state_dict"
+    else:
+        raise CirflowError(
+            f"{path}: not a cirflow checkpoint (format {FORMAT!r}) nor an SPRC one "
+            f"({{'{SPRC_KEY}': state_dict}}); top-level keys: {sorted(obj)[:8]}"
+        )
+    sd = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
+    return sd, kind
+
+
+def load_weights(
+    model, state_dict: dict[str, torch.Tensor], source: str, allow_missing: tuple[str, ...] = ()
+) -> None:
+    """Load `state_dict` into `model`; fail on any weight the model needs that is absent.
+
+    Allowed absent: a frozen ViT (rebuilt by LAVIS) and the prefixes in `allow_missing`
+    (e.g. ``region_proj.`` when stage 2 starts from a stage-1 checkpoint).
+    """
+    sd = {k: v for k, v in state_dict.items() if not k.startswith(IGNORED_PREFIXES)}
+    own = model.state_dict()
+    shape_errors = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in sd.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if shape_errors:
+        raise CirflowError(
+            f"{source}: weights do not fit this model (wrong --backbone/preset?): "
+            + "; ".join(shape_errors[:5])
+        )
+    msg = model.load_state_dict(sd, strict=False)
+    frozen_vit = getattr(model, "freeze_vit", False)
+    missing = [
+        k
+        for k in msg.missing_keys
+        if not (frozen_vit and k.startswith("visual_encoder."))
+        and not k.startswith(allow_missing)
+        and not k.endswith("position_ids")
+    ]
+    if missing:
+        raise CirflowError(
+            f"{source}: {len(missing)} model weights missing from the file, e.g. {missing[:5]}"
+        )
+    if msg.unexpected_keys:
+        log.warning(
+            "%s: %d weights in the file are not in the model (ignored), e.g. %s",
+            source,
+            len(msg.unexpected_keys),
+            msg.unexpected_keys[:5],
+        )
+
+
+def build_model_from_checkpoint(
+    path: str | Path, preset_name: str | None = None, device: str | torch.device = "cpu"
+):
+    """Build an SPRC model and load `path` (cirflow or published SPRC format) into it.
+
+    A published SPRC file does not say which backbone it was trained with: pass `preset_name`
+    (``pretrain`` for SPRC's released CIRR weights).
+    """
+    from cirflow.model.presets import get_preset
+    from cirflow.model.sprc import SPRC
+
+    obj = torch_load(path)
+    sd, kind = extract_state_dict(obj, path)
+    if kind == "cirflow":
+        spec = obj["model"]
+        if preset_name and preset_name != spec["preset"]:
+            raise CirflowError(
+                f"{path} was trained with preset {spec['preset']!r}, not {preset_name!r}"
+            )
+        preset = get_preset(
+            spec["preset"], freeze_vit=spec["freeze_vit"], vit_precision=spec["vit_precision"]
+        )
+        model = SPRC(preset, with_region=spec["with_region"], load_pretrained=False)
+    else:
+        if not preset_name:
+            raise CirflowError(
+                f"{path} is an SPRC checkpoint: say which backbone it uses (--backbone pretrain)"
+            )
+        model = SPRC(get_preset(preset_name), load_pretrained=False)
+    load_weights(model, sd, str(path))
+    model.prepare_for_device(torch.device(device))
+    log.info("loaded %s checkpoint %s (preset %s)", kind, path, model.preset.name)
+    return model.to(device), obj

@@ -1,0 +1,183 @@
+"""Model presets: which ViT, Q-Former size, vocabulary and weights a `--backbone` name means.
+
+* ``pretrain``      — EVA ViT-g/14 + BERT-base Q-Former, BLIP-2 weights (SPRC's default backbone).
+* ``pretrain_vitL`` — CLIP ViT-L/14 + BERT-base Q-Former, BLIP-2 weights.
+* ``tiny``          — the same LAVIS classes at toy sizes, randomly initialised, ViT trainable and
+                      fp32, with the vocabulary file shipped beside this module: fully offline,
+                      for the embedded demo and the tests.
+
+The two ``pretrain*`` presets load their weights the way LAVIS does (its download cache, i.e.
+``$TORCH_HOME/hub/checkpoints`` for the ViT and BLIP-2 files, the Hugging Face cache for
+``bert-base-uncased``); `check_weights_available` turns a missing file on an offline machine into
+an error naming the file instead of a multi-minute network hang.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cirflow.errors import CirflowError
+
+TINY_VOCAB_FILE = Path(__file__).with_name("tiny_vocab.txt")
+
+LAVIS_BLIP2 = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/"
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    # Vision encoder: "eva_clip_g" | "clip_L" (LAVIS factories, pretrained) | "eva_tiny"
+    # (lavis.models.eva_vit.VisionTransformer at the sizes below, random init).
+    vit_model: str
+    image_size: int
+    freeze_vit: bool
+    vit_precision: str  # "fp16" | "fp32" (fp16 is used on CUDA only)
+    num_query_token: int
+    embed_dim: int
+    max_txt_len: int
+    cross_attention_freq: int = 2
+    drop_path_rate: float = 0.0
+    use_grad_checkpoint: bool = False
+    # The BLIP-2 checkpoint (LAVIS URL) the Q-Former, query tokens, projections start from.
+    pretrained: str | None = None
+    # "bert-base-uncased" (Hugging Face) or a local WordPiece vocab file.
+    vocab: str = "bert-base-uncased"
+    # Tiny sizes (eva_tiny / from_dict Q-Former only).
+    vit_patch_size: int = 14
+    vit_width: int = 0
+    vit_depth: int = 0
+    vit_heads: int = 0
+    qformer: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vit_grid(self) -> int:
+        """Patch grid side G (ViT tokens = 1 + G*G)."""
+        return self.image_size // self.vit_patch_size
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, ModelPreset] = {
+    "pretrain": ModelPreset(
+        name="pretrain",
+        vit_model="eva_clip_g",
+        image_size=224,
+        freeze_vit=True,
+        vit_precision="fp16",
+        num_query_token=32,
+        embed_dim=256,
+        max_txt_len=32,
+        pretrained=LAVIS_BLIP2 + "blip2_pretrained.pth",
+        vit_patch_size=14,
+    ),
+    "pretrain_vitL": ModelPreset(
+        name="pretrain_vitL",
+        vit_model="clip_L",
+        image_size=224,
+        freeze_vit=True,
+        vit_precision="fp16",
+        num_query_token=32,
+        embed_dim=256,
+        max_txt_len=32,
+        pretrained=LAVIS_BLIP2 + "blip2_pretrained_vitL.pth",
+        vit_patch_size=14,
+    ),
+    "tiny": ModelPreset(
+        name="tiny",
+        vit_model="eva_tiny",
+        image_size=64,
+        freeze_vit=False,
+        vit_precision="fp32",
+        num_query_token=8,
+        embed_dim=64,
+        max_txt_len=24,
+        vocab="tiny",
+        vit_patch_size=8,
+        vit_width=96,
+        vit_depth=3,
+        vit_heads=4,
+        qformer={
+            "hidden_size": 96,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 4,
+            "intermediate_size": 192,
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+            "max_position_embeddings": 64,
+            # BERT's 0.02 keeps a randomly initialised narrow Q-Former near-constant over its
+            # inputs (cosine 0.9999 between samples): ~1/sqrt(width) lets it learn from scratch.
+            "initializer_range": 0.1,
+        },
+    ),
+}
+
+# Files LAVIS downloads for the ViT of each pretrained backbone.
+VIT_WEIGHTS = {
+    "eva_clip_g": LAVIS_BLIP2 + "eva_vit_g.pth",
+    "clip_L": LAVIS_BLIP2 + "clip_vit_L.pth",
+}
+
+
+def get_preset(
+    name: str, freeze_vit: bool | None = None, vit_precision: str | None = None
+) -> ModelPreset:
+    """The preset `name`, with the optional overrides from config (`model.freeze_vit`, ...)."""
+    if name not in PRESETS:
+        raise CirflowError(
+            f"unknown model preset (model.preset / --backbone) {name!r}: expected one of "
+            f"{', '.join(PRESETS)}"
+        )
+    preset = PRESETS[name]
+    changes: dict[str, Any] = {}
+    if freeze_vit is not None:
+        changes["freeze_vit"] = bool(freeze_vit)
+    if vit_precision is not None:
+        if vit_precision not in ("fp16", "fp32"):
+            raise CirflowError(f"model.vit_precision must be fp16 or fp32 (got {vit_precision!r})")
+        changes["vit_precision"] = vit_precision
+    return dataclasses.replace(preset, **changes) if changes else preset
+
+
+def _lavis_cache_file(url: str) -> Path:
+    """Where LAVIS's download_cached_file keeps `url` (timm's hub cache under TORCH_HOME)."""
+    from timm.models import hub as timm_hub
+
+    return Path(timm_hub.get_cache_dir()) / os.path.basename(url)
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", "0"
+    ) not in ("", "0")
+
+
+def check_weights_available(preset: ModelPreset) -> None:
+    """On an offline machine, fail fast with the missing files named (no network hang)."""
+    if preset.vit_model == "eva_tiny" or not offline():
+        return
+    missing = []
+    for url in (VIT_WEIGHTS.get(preset.vit_model), preset.pretrained):
+        if url and not _lavis_cache_file(url).is_file():
+            missing.append(f"{url} -> {_lavis_cache_file(url)}")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        for fname in ("config.json", "vocab.txt"):
+            hit = try_to_load_from_cache("bert-base-uncased", fname)
+            if not isinstance(hit, str):
+                missing.append(f"bert-base-uncased/{fname} in the Hugging Face cache ($HF_HOME)")
+    except ImportError:  # pragma: no cover - huggingface_hub is installed with transformers
+        pass
+    if missing:
+        raise CirflowError(
+            f"model preset {preset.name!r} needs weights that are not cached and this machine is "
+            "offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE set):\n  "
+            + "\n  ".join(missing)
+            + "\nDownload them on a machine with internet (run the same command once there, or "
+            "fetch the URLs into the paths shown) and copy the caches here; or use --backbone tiny."
+        )

@@ -1,0 +1,424 @@
+"""SPRC (`blip2_cir_align_prompt`) on LAVIS components, with the optional region head of stage 2.
+
+Notation (DESIGN §5/§6): T is the tokenised caption, E_r and E_t the ViT tokens of the reference
+and target image (after `ln_vision`), nq the number of learnable query tokens, ⟨·,·⟩ the dot
+product of L2-normalised vectors and τ the learnable temperature.
+
+    P   = QFormer(queries ⊕ T, cross-attending E_r)[:, :nq]                      sentence-level prompt
+    q   = norm(text_proj(QFormer(P ⊕ T, no image)[:, nq]))                       composed query
+    K_t = norm(vision_proj(QFormer(queries, cross-attending E_t)))               nq target tokens
+    s(i, j) = max_k ⟨q_i, K_{t_j,k}⟩                       L_itc   = CE(s / τ, diagonal)
+    u   = norm(text_proj(QFormer([CLS] ⊕ prompt_tokens ⊕ T[1:], no image)[:, 0]))
+                                                           L_rtc   = CE(max_k ⟨u_i, K_{t_j,k}⟩ / τ, diagonal)
+    L_align = MSE(mean_k P_k, stopgrad(mean_k prompt_tokens_k))
+
+Stage 2 adds the region term (see `region_loss`):
+
+    r_{j,m} = norm(region_proj(ROIAlign(patch grid of E_t[j], box m of target j)))
+    s_reg(i, j) = max_m ⟨q_i, r_{j,m}⟩            L_region = CE(s_reg / τ, diagonal) over the
+                                                  rows/columns whose targets have ≥ 1 box (0 if none)
+
+"No image" passes do not go through `BertModel.forward` (LAVIS asserts that cross-attention
+layers get image tokens whenever query embeddings are given): the embeddings are composed here and
+the encoder is called with ``query_length=0``, so every token — prompt tokens included — takes
+the text feed-forward and no cross-attention, as SPRC does.
+
+The ViT, `ln_vision`, `Qformer`, `query_tokens`, `vision_proj`, `text_proj`, `temp` and
+`prompt_tokens` keep LAVIS/SPRC's attribute names, so published SPRC state dicts load as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cirflow.errors import CirflowError
+from cirflow.model.presets import TINY_VOCAB_FILE, ModelPreset, check_weights_available
+
+log = logging.getLogger(__name__)
+
+# LAVIS imports (slow: `import lavis` loads all of LAVIS). Done at module import so that the
+# cost is paid once per process.
+from lavis.models.blip2_models.blip2 import Blip2Base, LayerNorm, disabled_train  # noqa: E402
+from lavis.models.blip2_models.Qformer import BertConfig, BertLMHeadModel  # noqa: E402
+from lavis.models.eva_vit import VisionTransformer  # noqa: E402
+
+
+def contrastive_loss(
+    sim: torch.Tensor, temp: torch.Tensor, target_ids: torch.Tensor | None = None
+) -> torch.Tensor:
+    """CE(sim / τ, diagonal); with `target_ids`, other columns holding the same target are masked."""
+    logits = sim / temp
+    n = sim.shape[0]
+    labels = torch.arange(n, device=sim.device)
+    if target_ids is not None:
+        same = target_ids[:, None] == target_ids[None, :]
+        same.fill_diagonal_(False)
+        if bool(same.any()):
+            logits = logits.masked_fill(same, float("-inf"))
+    return F.cross_entropy(logits, labels)
+
+
+class SPRC(Blip2Base):
+    """Blip2QformerCirAlignPrompt, written from the equations above.
+
+    Args:
+        preset: the backbone (see `cirflow.model.presets`).
+        with_region: add `region_proj` (stage 2; the region loss).
+        load_pretrained: load the preset's BLIP-2 weights (pretrain presets). Pass False when a
+            checkpoint holding every trainable weight is loaded next (evaluation).
+    """
+
+    def __init__(
+        self, preset: ModelPreset, with_region: bool = False, load_pretrained: bool = True
+    ):
+        super().__init__()
+        check_weights_available(preset)
+        self.preset = preset
+        self.with_region = with_region
+        self.use_amp = False  # set by the trainer/evaluator (CUDA only)
+
+        self.tokenizer = self.build_tokenizer(preset)
+        self.visual_encoder, self.ln_vision = self.build_vision_encoder(preset)
+        self.freeze_vit = preset.freeze_vit
+        if preset.freeze_vit:
+            for param in self.visual_encoder.parameters():
+                param.requires_grad = False
+            self.visual_encoder = self.visual_encoder.eval()
+            self.visual_encoder.train = disabled_train
+        self.Qformer, self.query_tokens = self.build_qformer(
+            preset, self.visual_encoder.num_features, len(self.tokenizer)
+        )
+        hidden = self.Qformer.config.hidden_size
+        self.vision_proj = nn.Linear(hidden, preset.embed_dim)
+        self.text_proj = nn.Linear(hidden, preset.embed_dim)
+        self.temp = nn.Parameter(0.07 * torch.ones([]))
+        self.prompt_tokens = nn.Parameter(torch.zeros(1, preset.num_query_token, hidden))
+        self.prompt_tokens.data.normal_(mean=0.0, std=self.Qformer.config.initializer_range)
+        self.max_txt_len = preset.max_txt_len
+        if with_region:
+            self.region_proj = nn.Linear(self.visual_encoder.num_features, preset.embed_dim)
+        if load_pretrained and preset.pretrained:
+            self.load_blip2_weights(preset.pretrained)
+
+    # ------------------------------------------------------------------ construction (LAVIS parts)
+    @staticmethod
+    def build_tokenizer(preset: ModelPreset):
+        if preset.vocab == "bert-base-uncased":
+            return Blip2Base.init_tokenizer()  # bert-base-uncased + [DEC] as bos token
+        from transformers import BertTokenizer
+
+        vocab = TINY_VOCAB_FILE if preset.vocab == "tiny" else preset.vocab
+        tokenizer = BertTokenizer(vocab_file=str(vocab), do_lower_case=True)
+        tokenizer.add_special_tokens({"bos_token": "[DEC]"})
+        return tokenizer
+
+    @staticmethod
+    def build_vision_encoder(preset: ModelPreset):
+        if preset.vit_model in ("eva_clip_g", "clip_L"):
+            return Blip2Base.init_vision_encoder(
+                preset.vit_model,
+                preset.image_size,
+                preset.drop_path_rate,
+                preset.use_grad_checkpoint,
+                preset.vit_precision,
+            )
+        if preset.vit_model != "eva_tiny":
+            raise CirflowError(f"unknown vit_model {preset.vit_model!r} in preset {preset.name!r}")
+        vit = VisionTransformer(
+            img_size=preset.image_size,
+            patch_size=preset.vit_patch_size,
+            embed_dim=preset.vit_width,
+            depth=preset.vit_depth,
+            num_heads=preset.vit_heads,
+            mlp_ratio=4.0,
+            qkv_bias=True,
+            drop_path_rate=preset.drop_path_rate,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            use_mean_pooling=False,
+            use_checkpoint=preset.use_grad_checkpoint,
+        )
+        return vit, LayerNorm(vit.num_features)
+
+    @staticmethod
+    def build_qformer(preset: ModelPreset, vision_width: int, vocab_size: int):
+        if preset.vit_model in ("eva_clip_g", "clip_L"):
+            qformer, query_tokens = Blip2Base.init_Qformer(
+                preset.num_query_token, vision_width, preset.cross_attention_freq
+            )
+            qformer.resize_token_embeddings(vocab_size)
+        else:
+            cfg = {
+                "vocab_size": vocab_size,
+                "hidden_act": "gelu",
+                "initializer_range": 0.02,
+                "layer_norm_eps": 1e-12,
+                "pad_token_id": 0,
+                "type_vocab_size": 2,
+                "position_embedding_type": "absolute",
+                **preset.qformer,
+                "encoder_width": vision_width,
+                "add_cross_attention": True,
+                "cross_attention_freq": preset.cross_attention_freq,
+                "query_length": preset.num_query_token,
+            }
+            config = BertConfig.from_dict(cfg)
+            qformer = BertLMHeadModel(config)
+            query_tokens = nn.Parameter(torch.zeros(1, preset.num_query_token, config.hidden_size))
+            query_tokens.data.normal_(mean=0.0, std=config.initializer_range)
+        # As BLIP-2: the query feed-forward starts as a copy of the text feed-forward.
+        state = qformer.state_dict()
+        for name, param in qformer.named_parameters():
+            if "_query" in name:
+                param.data.copy_(state[name.replace("_query", "")])
+        # SPRC never uses the MLM head: drop it (its keys are ignored when loading checkpoints).
+        qformer.cls = None
+        return qformer, query_tokens
+
+    def load_blip2_weights(self, url_or_path: str) -> None:
+        from lavis.common.dist_utils import download_cached_file
+        from lavis.common.utils import is_url
+
+        path = (
+            download_cached_file(url_or_path, check_hash=False, progress=True)
+            if is_url(url_or_path)
+            else url_or_path
+        )
+        # The official BLIP-2 files are trusted pickles (they hold more than tensors).
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        msg = self.load_state_dict(checkpoint["model"], strict=False)
+        log.info(
+            "loaded BLIP-2 weights from %s (%d keys not in the file: prompt tokens, ...)",
+            url_or_path,
+            len(msg.missing_keys),
+        )
+
+    def prepare_for_device(self, device: torch.device) -> None:
+        """fp16 ViT weights only run on CUDA: on CPU they are turned back into fp32."""
+        if device.type != "cuda" and self.vit_is_fp16():
+            log.info("CPU: running the ViT in fp32 instead of the preset's fp16")
+            self.visual_encoder.float()
+
+    # ------------------------------------------------------------------------------- helpers
+    def autocast(self):
+        if self.use_amp and self.query_tokens.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def tokenize(self, captions: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = self.tokenizer(
+            captions,
+            padding="longest",
+            truncation=True,
+            max_length=self.max_txt_len,
+            return_tensors="pt",
+        )
+        device = device or self.query_tokens.device
+        return tok.input_ids.to(device), tok.attention_mask.to(device)
+
+    def trainable_named_parameters(self):
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------------------------ features
+    def vit_is_fp16(self) -> bool:
+        return any(p.dtype == torch.float16 for p in self.visual_encoder.parameters())
+
+    def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """E = ln_vision(ViT(images)): (B, 1 + G*G, D_vision), CLS first, patches row-major.
+
+        A frozen ViT runs without autograd; fp16 ViT weights (LAVIS converts its Linear/Conv
+        layers) always run under CUDA autocast, as in LAVIS.
+        """
+        on_cuda = images.device.type == "cuda"
+        vit_autocast = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if on_cuda and (self.use_amp or self.vit_is_fp16())
+            else contextlib.nullcontext()
+        )
+        with vit_autocast:
+            if self.freeze_vit:
+                with torch.no_grad():
+                    feats = self.visual_encoder(images)
+            else:
+                feats = self.visual_encoder(images)
+            return self.ln_vision(feats).float()
+
+    def target_features(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """K_t: (B, nq, embed_dim), normalised."""
+        with self.autocast():
+            query_tokens = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
+            atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+            out = self.Qformer.bert(
+                query_embeds=query_tokens,
+                encoder_hidden_states=image_embeds,
+                encoder_attention_mask=atts,
+                return_dict=True,
+            )
+            return F.normalize(self.vision_proj(out.last_hidden_state).float(), dim=-1)
+
+    def fusion_prompt(self, ref_embeds, input_ids, attention_mask) -> torch.Tensor:
+        """P: the query outputs of QFormer(queries ⊕ T, cross-attending E_r): (B, nq, H)."""
+        with self.autocast():
+            bsz = input_ids.shape[0]
+            query_tokens = self.query_tokens.expand(bsz, -1, -1)
+            query_atts = torch.ones(
+                query_tokens.shape[:-1], dtype=attention_mask.dtype, device=input_ids.device
+            )
+            img_atts = torch.ones(ref_embeds.shape[:-1], dtype=torch.long, device=ref_embeds.device)
+            out = self.Qformer.bert(
+                input_ids,
+                query_embeds=query_tokens,
+                attention_mask=torch.cat([query_atts, attention_mask], dim=1),
+                encoder_hidden_states=ref_embeds,
+                encoder_attention_mask=img_atts,
+                return_dict=True,
+            )
+            return out.last_hidden_state[:, : query_tokens.shape[1], :]
+
+    def _text_only(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The Q-Former encoder without image (query_length=0: text FFN for every token)."""
+        bert = self.Qformer.bert
+        ext = bert.get_extended_attention_mask(
+            attention_mask, embeddings.shape[:-1], embeddings.device, is_decoder=False
+        )
+        return bert.encoder(
+            embeddings, attention_mask=ext, query_length=0, return_dict=True
+        ).last_hidden_state
+
+    def compose(self, prompt: torch.Tensor, input_ids, attention_mask) -> torch.Tensor:
+        """q = norm(text_proj(QFormer(P ⊕ T, no image)[:, nq])): (B, embed_dim)."""
+        with self.autocast():
+            nq = prompt.shape[1]
+            emb = self.Qformer.bert.embeddings(input_ids=input_ids, query_embeds=prompt)
+            prompt_atts = torch.ones(
+                prompt.shape[:-1], dtype=attention_mask.dtype, device=prompt.device
+            )
+            hidden = self._text_only(emb, torch.cat([prompt_atts, attention_mask], dim=1))
+            return F.normalize(self.text_proj(hidden[:, nq, :]).float(), dim=-1)
+
+    def prompt_text_query(self, input_ids, attention_mask) -> torch.Tensor:
+        """u = norm(text_proj(QFormer([CLS] ⊕ prompt_tokens ⊕ T[1:], no image)[:, 0]))."""
+        with self.autocast():
+            emb = self.Qformer.bert.embeddings
+            bsz, length = input_ids.shape
+            pos = emb.position_ids[:, :length]
+            words = emb.word_embeddings(input_ids) + emb.position_embeddings(pos)
+            prompt = self.prompt_tokens.expand(bsz, -1, -1).to(words.dtype)
+            x = torch.cat([words[:, :1], prompt, words[:, 1:]], dim=1)
+            x = emb.dropout(emb.LayerNorm(x))
+            prompt_atts = torch.ones(prompt.shape[:-1], dtype=attention_mask.dtype, device=x.device)
+            mask = torch.cat([attention_mask[:, :1], prompt_atts, attention_mask[:, 1:]], dim=1)
+            hidden = self._text_only(x, mask)
+            return F.normalize(self.text_proj(hidden[:, 0, :]).float(), dim=-1)
+
+    def query_features(self, ref_images, input_ids, attention_mask) -> torch.Tensor:
+        """Composed query q for a batch of (reference image, caption)."""
+        prompt = self.fusion_prompt(self.image_tokens(ref_images), input_ids, attention_mask)
+        return self.compose(prompt, input_ids, attention_mask)
+
+    def gallery_features(self, images) -> torch.Tensor:
+        return self.target_features(self.image_tokens(images))
+
+    # ------------------------------------------------------------------------------- region
+    def region_features(
+        self, target_embeds: torch.Tensor, boxes: torch.Tensor, box_valid: torch.Tensor
+    ):
+        """r_{j,m}: ROI-aligned target patch features inside each box, projected and normalised.
+
+        `boxes` (B, M, 4) are in input pixels (x1, y1, x2, y2) of the S×S model input, `box_valid`
+        (B, M) marks the real ones. Patch tokens (CLS dropped) form the G×G grid, so a pixel x
+        lies at grid coordinate x * G / S (`spatial_scale`); `aligned=True` puts pixel centres at
+        half-integers, matching how the patch embedding tiles the image. Returns (B, M, embed_dim)
+        (rows of padding boxes are zero).
+        """
+        from torchvision.ops import roi_align
+
+        bsz, n_tokens, dim = target_embeds.shape
+        grid = self.preset.vit_grid
+        if n_tokens != 1 + grid * grid:
+            raise CirflowError(f"ViT gave {n_tokens} tokens, expected 1 + {grid}x{grid}")
+        patches = target_embeds[:, 1:, :].reshape(bsz, grid, grid, dim).permute(0, 3, 1, 2)
+        m = boxes.shape[1]
+        out = target_embeds.new_zeros(bsz, m, self.preset.embed_dim)
+        if m == 0 or not bool(box_valid.any()):
+            return out
+        idx = box_valid.nonzero(as_tuple=False)  # (N, 2): batch index, box slot
+        rois = torch.cat(
+            [idx[:, :1].to(patches.dtype), boxes[idx[:, 0], idx[:, 1]].to(patches.dtype)], dim=1
+        )
+        pooled = roi_align(
+            patches.float(),
+            rois.float(),
+            output_size=1,
+            spatial_scale=grid / self.preset.image_size,
+            sampling_ratio=-1,
+            aligned=True,
+        ).flatten(1)
+        with self.autocast():
+            feats = F.normalize(self.region_proj(pooled).float(), dim=-1)
+        out = out.index_put((idx[:, 0], idx[:, 1]), feats)
+        return out
+
+    def region_loss(self, q, target_embeds, boxes, box_valid, target_ids=None) -> torch.Tensor:
+        """L_region = CE(s_reg / τ, diagonal) over the batch entries whose targets have boxes."""
+        has_box = box_valid.any(dim=1)
+        if not bool(has_box.any()):
+            return q.new_zeros(())
+        r = self.region_features(target_embeds, boxes, box_valid)  # (B, M, D)
+        sim = torch.einsum("id,jmd->ijm", q, r)
+        sim = sim.masked_fill(~box_valid[None, :, :], float("-inf")).amax(dim=-1)  # (B, B)
+        keep = has_box.nonzero(as_tuple=True)[0]
+        kept_ids = target_ids[keep] if target_ids is not None else None
+        return contrastive_loss(sim[keep][:, keep], self.temperature(), kept_ids)
+
+    # ------------------------------------------------------------------------------ losses
+    def temperature(self) -> torch.Tensor:
+        return self.temp.clamp(min=1e-3, max=0.5)
+
+    def forward(
+        self,
+        ref_images: torch.Tensor,
+        target_images: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        boxes: torch.Tensor | None = None,
+        box_valid: torch.Tensor | None = None,
+        target_ids: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The unweighted losses of one batch: loss_itc, loss_rtc, loss_align[, loss_region].
+
+        `target_ids` (optional, one id per target image): a target that appears twice in the
+        batch is not a negative of the other query that wants it (masked out of the softmax).
+        """
+        bsz = ref_images.shape[0]
+        temp = self.temperature()
+
+        ref_embeds = self.image_tokens(ref_images)
+        target_embeds = self.image_tokens(target_images)
+        target_feats = self.target_features(target_embeds)  # (B, nq, D)
+
+        prompt = self.fusion_prompt(ref_embeds, input_ids, attention_mask)  # P
+        q = self.compose(prompt, input_ids, attention_mask)
+        sim = torch.einsum("id,jkd->ijk", q, target_feats).amax(dim=-1)
+        losses = {"loss_itc": contrastive_loss(sim, temp, target_ids)}
+
+        u = self.prompt_text_query(input_ids, attention_mask)
+        sim_u = torch.einsum("id,jkd->ijk", u, target_feats).amax(dim=-1)
+        losses["loss_rtc"] = contrastive_loss(sim_u, temp, target_ids)
+
+        losses["loss_align"] = F.mse_loss(
+            prompt.float().mean(dim=1),
+            self.prompt_tokens.detach().float().mean(dim=1).expand(bsz, -1),
+        )
+        if boxes is not None:
+            if not self.with_region:
+                raise CirflowError(
+                    "boxes given to a model built without region_proj (with_region=False)"
+                )
+            losses["loss_region"] = self.region_loss(q, target_embeds, boxes, box_valid, target_ids)
+        return losses

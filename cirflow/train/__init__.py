@@ -1,0 +1,1 @@
+"""Training data, the SPRC training loop, checkpoints and region boxes."""

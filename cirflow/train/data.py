@@ -1,0 +1,305 @@
+"""CIRR triplets and images for training and evaluation.
+
+Images go through `transforms.preprocess` once per image and are kept as uint8 (3, S, S):
+
+* ``memory`` — every image of the split is decoded up front (a DataLoader with `num_workers`)
+  into one tensor; batches are then gathered by index, with no per-step decoding. For the tiny
+  preset (64 px) the 3,750 demo train+val images take 46 MB.
+* ``none``   — images are decoded when a batch needs them, by DataLoader workers (the real CIRR
+  at 224 px on a GPU machine).
+* ``auto``   — memory when the table fits in `MEMORY_BUDGET` bytes, else none.
+
+Both modes visit the triplets in the same order (one permutation per epoch from a generator
+seeded with (seed, epoch)), so they give the same batches; that is also what makes a resumed run
+identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cirflow.data.cirr import CirrDataset
+from cirflow.data.images import read_image
+from cirflow.errors import CirflowError
+from cirflow.train.transforms import Geometry, preprocess
+
+log = logging.getLogger(__name__)
+
+MEMORY_BUDGET = 4 * 1024**3  # bytes of uint8 images cached per table in "auto" mode
+CACHE_MODES = ("auto", "memory", "none")
+
+
+def _decode(path: Path, size: int) -> tuple[torch.Tensor, Geometry]:
+    read = read_image(path)
+    if read.image is None:
+        raise CirflowError(f"cannot read image {path}: {read.error}")
+    return preprocess(read.image, size)
+
+
+class _DecodeDataset(Dataset):
+    def __init__(self, paths: list[Path], size: int):
+        self.paths, self.size = paths, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        img, geo = _decode(self.paths[i], self.size)
+        return i, img, (geo.width, geo.height)
+
+
+def _collate_decoded(items):
+    idx = torch.tensor([i for i, _, _ in items])
+    imgs = torch.stack([im for _, im, _ in items])
+    sizes = [s for _, _, s in items]
+    return idx, imgs, sizes
+
+
+class ImageTable:
+    """The images of one split: name → index, uint8 (3, S, S) tensors and original sizes."""
+
+    def __init__(
+        self,
+        dataset: CirrDataset,
+        size: int,
+        cache: str = "auto",
+        num_workers: int = 0,
+        progress: bool = True,
+    ):
+        if cache not in CACHE_MODES:
+            raise CirflowError(
+                f"train.image_cache must be one of {', '.join(CACHE_MODES)} (got {cache!r})"
+            )
+        self.split = dataset.split
+        self.names = list(dataset.images)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.paths = [dataset.image_path(n) for n in self.names]
+        self.size = size
+        self.num_workers = num_workers
+        need = len(self.names) * 3 * size * size
+        self.cached = cache == "memory" or (cache == "auto" and need <= MEMORY_BUDGET)
+        self.images: torch.Tensor | None = None
+        self.sizes: list[tuple[int, int] | None] = [None] * len(self.names)
+        if self.cached:
+            self._load_all(progress)
+
+    def _load_all(self, progress: bool) -> None:
+        from tqdm import tqdm
+
+        self.images = torch.empty((len(self.names), 3, self.size, self.size), dtype=torch.uint8)
+        loader = DataLoader(
+            _DecodeDataset(self.paths, self.size),
+            batch_size=64,
+            num_workers=self.num_workers,
+            collate_fn=_collate_decoded,
+        )
+        with tqdm(
+            total=len(self.names),
+            desc="decode images",
+            unit="img",
+            disable=not progress,
+            mininterval=5,
+        ) as bar:
+            for idx, imgs, sizes in loader:
+                self.images[idx] = imgs
+                for i, s in zip(idx.tolist(), sizes, strict=True):
+                    self.sizes[i] = s
+                bar.update(len(idx))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def get(self, indices: list[int] | torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, S, S) for these image indices (decoded now when not cached)."""
+        if self.images is not None:
+            return self.images[torch.as_tensor(indices, dtype=torch.long)]
+        return torch.stack([_decode(self.paths[i], self.size)[0] for i in list(indices)])
+
+    def image_size(self, i: int) -> tuple[int, int]:
+        """Original (width, height) of image i (decodes the header when not known yet)."""
+        if self.sizes[i] is None:
+            from PIL import Image
+
+            try:
+                with Image.open(self.paths[i]) as im:
+                    from PIL import ImageOps
+
+                    self.sizes[i] = ImageOps.exif_transpose(im).size
+            except Exception as exc:
+                raise CirflowError(f"cannot read image {self.paths[i]}: {exc}") from exc
+        return self.sizes[i]
+
+
+@dataclass
+class Batch:
+    indices: torch.Tensor  # triplet indices
+    target_ids: (
+        torch.Tensor | None
+    )  # gallery index of each target image (duplicates → masked negatives)
+    ref: torch.Tensor  # uint8 (B, 3, S, S)
+    target: torch.Tensor | None
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    boxes: torch.Tensor | None = None  # (B, M, 4) input pixels
+    box_valid: torch.Tensor | None = None  # (B, M) bool
+
+
+def pad_tokens(token_lists: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(len(t) for t in token_lists)
+    ids = torch.full((len(token_lists), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_lists), length), dtype=torch.long)
+    for i, t in enumerate(token_lists):
+        ids[i, : len(t)] = torch.tensor(t, dtype=torch.long)
+        mask[i, : len(t)] = 1
+    return ids, mask
+
+
+def pad_boxes(per_item: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    m = max((len(b) for b in per_item), default=0)
+    boxes = torch.zeros((len(per_item), m, 4), dtype=torch.float32)
+    valid = torch.zeros((len(per_item), m), dtype=torch.bool)
+    for i, b in enumerate(per_item):
+        boxes[i, : len(b)] = b
+        valid[i, : len(b)] = True
+    return boxes, valid
+
+
+class TripletData:
+    """The triplets of a split, tokenised once, with the images of the split's table."""
+
+    def __init__(
+        self,
+        dataset: CirrDataset,
+        table: ImageTable,
+        tokenizer,
+        max_txt_len: int,
+        with_targets: bool = True,
+    ):
+        self.dataset = dataset
+        self.table = table
+        self.triplets = dataset.triplets
+        if not self.triplets:
+            raise CirflowError(
+                f"no triplets in {dataset.root}/cirr/captions/cap.rc2.{dataset.split}.json"
+            )
+        self.ref_idx = torch.tensor([table.index[t["reference"]] for t in self.triplets])
+        self.target_idx = (
+            torch.tensor([table.index[t["target_hard"]] for t in self.triplets])
+            if with_targets
+            else None
+        )
+        enc = tokenizer(
+            [t["caption"] for t in self.triplets], truncation=True, max_length=max_txt_len
+        )
+        self.tokens: list[list[int]] = enc["input_ids"]
+        self.pad_id = tokenizer.pad_token_id or 0
+        # Per target image: boxes in input pixels (set by `attach_boxes`, stage 2).
+        self.target_boxes: dict[int, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def make_batch(
+        self, idx: torch.Tensor, ref: torch.Tensor, target: torch.Tensor | None
+    ) -> Batch:
+        ids, mask = pad_tokens([self.tokens[i] for i in idx.tolist()], self.pad_id)
+        target_ids = self.target_idx[idx] if self.target_idx is not None else None
+        batch = Batch(idx, target_ids, ref, target, ids, mask)
+        if self.target_boxes is not None and self.target_idx is not None:
+            empty = torch.zeros((0, 4))
+            per = [self.target_boxes.get(int(self.target_idx[i]), empty) for i in idx.tolist()]
+            batch.boxes, batch.box_valid = pad_boxes(per)
+        return batch
+
+    def permutation(
+        self, seed: int, epoch: int, shuffle: bool, batching: str = "random"
+    ) -> torch.Tensor:
+        """The triplet order of one epoch.
+
+        ``random`` (SPRC): a uniform shuffle. ``img_set``: the img_sets are shuffled and the
+        triplets of one set stay next to each other (shuffled among themselves), so most land in
+        the same batch and the set's other images become in-batch hard negatives — the images
+        the subset recall Rs@K must tell apart.
+        """
+        if not shuffle:
+            return torch.arange(len(self))
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+        if batching == "random":
+            return torch.randperm(len(self), generator=g)
+        if batching != "img_set":
+            raise CirflowError(f"train: batching must be 'random' or 'img_set' (got {batching!r})")
+        groups: dict = {}
+        for i, t in enumerate(self.triplets):
+            groups.setdefault(t["img_set"].get("id", i), []).append(i)
+        keys = list(groups)
+        order = []
+        for k in torch.randperm(len(keys), generator=g).tolist():
+            members = groups[keys[k]]
+            order += [members[j] for j in torch.randperm(len(members), generator=g).tolist()]
+        return torch.tensor(order, dtype=torch.long)
+
+    def batches(
+        self,
+        batch_size: int,
+        seed: int = 0,
+        epoch: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        num_workers: int = 0,
+        targets: bool = True,
+        batching: str = "random",
+    ) -> Iterator[Batch]:
+        """The batches of one epoch (same order whether images are cached or not)."""
+        order = self.permutation(seed, epoch, shuffle, batching)
+        load_targets = targets and self.target_idx is not None
+        n_full = len(order) // batch_size
+        n = n_full if drop_last else -(-len(order) // batch_size)
+        chunks = [order[i * batch_size : (i + 1) * batch_size] for i in range(n)]
+        chunks = [c for c in chunks if len(c)]
+        if self.table.cached:
+            for idx in chunks:
+                ref = self.table.get(self.ref_idx[idx])
+                tgt = self.table.get(self.target_idx[idx]) if load_targets else None
+                yield self.make_batch(idx, ref, tgt)
+            return
+        loader = DataLoader(
+            _ChunkDataset(self, chunks, load_targets),
+            batch_size=None,
+            num_workers=num_workers,
+            collate_fn=None,
+        )
+        yield from loader
+
+    def num_batches(self, batch_size: int, drop_last: bool = True) -> int:
+        return len(self) // batch_size if drop_last else -(-len(self) // batch_size)
+
+
+class _ChunkDataset(Dataset):
+    """One item = one whole batch (decoded in a worker)."""
+
+    def __init__(self, data: TripletData, chunks: list[torch.Tensor], load_targets: bool):
+        self.data, self.chunks, self.load_targets = data, chunks, load_targets
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> Batch:
+        idx = self.chunks[i]
+        ref = self.data.table.get(self.data.ref_idx[idx].tolist())
+        tgt = self.data.table.get(self.data.target_idx[idx].tolist()) if self.load_targets else None
+        return self.data.make_batch(idx, ref, tgt)
+
+
+def boxes_by_image(mapped: dict[str, np.ndarray], table: ImageTable) -> dict[int, torch.Tensor]:
+    return {
+        table.index[n]: torch.from_numpy(b)
+        for n, b in mapped.items()
+        if n in table.index and len(b)
+    }

@@ -1,0 +1,180 @@
+"""Boxes for the region loss: read a box file (the seed's format), validate every box, and map
+the boxes of each training target into the model input (TargetPad → Resize → CenterCrop).
+
+What happens to bad input (never a silent wrong loss):
+
+* not JSON, not an object of name → list                  → CirflowError naming the file
+* most boxes above 1.5 (pixel coordinates)                → CirflowError ("pixels, not normalised")
+* none of the split's images in the file (another split?) → CirflowError
+* a box with NaN/inf, x1 ≥ x2 or y1 ≥ y2, not 4 numbers    → rejected, counted
+* a box slightly outside [0, 1] (within [-0.5, 1.5])      → clipped to [0, 1], counted
+* a box further outside [0, 1]                            → rejected, counted
+* a box whose area mostly falls outside the centre crop   → dropped (< 25 % left), counted
+* an image name that is not in the split                  → ignored, counted
+* a split image missing from the file, or with []          → no region term for it, counted
+* the sidecar (<split>.meta.json) says another image size → that image's boxes rejected, counted
+
+The counts are logged and returned (they go into hparams.json).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cirflow.boxes.format import read_box_file
+from cirflow.errors import CirflowError
+from cirflow.io import read_json
+from cirflow.train.data import ImageTable
+from cirflow.train.transforms import MIN_BOX_FRACTION, geometry, map_boxes
+
+log = logging.getLogger(__name__)
+
+PIXEL_LIMIT = 1.5  # a coordinate above this is a pixel coordinate, not a normalised one
+
+
+def _check_box(box) -> tuple[list[float] | None, str | None]:
+    """(box clipped to [0, 1], None) or (None, reason)."""
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        return None, "malformed"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+        return None, "malformed"
+    if not all(math.isfinite(v) for v in box):
+        return None, "nan_or_inf"
+    if max(box) > PIXEL_LIMIT:
+        return None, "pixel_coordinates"
+    if min(box) < 1 - PIXEL_LIMIT:
+        return None, "out_of_range"
+    clipped = [min(max(float(v), 0.0), 1.0) for v in box]
+    x1, y1, x2, y2 = clipped
+    if not (x1 < x2 and y1 < y2):
+        return None, "empty_or_inverted"
+    return clipped, ("clipped" if clipped != list(map(float, box)) else None)
+
+
+def sidecar_path(box_file: Path) -> Path:
+    return box_file.with_name(box_file.stem + ".meta.json")
+
+
+def load_training_boxes(
+    box_file: str | Path, table: ImageTable, image_size: int, target_names: set[str] | None = None
+) -> tuple[dict[int, torch.Tensor], dict]:
+    """Boxes of the split's images, in model-input pixels: {image index: (K, 4)} and counts.
+
+    `target_names`: the images used as targets (only those need boxes; the counts refer to them).
+    """
+    box_file = Path(box_file)
+    data = read_box_file(box_file)
+    counts = {
+        "file": str(box_file),
+        "images_in_file": len(data),
+        "unknown_images": 0,
+        "targets": 0,
+        "targets_missing_from_file": 0,
+        "targets_without_boxes": 0,
+        "targets_with_boxes": 0,
+        "boxes_read": 0,
+        "boxes_used": 0,
+        "rejected": {
+            "malformed": 0,
+            "nan_or_inf": 0,
+            "pixel_coordinates": 0,
+            "out_of_range": 0,
+            "empty_or_inverted": 0,
+            "size_mismatch": 0,
+        },
+        "clipped_to_unit": 0,
+        "dropped_by_crop": 0,
+    }
+    known = [n for n in data if n in table.index]
+    counts["unknown_images"] = len(data) - len(known)
+    if data and not known:
+        raise CirflowError(
+            f"{box_file}: none of its {len(data)} image names is in the {table_split(table)} split "
+            f"(e.g. {next(iter(data))!r}): is it the box file of another split?"
+        )
+    # Whole-file pixel check: if most boxes are in pixels, the file is wrong, not a few boxes.
+    flat = [
+        b for boxes in data.values() for b in boxes if isinstance(b, (list, tuple)) and len(b) == 4
+    ]
+    numeric = [b for b in flat if all(isinstance(v, (int, float)) for v in b)]
+    pixel = sum(1 for b in numeric if all(math.isfinite(v) for v in b) and max(b) > PIXEL_LIMIT)
+    if numeric and pixel > 0.5 * len(numeric):
+        raise CirflowError(
+            f"{box_file}: {pixel} of {len(numeric)} boxes have coordinates above {PIXEL_LIMIT}: the file "
+            "holds pixel coordinates, but the box format is normalised to [0, 1] (x1/w, y1/h, x2/w, y2/h)"
+        )
+    sizes = {}
+    side = sidecar_path(box_file)
+    if side.is_file():
+        meta = read_json(side, what="box sidecar")
+        sizes = {
+            n: tuple(v["size"])
+            for n, v in (meta.get("images") or {}).items()
+            if isinstance(v, dict) and "size" in v
+        }
+
+    names = target_names if target_names is not None else set(table.names)
+    out: dict[int, torch.Tensor] = {}
+    for name in sorted(names):
+        counts["targets"] += 1
+        if name not in data:
+            counts["targets_missing_from_file"] += 1
+            continue
+        idx = table.index[name]
+        width, height = table.image_size(idx)
+        if name in sizes and tuple(sizes[name]) != (width, height):
+            counts["rejected"]["size_mismatch"] += len(data[name])
+            counts["boxes_read"] += len(data[name])
+            counts["targets_without_boxes"] += 1
+            continue
+        good = []
+        for box in data[name]:
+            counts["boxes_read"] += 1
+            clipped, reason = _check_box(box)
+            if clipped is None:
+                counts["rejected"][reason] += 1
+                continue
+            if reason == "clipped":
+                counts["clipped_to_unit"] += 1
+            good.append(clipped)
+        mapped, dropped = map_boxes(good, geometry(width, height, image_size), MIN_BOX_FRACTION)
+        counts["dropped_by_crop"] += dropped
+        if len(mapped):
+            out[idx] = torch.from_numpy(np.ascontiguousarray(mapped))
+            counts["targets_with_boxes"] += 1
+            counts["boxes_used"] += len(mapped)
+        else:
+            counts["targets_without_boxes"] += 1
+    log.info(
+        "boxes from %s: %d/%d targets have boxes (%d missing from the file, %d empty); %d boxes used of %d "
+        "read; rejected %s; clipped to [0,1] %d; dropped by the crop %d; %d unknown image names ignored",
+        box_file,
+        counts["targets_with_boxes"],
+        counts["targets"],
+        counts["targets_missing_from_file"],
+        counts["targets_without_boxes"],
+        counts["boxes_used"],
+        counts["boxes_read"],
+        {k: v for k, v in counts["rejected"].items() if v} or "none",
+        counts["clipped_to_unit"],
+        counts["dropped_by_crop"],
+        counts["unknown_images"],
+    )
+    if counts["targets"] and counts["targets_missing_from_file"] > 0.5 * counts["targets"]:
+        log.warning(
+            "%s: %d of %d training targets are missing from the box file: the region loss will see "
+            "few boxes (is this the file of the right split?)",
+            box_file,
+            counts["targets_missing_from_file"],
+            counts["targets"],
+        )
+    return out, counts
+
+
+def table_split(table: ImageTable) -> str:
+    return getattr(table, "split", "training")

@@ -1,0 +1,73 @@
+# Evaluation: CIRR val recall per stage, the test-server files, and stage 1 vs stage 2.
+
+
+def eval_params():
+    """The evaluate: section without its resources (evaluation is cheap to redo)."""
+    return {k: v for k, v in config["evaluate"].items() if k != "resources"}
+
+
+rule evaluate:
+    input:
+        checkpoint="results/{ds}/models/{stage}/best.pt",
+        data=[split_file("val"), captions_file("val")],
+        code=package_sources("evaluate"),
+    output:
+        metrics="results/{ds}/eval/{stage}/val_metrics.json",
+        details="results/{ds}/eval/{stage}/val_details.json",
+    log:
+        "logs/{ds}/evaluate_{stage}.log",
+    benchmark:
+        "benchmarks/runs/{ds}/evaluate_{stage}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["evaluate"]["resources"]["threads"]
+    resources:
+        gpu=config["evaluate"]["resources"]["gpu"],
+        mem_mb=config["evaluate"]["resources"]["mem_mb"],
+        runtime=config["evaluate"]["resources"]["runtime"],
+    params:
+        cirr_root=root_of_input,
+        evaluate=eval_params(),
+    script:
+        "../workflow_scripts/evaluate.py"
+
+
+rule submission:
+    input:
+        checkpoint="results/{ds}/models/{stage}/best.pt",
+        data=[split_file("test1"), captions_file("test1")],
+        code=package_sources("evaluate"),
+    output:
+        recall="results/{ds}/eval/{stage}/submission/recall.json",
+        subset="results/{ds}/eval/{stage}/submission/recall_subset.json",
+    log:
+        "logs/{ds}/submission_{stage}.log",
+    benchmark:
+        "benchmarks/runs/{ds}/submission_{stage}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["evaluate"]["resources"]["threads"]
+    resources:
+        gpu=config["evaluate"]["resources"]["gpu"],
+        mem_mb=config["evaluate"]["resources"]["mem_mb"],
+        runtime=config["evaluate"]["resources"]["runtime"],
+    params:
+        cirr_root=root_of_input,
+        evaluate=eval_params(),
+    script:
+        "../workflow_scripts/submission.py"
+
+
+rule compare_stages:
+    input:
+        stage1="results/{ds}/eval/stage1/val_metrics.json",
+        stage2="results/{ds}/eval/stage2/val_metrics.json",
+    output:
+        "results/{ds}/eval/comparison.csv",
+    log:
+        "logs/{ds}/compare_stages.log",
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/compare_stages.py"

@@ -1,0 +1,192 @@
+"""The CIRR recall protocol, the ranking and the test-server format (no model needed)."""
+
+import json
+
+import pytest
+import torch
+
+from cirflow.evaluate.ranking import max_token_scores
+from cirflow.evaluate.recall import (
+    METRIC_KEYS,
+    chance_levels,
+    cirr_metrics,
+    submission_files,
+)
+
+
+def _triplet(pairid, ref, target, members):
+    return {
+        "pairid": pairid,
+        "reference": ref,
+        "target_hard": target,
+        "caption": "x",
+        "img_set": {"id": pairid, "members": members},
+    }
+
+
+def test_hand_computed_example():
+    # Gallery a..g (7 images). Query 0: reference a, target c, members a b c d e f.
+    names = list("abcdefg")
+    scores = torch.tensor(
+        [
+            #  a    b    c    d    e    f    g
+            [
+                9.0,
+                0.8,
+                0.7,
+                0.9,
+                0.1,
+                0.2,
+                0.3,
+            ],  # ref a has the top score: removed -> c is 2nd (after d)
+            [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],  # ref g removed; target a is last of 6 -> rank 5
+            [0.5, 0.9, 0.1, 0.2, 0.3, 0.4, 0.0],  # ref c; target b first
+        ]
+    )
+    triplets = [
+        _triplet(0, "a", "c", list("abcdef")),
+        _triplet(
+            1, "g", "a", list("gabcde")
+        ),  # subset (g removed): a b c d e; a has the lowest score
+        _triplet(2, "c", "b", list("cbadef")),
+    ]
+    m = cirr_metrics(scores, names, triplets)
+    # Full ranks (reference removed): q0 -> 1 (d ahead), q1 -> 5, q2 -> 0.
+    assert m["recall_at1"] == pytest.approx(100 / 3)
+    assert m["recall_at5"] == pytest.approx(200 / 3)
+    assert m["recall_at10"] == pytest.approx(100.0)
+    assert m["recall_at50"] == pytest.approx(100.0)
+    # Subset ranks: q0 among b c d e f -> d(0.9), b(0.8) ahead -> 2; q1 among a b c d e -> 4; q2 -> 0.
+    assert m["group_recall_at1"] == pytest.approx(100 / 3)
+    assert m["group_recall_at2"] == pytest.approx(100 / 3)
+    assert m["group_recall_at3"] == pytest.approx(200 / 3)
+    assert m["mean(R@5+R_s@1)"] == pytest.approx((200 / 3 + 100 / 3) / 2)
+    seven = [
+        m[k]
+        for k in (
+            "recall_at1",
+            "recall_at5",
+            "recall_at10",
+            "recall_at50",
+            "group_recall_at1",
+            "group_recall_at2",
+            "group_recall_at3",
+        )
+    ]
+    assert m["arithmetic_mean"] == pytest.approx(sum(seven) / 7)
+    assert m["harmonic_mean"] == pytest.approx(7 / sum(1 / v for v in seven))
+    assert list(m) == list(METRIC_KEYS)
+
+
+def test_reference_is_removed_even_when_it_is_the_target_column_neighbour():
+    # The reference always has the best score (it is the query's own image): R@1 must ignore it.
+    names = ["r", "t", "x"]
+    scores = torch.tensor([[1.0, 0.5, 0.4]])
+    m = cirr_metrics(scores, names, [_triplet(0, "r", "t", ["r", "t", "x"])])
+    assert m["recall_at1"] == 100.0 and m["group_recall_at1"] == 100.0
+
+
+def test_ties_break_by_gallery_order():
+    names = ["r", "a", "t", "b"]
+    scores = torch.tensor([[0.0, 0.5, 0.5, 0.5]])  # a, t, b tie: a comes first
+    m = cirr_metrics(scores, names, [_triplet(0, "r", "t", ["r", "a", "t", "b"])])
+    assert m["recall_at1"] == 0.0 and m["recall_at5"] == 100.0
+    assert m["group_recall_at1"] == 0.0 and m["group_recall_at2"] == 100.0
+
+
+def test_perfect_and_chance_levels():
+    names = [f"i{k}" for k in range(10)]
+    trip = [
+        _triplet(k, names[k], names[(k + 1) % 10], [names[(k + j) % 10] for j in range(6)])
+        for k in range(10)
+    ]
+    scores = torch.zeros(10, 10)
+    for k in range(10):
+        scores[k, (k + 1) % 10] = 1.0
+    m = cirr_metrics(scores, names, trip)
+    assert all(v == pytest.approx(100.0) for v in m.values())
+    chance = chance_levels(2297)
+    assert chance["recall_at1"] == pytest.approx(100 / 2296)
+    assert chance["recall_at50"] == pytest.approx(5000 / 2296)
+    assert chance["group_recall_at1"] == pytest.approx(20.0)
+    assert chance["group_recall_at3"] == pytest.approx(60.0)
+
+
+def test_real_val_annotation_structure(shared_cirr):
+    """Random scores on the real val split: the reference never counts and subsets hold 5."""
+    names = list(json.loads((shared_cirr / "split.rc2.val.json").read_text()))
+    triplets = json.loads((shared_cirr / "cap.rc2.val.json").read_text())
+    assert len(names) == 2297 and len(triplets) == 4181
+    index = {n: i for i, n in enumerate(names)}
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(len(triplets), len(names), generator=g)
+    # Make every reference the best-scoring image: if it were not removed, R@1 would be 0.
+    ref = torch.tensor([index[t["reference"]] for t in triplets])
+    tgt = torch.tensor([index[t["target_hard"]] for t in triplets])
+    scores[torch.arange(len(triplets)), ref] = 10.0
+    scores[torch.arange(len(triplets)), tgt] = 5.0  # then the target is first among the rest
+    m = cirr_metrics(scores, names, triplets)
+    assert m["recall_at1"] == 100.0 and m["group_recall_at1"] == 100.0
+    # Target scored worst: last of the 2,296 others and last of its 5-image subset.
+    scores[torch.arange(len(triplets)), tgt] = -1.0
+    m = cirr_metrics(scores, names, triplets)
+    assert m["recall_at50"] == 0.0 and m["group_recall_at3"] == 0.0
+    # Every reference is one of its set's 6 members, so the subset without it has 5 images.
+    assert all(
+        t["reference"] in t["img_set"]["members"] and len(set(t["img_set"]["members"])) == 6
+        for t in triplets
+    )
+    # Random scores: close to chance.
+    m = cirr_metrics(torch.rand(len(triplets), len(names), generator=g), names, triplets)
+    assert 15 < m["group_recall_at1"] < 25 and m["recall_at50"] < 4
+
+
+def test_max_token_scores_matches_naive():
+    g = torch.Generator().manual_seed(1)
+    q = torch.nn.functional.normalize(torch.randn(37, 16, generator=g), dim=-1)
+    gal = torch.nn.functional.normalize(torch.randn(150, 4, 16, generator=g), dim=-1)
+    naive = torch.einsum("qd,gkd->qgk", q, gal).amax(-1)
+    for gb, qb in [(64, 2048), (7, 5), (1000, 1000)]:
+        assert torch.allclose(max_token_scores(q, gal, gb, qb), naive, atol=1e-6)
+    assert torch.allclose(max_token_scores(q, gal[:, 0]), q @ gal[:, 0].t(), atol=1e-6)
+
+
+def test_submission_format(shared_cirr):
+    names = [f"test1-{k}-0-img0" for k in range(60)]
+    triplets = []
+    for k in range(4):
+        members = [names[(k * 6 + j) % 60] for j in range(6)]
+        triplets.append(
+            {
+                "pairid": 100 + k,
+                "reference": members[0],
+                "caption": "x",
+                "img_set": {"id": k, "members": members},
+            }
+        )
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(4, 60, generator=g)
+    recall, subset = submission_files(scores, names, triplets)
+    example = json.loads((shared_cirr / "cirr_example_submission_recall_subset.json").read_text())
+    assert (
+        list(recall)[:2] == ["version", "metric"]
+        and recall["version"] == example["version"] == "rc2"
+    )
+    assert recall["metric"] == "recall" and subset["metric"] == example["metric"] == "recall_subset"
+    for t, row in zip(triplets, scores, strict=True):
+        pid = str(t["pairid"])
+        top = recall[pid]
+        assert len(top) == 50 and t["reference"] not in top and len(set(top)) == 50
+        order = sorted(
+            (n for n in names if n != t["reference"]), key=lambda n: -float(row[names.index(n)])
+        )
+        assert top == order[:50]
+        sub = subset[pid]
+        assert (
+            len(sub) == 3 and t["reference"] not in sub and set(sub) <= set(t["img_set"]["members"])
+        )
+        members = [m for m in t["img_set"]["members"] if m != t["reference"]]
+        assert sub == sorted(members, key=lambda n: -float(row[names.index(n)]))[:3]
+    # Same value types as the example file: pairid keys as strings, lists of names.
+    some_key = next(k for k in example if k not in ("version", "metric"))
+    assert isinstance(example[some_key], list) and len(example[some_key]) == 3
