@@ -90,13 +90,19 @@ def effective_cores(n: int = 3_000_000) -> float:
     return round(2 * one / two, 2)
 
 
-def best_of(repeat: int, fn) -> float:
-    times = []
+CPU_SECONDS: dict[str, float] = {}  # CPU seconds (all threads) of the fastest run, by label
+
+
+def best_of(repeat: int, fn, label: str = "") -> float:
+    """Fastest wall time of `repeat` runs; its CPU time goes to CPU_SECONDS[label]."""
+    runs = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        runs.append((time.perf_counter() - start, time.process_time() - cpu))
+    wall, cpu = min(runs)
+    CPU_SECONDS[label] = cpu
+    return wall
 
 
 def yolo_config(args) -> dict:
@@ -214,15 +220,17 @@ def bench_saliency(args, dataset: Path) -> dict:
         )
 
     bare_decode()  # warm the page cache
-    c = best_of(args.repeat, bare_decode)
-    c_ours = best_of(args.repeat, our_decode)
-    d = best_of(args.repeat, ours)
+    c = best_of(args.repeat, bare_decode, "c")
+    c_ours = best_of(args.repeat, our_decode, "c_ours")
+    d = best_of(args.repeat, ours, "d")
     print(
         f"saliency ({n} images, {args.workers} decode thread(s)):\n"
         f"  (c) bare decode (PIL open+load+RGB):        {c:7.2f} s  {n / c:7.1f} img/s\n"
         f"      (our read_image, EXIF + checks:         {c_ours:7.2f} s  {n / c_ours:7.1f} img/s)\n"
         f"  (d) our saliency shard (run_shard):         {d:7.2f} s  {n / d:7.1f} img/s\n"
-        f"  d / c = {d / c:.3f}  (goal <= 1.5)"
+        f"  d / c = {d / c:.3f}  (goal <= 1.5)\n"
+        f"      CPU time (all threads): c {CPU_SECONDS['c']:.2f} s, d {CPU_SECONDS['d']:.2f} s; "
+        f"d used {CPU_SECONDS['d'] / d:.2f} cores while it ran"
     )
     return {
         "images": n,
@@ -230,6 +238,8 @@ def bench_saliency(args, dataset: Path) -> dict:
         "c_read_image_s": round(c_ours, 3),
         "d_our_shard_s": round(d, 3),
         "d_over_c": round(d / c, 3),
+        "c_cpu_s": round(CPU_SECONDS["c"], 3),
+        "d_cpu_s": round(CPU_SECONDS["d"], 3),
     }
 
 
@@ -248,6 +258,9 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 def run_children(args, dataset: Path, method: str, n_shards: int, threads: int) -> tuple:
     cfg = {"saliency": {}} if method == "saliency" else {"yolo": yolo_config(args)}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    import resource
+
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     procs = []
     for shard in range(n_shards):
@@ -276,17 +289,24 @@ def run_children(args, dataset: Path, method: str, n_shards: int, threads: int) 
         if proc.returncode != 0:
             raise SystemExit(f"shard child failed ({proc.returncode})")
         inner.append(json.loads(out.strip().splitlines()[-1])["seconds"])
-    return time.perf_counter() - start, max(inner)
+    wall = time.perf_counter() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return wall, max(inner), cpu
 
 
 def bench_shards(args, dataset: Path) -> dict:
     n = len(image_paths(dataset, args.split, args.max_images))
     out = {"images": n}
     for method in args.shard_methods.split(","):
-        one_wall, one_inner = run_children(args, dataset, method, 1, 1)
-        two_wall, two_inner = run_children(args, dataset, method, 2, 1)
-        one_t2_wall, one_t2_inner = run_children(args, dataset, method, 1, 2)
+        one_wall, one_inner, one_cpu = run_children(args, dataset, method, 1, 1)
+        two_wall, two_inner, two_cpu = run_children(args, dataset, method, 2, 1)
+        one_t2_wall, one_t2_inner, _ = run_children(args, dataset, method, 1, 2)
         speedup, speedup_wall = one_inner / two_inner, one_wall / two_wall
+        # Cores the 2 shards really got (CPU seconds / wall seconds of the processes), and the
+        # CPU cost of an image in each setting: equal costs mean the shards do not slow each
+        # other down, and 2 idle cores would then give ~2x (the machine may be shared).
+        got_cores = two_cpu / two_wall
         print(
             f"shards, {method} ({n} images, 1 thread per shard; time inside run_shard / whole "
             f"process):\n"
@@ -296,7 +316,9 @@ def bench_shards(args, dataset: Path) -> dict:
             f"(processes {two_wall:.2f} s)\n"
             f"  (1 shard, 2 threads:  {one_t2_inner:7.2f} s  {n / one_t2_inner:7.1f} img/s)\n"
             f"  (e) throughput 2 vs 1 shard: {speedup:.2f}x (whole processes {speedup_wall:.2f}x)"
-            f"  (goal >= 1.7)"
+            f"  (goal >= 1.7)\n"
+            f"      the 2 shards got {got_cores:.2f} cores; CPU per image: 1 shard "
+            f"{1000 * one_cpu / n:.1f} ms, 2 shards {1000 * two_cpu / n:.1f} ms (whole processes)"
         )
         out[method] = {
             "one_shard_s": round(one_inner, 3),
@@ -306,6 +328,9 @@ def bench_shards(args, dataset: Path) -> dict:
             "two_shards_process_s": round(two_wall, 3),
             "speedup": round(speedup, 3),
             "speedup_process": round(speedup_wall, 3),
+            "two_shards_cores_used": round(got_cores, 3),
+            "cpu_ms_per_image_one_shard": round(1000 * one_cpu / n, 2),
+            "cpu_ms_per_image_two_shards": round(1000 * two_cpu / n, 2),
         }
     return out
 
