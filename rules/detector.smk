@@ -46,8 +46,6 @@ rule train_detector:
     resources:
         gpu=0 if config["boxes"]["detector"]["device"] == "cpu" else 1,
     params:
-        root="results/demo/dataset",
-        out="results/demo/detector",
         detector={
             k: v for k, v in config["boxes"]["detector"].items() if k != "threads"
         },
