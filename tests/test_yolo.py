@@ -143,6 +143,32 @@ def test_weights_found_where_cirflow_weights_fetch_puts_them(tmp_path, monkeypat
         YoloDetector(weights="yolov8n.pt")
 
 
+def test_online_the_name_is_downloaded_the_ultralytics_way(tmp_path, monkeypatch):
+    import ultralytics.utils
+    import ultralytics.utils.downloads
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("YOLO_OFFLINE", "0")
+    monkeypatch.setattr(ultralytics.utils, "ONLINE", True)
+    asked = []
+
+    def fake_download(name):
+        asked.append(name)
+        Path(name).write_bytes(b"weights")
+        return name
+
+    monkeypatch.setattr(ultralytics.utils.downloads, "attempt_download_asset", fake_download)
+    assert resolve_weights("yolov8s.pt") == "yolov8s.pt" and asked == ["yolov8s.pt"]
+    assert resolve_weights("yolov8s.pt") == "yolov8s.pt" and asked == ["yolov8s.pt"]
+
+    def failing_download(name):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(ultralytics.utils.downloads, "attempt_download_asset", failing_download)
+    with pytest.raises(CirflowError, match="could not download YOLO weights 'yolov8m.pt'"):
+        resolve_weights("yolov8m.pt")
+
+
 def test_device_and_precision_are_chosen_automatically():
     import torch
 

@@ -106,12 +106,21 @@ def resolve_weights(weights: str | os.PathLike) -> str:
             f"YOLO weights {text!r} not found (looked at {looked}) and this machine is offline "
             f"(YOLO_OFFLINE or no network), so ultralytics cannot download it: {hint}"
         )
+    import fcntl
+
     from ultralytics.utils.downloads import attempt_download_asset
 
-    try:
-        found = attempt_download_asset(text)
-    except Exception as exc:  # ultralytics raises ConnectionError, OSError, ...
-        raise CirflowError(f"could not download YOLO weights {text!r}: {exc}; {hint}") from exc
+    # Shards start together: one downloads (into the working directory, as ultralytics does),
+    # the others wait for it instead of reading or writing a half-downloaded file.
+    fetched.parent.mkdir(parents=True, exist_ok=True)
+    with open(fetched.parent / f".{path.name}.download.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            return str(path)
+        try:
+            found = attempt_download_asset(text)
+        except Exception as exc:  # ultralytics raises ConnectionError, OSError, ...
+            raise CirflowError(f"could not download YOLO weights {text!r}: {exc}; {hint}") from exc
     if not Path(found).is_file():
         raise CirflowError(
             f"YOLO weights {text!r} not found (looked at {looked}) and ultralytics has no "
