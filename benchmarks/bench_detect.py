@@ -244,9 +244,11 @@ def bench_saliency(args, dataset: Path) -> dict:
 
 
 CHILD = """
-import json, sys, time
-from cirflow.boxes.shards import run_shard
+import json, os, sys, time
 args = json.loads(sys.argv[1])
+if args["pin"] is not None:
+    os.sched_setaffinity(0, {args["pin"]})
+from cirflow.boxes.shards import run_shard
 start = time.perf_counter()
 run_shard(args["dataset"], args["split"], args["method"], args["cfg"], args["postfilter"],
           args["shard"], args["n"], None, max_images=args["max_images"], decode_workers=1,
@@ -255,7 +257,10 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
 
-def run_children(args, dataset: Path, method: str, n_shards: int, threads: int) -> tuple:
+def run_children(
+    args, dataset: Path, method: str, n_shards: int, threads: int, pin: bool = False
+) -> tuple:
+    """Run n_shards shard processes at once; with `pin`, shard i is held to core i."""
     cfg = {"saliency": {}} if method == "saliency" else {"yolo": yolo_config(args)}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     import resource
@@ -273,6 +278,7 @@ def run_children(args, dataset: Path, method: str, n_shards: int, threads: int) 
             "shard": shard,
             "n": n_shards,
             "max_images": args.max_images,
+            "pin": shard % (os.cpu_count() or 1) if pin else None,
         }
         procs.append(
             subprocess.Popen(
@@ -302,6 +308,10 @@ def bench_shards(args, dataset: Path) -> dict:
         one_wall, one_inner, one_cpu = run_children(args, dataset, method, 1, 1)
         two_wall, two_inner, two_cpu = run_children(args, dataset, method, 2, 1)
         one_t2_wall, one_t2_inner, _ = run_children(args, dataset, method, 1, 2)
+        # One core per shard (taskset-like pinning): a shard's background decoder and its
+        # detector share that core, so this isolates how shards scale with cores.
+        _, one_pin, _ = run_children(args, dataset, method, 1, 1, pin=True)
+        _, two_pin, _ = run_children(args, dataset, method, 2, 1, pin=True)
         speedup, speedup_wall = one_inner / two_inner, one_wall / two_wall
         # Cores the 2 shards really got (CPU seconds / wall seconds of the processes), and the
         # CPU cost of an image in each setting: equal costs mean the shards do not slow each
@@ -318,7 +328,9 @@ def bench_shards(args, dataset: Path) -> dict:
             f"  (e) throughput 2 vs 1 shard: {speedup:.2f}x (whole processes {speedup_wall:.2f}x)"
             f"  (goal >= 1.7)\n"
             f"      the 2 shards got {got_cores:.2f} cores; CPU per image: 1 shard "
-            f"{1000 * one_cpu / n:.1f} ms, 2 shards {1000 * two_cpu / n:.1f} ms (whole processes)"
+            f"{1000 * one_cpu / n:.1f} ms, 2 shards {1000 * two_cpu / n:.1f} ms (whole processes)\n"
+            f"  pinned, 1 core per shard: 1 shard {one_pin:.2f} s ({n / one_pin:.1f} img/s), "
+            f"2 shards {two_pin:.2f} s ({n / two_pin:.1f} img/s): {one_pin / two_pin:.2f}x"
         )
         out[method] = {
             "one_shard_s": round(one_inner, 3),
@@ -329,6 +341,9 @@ def bench_shards(args, dataset: Path) -> dict:
             "speedup": round(speedup, 3),
             "speedup_process": round(speedup_wall, 3),
             "two_shards_cores_used": round(got_cores, 3),
+            "pinned_one_shard_s": round(one_pin, 3),
+            "pinned_two_shards_s": round(two_pin, 3),
+            "pinned_speedup": round(one_pin / two_pin, 3),
             "cpu_ms_per_image_one_shard": round(1000 * one_cpu / n, 2),
             "cpu_ms_per_image_two_shards": round(1000 * two_cpu / n, 2),
         }
