@@ -160,3 +160,19 @@ def test_failed_run_leaves_previous_output_intact(mini_cirr, tmp_path, monkeypat
         run_shard(mini_cirr, "val", "saliency", SALIENCY, POSTFILTER, 0, 1, out, progress=False)
     assert out.read_text() == "previous result"
     assert not list(tmp_path.glob(".shard.json.*")), "a temporary file was left behind"
+
+
+def test_truncated_image_reported_even_after_lavis_import(tmp_path):
+    from PIL import ImageFile
+
+    from cirflow.data.images import read_image
+
+    path = tmp_path / "t.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # what `import lavis` does
+    try:
+        assert read_image(path).error is not None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 # 8000×8000 is a legitimate (if large) photo; PIL's default bomb limit (~89 Mpx) would reject
 # slightly larger ones with a warning-as-error. Keep a generous but finite cap.
@@ -63,6 +63,9 @@ def read_image(path: str | Path) -> ImageRead:
         return ImageRead(path, None, "is a directory")
     if path.stat().st_size == 0:
         return ImageRead(path, None, "empty file (0 bytes)")
+    # LAVIS sets this PIL-wide flag to True on import, which would silently pad a truncated
+    # file with grey instead of reporting it. We always want truncation reported.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
