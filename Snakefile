@@ -10,6 +10,7 @@ configfile: "config.yaml"
 
 include: "rules/common.smk"
 include: "rules/dataset.smk"
+include: "rules/detector.smk"
 include: "rules/boxes.smk"
 include: "rules/report.smk"
 

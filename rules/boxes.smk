@@ -10,6 +10,7 @@ localrules:
 rule detect_shard:
     input:
         split_file=lambda w: split_file(w.split),
+        weights=detector_weights,
         code=package_sources("boxes", "data"),
     output:
         "results/{ds}/boxes/{method}/{split}/shard-{shard}-of-{n}.json",
