@@ -190,3 +190,31 @@ def test_submission_format(shared_cirr):
     # Same value types as the example file: pairid keys as strings, lists of names.
     some_key = next(k for k in example if k not in ("version", "metric"))
     assert isinstance(example[some_key], list) and len(example[some_key]) == 3
+
+
+def test_bf16_first_pass_gives_the_exact_ranks():
+    """exact_ranks (bf16 pass + fp32 band) == ranks from fp32 scores, on near-tie-heavy data."""
+    from cirflow.evaluate.ranking import exact_ranks
+    from cirflow.evaluate.recall import recall_ranks
+
+    g = torch.Generator().manual_seed(3)
+    n, q_n, t, d = 300, 200, 4, 32
+    gallery = torch.nn.functional.normalize(torch.randn(n, t, d, generator=g), dim=-1)
+    # Queries close to their targets, and near-duplicate gallery images: many pairs inside the band.
+    target = torch.randint(0, n, (q_n,), generator=g)
+    gallery[1::2] = torch.nn.functional.normalize(
+        gallery[0::2] + 0.01 * torch.randn(n // 2, t, d, generator=g), dim=-1
+    )
+    queries = torch.nn.functional.normalize(
+        gallery[target, 0] + 0.3 * torch.randn(q_n, d, generator=g), dim=-1
+    )
+    reference = (target + 1 + torch.randint(0, n - 1, (q_n,), generator=g)) % n
+    members = torch.stack(
+        [reference, target, *(torch.randint(0, n, (q_n,), generator=g) for _ in range(4))], 1
+    )
+    ref_rank, ref_sub = recall_ranks(max_token_scores(queries, gallery), reference, target, members)
+    rank, sub = exact_ranks(queries, gallery, reference, target, members, approx=True)
+    assert torch.equal(sub, ref_sub)
+    within = ref_rank < 50
+    assert torch.equal(rank[within], ref_rank[within])
+    assert (rank[~within] >= 50).all()

@@ -33,7 +33,12 @@ def _image_batches(table: ImageTable, batch_size: int, num_workers: int):
         for c in chunks:
             yield table.get(c)
         return
-    yield from DataLoader(_TableChunks(table, chunks), batch_size=None, num_workers=num_workers)
+    yield from DataLoader(
+        _TableChunks(table, chunks),
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 @torch.no_grad()

@@ -21,14 +21,18 @@ def max_token_scores(
     gallery: torch.Tensor,
     gallery_block: int = GALLERY_BLOCK,
     query_block: int = QUERY_BLOCK,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """queries (Q, D), gallery (N, T, D) or (N, D) → scores (Q, N), float32, on queries' device."""
+    """queries (Q, D), gallery (N, T, D) or (N, D) → scores (Q, N), float32, on queries' device.
+
+    `dtype=torch.bfloat16` computes the products in bf16 (see `exact_ranks` for its use).
+    """
     if gallery.dim() == 2:
         gallery = gallery[:, None, :]
     n, t, d = gallery.shape
-    q = queries.float()
-    g = gallery.to(q.device).float()
-    out = torch.empty((q.shape[0], n), dtype=torch.float32, device=q.device)
+    q = queries.to(dtype)
+    g = gallery.to(q.device).to(dtype)
+    out = torch.empty((q.shape[0], n), dtype=dtype, device=q.device)
     if q.device.type == "cuda":  # one shot per query block: the GPU has the memory and bandwidth
         gallery_block = n
     for j in range(0, n, gallery_block):
@@ -41,4 +45,113 @@ def max_token_scores(
                 dim=-1,
                 out=out[i : i + query_block, j : j + block.shape[0]],
             )
+    return out.float()
+
+
+# --------------------------------------------------------------------------------------------
+# Exact CIRR ranks from a bf16 first pass (CPU)
+#
+# The recalls need, per query, only how many gallery images score above the target (and only up
+# to 50) and the same among the 5 subset members. On a CPU with native bf16 dot products
+# (AVX512-BF16 / AMX) the full (Q, N·T) product runs ~2x faster in bf16; its error is bounded,
+# so it decides every pair whose score is further than that bound from the target's exact score,
+# and only the few pairs inside the band are recomputed in fp32. The ranks are the same as from
+# fp32 scores (up to fp32 rounding of near-exact ties, which the fp32 product itself does not
+# order reliably).
+# --------------------------------------------------------------------------------------------
+_BF16_OK: bool | None = None
+
+
+def bf16_is_fast() -> bool:
+    """Whether this CPU has native bf16 matrix products (checked once)."""
+    global _BF16_OK
+    if _BF16_OK is None:
+        try:
+            _BF16_OK = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # older builds without the op
+            _BF16_OK = False
+    return _BF16_OK
+
+
+def bf16_error_bound(queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+    """|bf16 score − exact score| ≤ bound_i for query i: inputs rounded to bf16 (relative
+    2^-8 each), fp32 accumulation, output rounded to bf16 (2^-8 of |score|), max over tokens
+    (1-Lipschitz); by Cauchy–Schwarz every term is ≤ ‖q_i‖·max‖K‖."""
+    qn = queries.float().norm(dim=-1)
+    kn = gallery.float().norm(dim=-1).max()
+    u = 2.0**-8
+    return (2 * u + u * u + u + 1e-5) * qn * kn + 1e-6
+
+
+def pair_scores(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    q_idx: torch.Tensor,
+    g_idx: torch.Tensor,
+    chunk: int = 2048,
+) -> torch.Tensor:
+    """Exact fp32 s(q_idx[p], g_idx[p]) for a list of pairs."""
+    out = torch.empty(len(q_idx), dtype=torch.float32, device=queries.device)
+    g3 = gallery if gallery.dim() == 3 else gallery[:, None, :]
+    for s in range(0, len(q_idx), chunk):
+        qi, gi = q_idx[s : s + chunk], g_idx[s : s + chunk]
+        out[s : s + chunk] = torch.einsum("pd,pkd->pk", queries[qi].float(), g3[gi].float()).amax(
+            dim=-1
+        )
     return out
+
+
+@torch.no_grad()
+def exact_ranks(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    reference: torch.Tensor,
+    target: torch.Tensor,
+    members: torch.Tensor,
+    max_rank: int = 50,
+    approx: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rank, subset_rank) as `recall.recall_ranks` computes them from fp32 scores.
+
+    Full-gallery ranks ≥ `max_rank` are only lower bounds (R@K needs K ≤ max_rank); subset
+    ranks are exact. `approx` None: use the bf16 pass when the CPU has native bf16.
+    """
+    from cirflow.evaluate.recall import recall_ranks
+
+    use_bf16 = approx if approx is not None else (queries.device.type == "cpu" and bf16_is_fast())
+    if not use_bf16:
+        return recall_ranks(max_token_scores(queries, gallery), reference, target, members)
+    q = queries.float()
+    rows = torch.arange(q.shape[0], device=q.device)
+    approx_scores = max_token_scores(q, gallery, dtype=torch.bfloat16)
+    eps = bf16_error_bound(q, gallery)[:, None]
+    s_t = pair_scores(q, gallery, rows, target)[:, None]
+    # Full gallery: definitely ahead / ambiguous, reference and target excluded.
+    ahead = approx_scores > s_t + eps
+    maybe = approx_scores >= s_t - eps
+    ahead[rows, reference] = False
+    maybe[rows, reference] = False
+    ahead[rows, target] = False
+    maybe[rows, target] = False
+    rank = ahead.sum(dim=1)
+    band = maybe & ~ahead
+    band &= (rank < max_rank)[:, None]
+    qi, gi = band.nonzero(as_tuple=True)
+    if len(qi):
+        s = pair_scores(q, gallery, qi, gi)
+        st = s_t[qi, 0]
+        extra = (s > st) | ((s == st) & (gi < target[qi]))
+        rank.index_add_(0, qi, extra.long())
+    # Subset (5 members): the same decision with the bf16 scores, fp32 inside the band.
+    safe = members.clamp(min=0)
+    valid = (members >= 0) & (members != reference[:, None]) & (members != target[:, None])
+    m_approx = approx_scores.gather(1, safe)
+    m_ahead = (m_approx > s_t + eps) & valid
+    m_band = (m_approx >= s_t - eps) & ~m_ahead & valid
+    bi, bj = m_band.nonzero(as_tuple=True)
+    if len(bi):
+        gi = safe[bi, bj]
+        s = pair_scores(q, gallery, bi, gi)
+        st = s_t[bi, 0]
+        m_ahead[bi, bj] = (s > st) | ((s == st) & (gi < target[bi]))
+    return rank, m_ahead.sum(dim=1)

@@ -29,37 +29,31 @@ MEAN_KEYS = ("mean(R@5+R_s@1)", "arithmetic_mean", "harmonic_mean", "geometric_m
 METRIC_KEYS = (*SUBSET_KEYS, *RECALL_KEYS, *MEAN_KEYS)
 
 
-def _rank_of(scores: torch.Tensor, target: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """0-based rank of column `target[i]` among the True `candidates[i]` (stable, descending)."""
-    n = scores.shape[1]
-    t_score = scores.gather(1, target[:, None])
-    col = torch.arange(n, device=scores.device)[None, :]
-    ahead = (scores > t_score) | ((scores == t_score) & (col < target[:, None]))
-    return (ahead & candidates).sum(dim=1)
-
-
 def recall_ranks(
     scores: torch.Tensor,
     reference: torch.Tensor,
     target: torch.Tensor,
     members: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ranks of the target in the full gallery (reference removed) and in its subset.
+    """0-based ranks of the target in the full gallery (reference removed) and in its subset.
 
     scores (Q, N); reference, target (Q,) gallery indices; members (Q, M) gallery indices of
-    `img_set.members` (the reference among them is ignored; pad with -1).
+    `img_set.members` (the reference among them is ignored; pad with -1). A gallery image is
+    ahead of the target when its score is higher, or equal with a lower gallery index.
     """
-    q, n = scores.shape
-    rows = torch.arange(q, device=scores.device)
-    not_ref = torch.ones((q, n), dtype=torch.bool, device=scores.device)
-    not_ref[rows, reference] = False
-    rank = _rank_of(scores, target, not_ref)
-    in_subset = torch.zeros((q, n), dtype=torch.bool, device=scores.device)
-    valid = members >= 0
-    in_subset[rows[:, None].expand_as(members)[valid], members[valid]] = True
-    in_subset &= not_ref
-    subset_rank = _rank_of(scores, target, in_subset)
-    return rank, subset_rank
+    n = scores.shape[1]
+    t_score = scores.gather(1, target[:, None])
+    col = torch.arange(n, device=scores.device)[None, :]
+    ahead = scores > t_score
+    ahead |= (scores == t_score) & (col < target[:, None])
+    rank = ahead.sum(dim=1)
+    # The reference is not part of the query's ranking: take it out if it was ahead.
+    rank -= ahead.gather(1, reference[:, None]).squeeze(1).long()
+    safe = members.clamp(min=0)
+    m_scores = scores.gather(1, safe)
+    m_ahead = (m_scores > t_score) | ((m_scores == t_score) & (safe < target[:, None]))
+    m_ahead &= (members >= 0) & (members != reference[:, None])
+    return rank, m_ahead.sum(dim=1)
 
 
 def metrics_from_ranks(rank: torch.Tensor, subset_rank: torch.Tensor) -> dict[str, float]:

@@ -50,17 +50,31 @@ from lavis.models.eva_vit import VisionTransformer  # noqa: E402
 
 
 def contrastive_loss(
-    sim: torch.Tensor, temp: torch.Tensor, target_ids: torch.Tensor | None = None
+    sim: torch.Tensor,
+    temp: torch.Tensor,
+    target_ids: torch.Tensor | None = None,
+    reference_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """CE(sim / τ, diagonal); with `target_ids`, other columns holding the same target are masked."""
+    """CE(sim / τ, diagonal) over the batch, with two kinds of false negatives masked out:
+
+    * `target_ids` (image id of each row's target): a column holding the same image as row i's
+      target is the right answer too, not a negative;
+    * `reference_ids` (image id of each row's reference): the CIRR protocol removes the
+      reference from the query's ranking, so a column whose target is row i's reference image
+      is not a negative of row i either (it happens when a set's triplets share a batch, e.g.
+      A→B and B→A).
+    """
     logits = sim / temp
     n = sim.shape[0]
     labels = torch.arange(n, device=sim.device)
+    mask = torch.zeros((n, n), dtype=torch.bool, device=sim.device)
     if target_ids is not None:
-        same = target_ids[:, None] == target_ids[None, :]
-        same.fill_diagonal_(False)
-        if bool(same.any()):
-            logits = logits.masked_fill(same, float("-inf"))
+        mask |= target_ids[:, None] == target_ids[None, :]
+        if reference_ids is not None:
+            mask |= reference_ids[:, None] == target_ids[None, :]
+    mask.fill_diagonal_(False)
+    if bool(mask.any()):
+        logits = logits.masked_fill(mask, float("-inf"))
     return F.cross_entropy(logits, labels)
 
 
@@ -364,7 +378,9 @@ class SPRC(Blip2Base):
         out = out.index_put((idx[:, 0], idx[:, 1]), feats)
         return out
 
-    def region_loss(self, q, target_embeds, boxes, box_valid, target_ids=None) -> torch.Tensor:
+    def region_loss(
+        self, q, target_embeds, boxes, box_valid, target_ids=None, reference_ids=None
+    ) -> torch.Tensor:
         """L_region = CE(s_reg / τ, diagonal) over the batch entries whose targets have boxes."""
         has_box = box_valid.any(dim=1)
         if not bool(has_box.any()):
@@ -373,8 +389,9 @@ class SPRC(Blip2Base):
         sim = torch.einsum("id,jmd->ijm", q, r)
         sim = sim.masked_fill(~box_valid[None, :, :], float("-inf")).amax(dim=-1)  # (B, B)
         keep = has_box.nonzero(as_tuple=True)[0]
-        kept_ids = target_ids[keep] if target_ids is not None else None
-        return contrastive_loss(sim[keep][:, keep], self.temperature(), kept_ids)
+        kept_t = target_ids[keep] if target_ids is not None else None
+        kept_r = reference_ids[keep] if reference_ids is not None else None
+        return contrastive_loss(sim[keep][:, keep], self.temperature(), kept_t, kept_r)
 
     # ------------------------------------------------------------------------------ losses
     def temperature(self) -> torch.Tensor:
@@ -389,11 +406,12 @@ class SPRC(Blip2Base):
         boxes: torch.Tensor | None = None,
         box_valid: torch.Tensor | None = None,
         target_ids: torch.Tensor | None = None,
+        reference_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The unweighted losses of one batch: loss_itc, loss_rtc, loss_align[, loss_region].
 
-        `target_ids` (optional, one id per target image): a target that appears twice in the
-        batch is not a negative of the other query that wants it (masked out of the softmax).
+        `target_ids`, `reference_ids` (optional image ids): false negatives are masked out of the
+        softmax (see `contrastive_loss`).
         """
         bsz = ref_images.shape[0]
         temp = self.temperature()
@@ -405,11 +423,11 @@ class SPRC(Blip2Base):
         prompt = self.fusion_prompt(ref_embeds, input_ids, attention_mask)  # P
         q = self.compose(prompt, input_ids, attention_mask)
         sim = torch.einsum("id,jkd->ijk", q, target_feats).amax(dim=-1)
-        losses = {"loss_itc": contrastive_loss(sim, temp, target_ids)}
+        losses = {"loss_itc": contrastive_loss(sim, temp, target_ids, reference_ids)}
 
         u = self.prompt_text_query(input_ids, attention_mask)
         sim_u = torch.einsum("id,jkd->ijk", u, target_feats).amax(dim=-1)
-        losses["loss_rtc"] = contrastive_loss(sim_u, temp, target_ids)
+        losses["loss_rtc"] = contrastive_loss(sim_u, temp, target_ids, reference_ids)
 
         losses["loss_align"] = F.mse_loss(
             prompt.float().mean(dim=1),
@@ -420,5 +438,7 @@ class SPRC(Blip2Base):
                 raise CirflowError(
                     "boxes given to a model built without region_proj (with_region=False)"
                 )
-            losses["loss_region"] = self.region_loss(q, target_embeds, boxes, box_valid, target_ids)
+            losses["loss_region"] = self.region_loss(
+                q, target_embeds, boxes, box_valid, target_ids, reference_ids
+            )
         return losses

@@ -140,9 +140,9 @@ class ImageTable:
 @dataclass
 class Batch:
     indices: torch.Tensor  # triplet indices
-    target_ids: (
-        torch.Tensor | None
-    )  # gallery index of each target image (duplicates → masked negatives)
+    # Image indices of each target / reference (to mask false negatives in the loss).
+    target_ids: torch.Tensor | None
+    reference_ids: torch.Tensor
     ref: torch.Tensor  # uint8 (B, 3, S, S)
     target: torch.Tensor | None
     input_ids: torch.Tensor
@@ -211,7 +211,7 @@ class TripletData:
     ) -> Batch:
         ids, mask = pad_tokens([self.tokens[i] for i in idx.tolist()], self.pad_id)
         target_ids = self.target_idx[idx] if self.target_idx is not None else None
-        batch = Batch(idx, target_ids, ref, target, ids, mask)
+        batch = Batch(idx, target_ids, self.ref_idx[idx], ref, target, ids, mask)
         if self.target_boxes is not None and self.target_idx is not None:
             empty = torch.zeros((0, 4))
             per = [self.target_boxes.get(int(self.target_idx[i]), empty) for i in idx.tolist()]

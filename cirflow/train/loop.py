@@ -489,7 +489,8 @@ class Trainer:
             if s.use_region_loss:
                 boxes, valid = batch.boxes.to(self.device), batch.box_valid.to(self.device)
             target_ids = batch.target_ids.to(self.device)
-            losses = self.model(ref, tgt, ids, mask, boxes, valid, target_ids)
+            reference_ids = batch.reference_ids.to(self.device)
+            losses = self.model(ref, tgt, ids, mask, boxes, valid, target_ids, reference_ids)
             total = (
                 losses["loss_itc"]
                 + s.loss_rtc * losses["loss_rtc"]
