@@ -18,6 +18,8 @@ rule detect_shard:
         "logs/{ds}/boxes/{method}/{split}/shard-{shard}-of-{n}.log",
     benchmark:
         "benchmarks/runs/{ds}/boxes/{method}/{split}/shard-{shard}-of-{n}.tsv"
+    conda:
+        "../envs/detect.yaml"
     threads: config["boxes"]["threads"]
     resources:
         gpu=detect_gpus,
@@ -36,6 +38,8 @@ rule merge_boxes:
         meta="results/{ds}/boxes/{method}/{split}.meta.json",
     log:
         "logs/{ds}/boxes/{method}/{split}.merge.log",
+    conda:
+        "../envs/detect.yaml"
     script:
         "../workflow_scripts/merge_boxes.py"
 
@@ -50,5 +54,7 @@ rule box_stats:
         "results/{ds}/boxes/{method}/{split}.stats.json",
     log:
         "logs/{ds}/boxes/{method}/{split}.stats.log",
+    conda:
+        "../envs/detect.yaml"
     script:
         "../workflow_scripts/box_stats.py"

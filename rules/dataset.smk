@@ -18,6 +18,8 @@ rule demo_dataset:
         "logs/demo/demo_dataset.log",
     benchmark:
         "benchmarks/runs/demo/demo_dataset.tsv"
+    conda:
+        "../envs/detect.yaml"
     threads: 2
     params:
         demo=config["demo"],

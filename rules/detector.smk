@@ -42,6 +42,8 @@ rule train_detector:
         "logs/demo/detector/train_detector.log",
     benchmark:
         "benchmarks/runs/demo/detector/train_detector.tsv"
+    conda:
+        "../envs/detect.yaml"
     threads: config["boxes"]["detector"]["threads"]
     resources:
         gpu=0 if config["boxes"]["detector"]["device"] == "cpu" else 1,

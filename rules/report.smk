@@ -58,6 +58,8 @@ rule box_report:
         "logs/{ds}/report/boxes_{method}.log",
     benchmark:
         "benchmarks/runs/{ds}/report/boxes_{method}.tsv"
+    conda:
+        "../envs/report.yaml"
     params:
         report=config["report"],
     script:
