@@ -244,3 +244,28 @@ def test_amp_flag_is_a_no_op_on_cpu(batch):
         model.use_amp = True
         b = model(ref, tgt, ids, mask)["loss_itc"]
     assert float(a) == float(b)
+
+
+def test_reference_images_as_extra_negatives(tiny, batch):
+    """negatives: batch_images — the batch's references join the candidates, false ones masked."""
+    ref, tgt, ids, mask = batch
+    tiny.eval()
+    t_ids = torch.tensor([0, 1, 2, 3])
+    r_ids = torch.tensor([4, 0, 5, 6])  # row 1's reference is row 0's target
+    with torch.no_grad():
+        losses = tiny(
+            ref, tgt, ids, mask, target_ids=t_ids, reference_ids=r_ids, reference_negatives=True
+        )
+        e_r = tiny.image_tokens(ref)
+        k = torch.cat([tiny.target_features(tiny.image_tokens(tgt)), tiny.target_features(e_r)])
+        q = tiny.compose(tiny.fusion_prompt(e_r, ids, mask), ids, mask)
+        sim = torch.einsum("id,jkd->ijk", q, k).amax(-1) / tiny.temp  # (4, 8)
+        cols = [0, 1, 2, 3, 4, 0, 5, 6]
+        for i in range(4):
+            for j in range(8):
+                repeated = cols[j] in cols[:j]
+                if j != i and (cols[j] == t_ids[i] or cols[j] == r_ids[i] or repeated):
+                    sim[i, j] = float("-inf")
+        expect = F.cross_entropy(sim, torch.arange(4))
+    assert float(losses["loss_itc"]) == pytest.approx(float(expect), rel=1e-5)
+    tiny.train()

@@ -54,27 +54,34 @@ def contrastive_loss(
     temp: torch.Tensor,
     target_ids: torch.Tensor | None = None,
     reference_ids: torch.Tensor | None = None,
+    column_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """CE(sim / τ, diagonal) over the batch, with two kinds of false negatives masked out:
+    """CE(sim / τ, diagonal): row i's positive is column i (sim is (B, C), C ≥ B).
 
-    * `target_ids` (image id of each row's target): a column holding the same image as row i's
-      target is the right answer too, not a negative;
-    * `reference_ids` (image id of each row's reference): the CIRR protocol removes the
-      reference from the query's ranking, so a column whose target is row i's reference image
-      is not a negative of row i either (it happens when a set's triplets share a batch, e.g.
-      A→B and B→A).
+    With image ids, false negatives are masked out:
+
+    * a column holding the same image as row i's target is the right answer too;
+    * a column holding row i's reference image: the CIRR protocol removes the reference from
+      the query's ranking, so it is not a negative either (it happens when a set's triplets
+      share a batch, e.g. A→B and B→A);
+    * a column repeating an earlier column's image (it would count twice).
+
+    `column_ids` are the image ids of the columns (default: `target_ids`, the targets).
     """
     logits = sim / temp
-    n = sim.shape[0]
+    n, c = sim.shape
     labels = torch.arange(n, device=sim.device)
-    mask = torch.zeros((n, n), dtype=torch.bool, device=sim.device)
     if target_ids is not None:
-        mask |= target_ids[:, None] == target_ids[None, :]
+        cols = target_ids if column_ids is None else column_ids
+        same = cols[None, :] == cols[:, None]
+        earlier = torch.ones(c, c, dtype=torch.bool, device=sim.device).tril(-1)
+        repeated = (same & earlier).any(dim=1)  # column j repeats some column k < j
+        mask = (cols[None, :] == target_ids[:, None]) | repeated[None, :]
         if reference_ids is not None:
-            mask |= reference_ids[:, None] == target_ids[None, :]
-    mask.fill_diagonal_(False)
-    if bool(mask.any()):
-        logits = logits.masked_fill(mask, float("-inf"))
+            mask |= cols[None, :] == reference_ids[:, None]
+        mask[labels, labels] = False
+        if bool(mask.any()):
+            logits = logits.masked_fill(mask, float("-inf"))
     return F.cross_entropy(logits, labels)
 
 
@@ -407,6 +414,7 @@ class SPRC(Blip2Base):
         box_valid: torch.Tensor | None = None,
         target_ids: torch.Tensor | None = None,
         reference_ids: torch.Tensor | None = None,
+        reference_negatives: bool = False,
     ) -> dict[str, torch.Tensor]:
         """The unweighted losses of one batch: loss_itc, loss_rtc, loss_align[, loss_region].
 
@@ -422,12 +430,18 @@ class SPRC(Blip2Base):
 
         prompt = self.fusion_prompt(ref_embeds, input_ids, attention_mask)  # P
         q = self.compose(prompt, input_ids, attention_mask)
-        sim = torch.einsum("id,jkd->ijk", q, target_feats).amax(dim=-1)
-        losses = {"loss_itc": contrastive_loss(sim, temp, target_ids, reference_ids)}
+        candidates, column_ids = target_feats, target_ids
+        if reference_negatives:
+            # The batch's reference images join the candidates (their K from the same ViT
+            # pass that gave P): with img_set batching, more of a set's images are negatives.
+            candidates = torch.cat([target_feats, self.target_features(ref_embeds)])
+            column_ids = torch.cat([target_ids, reference_ids])
+        sim = torch.einsum("id,jkd->ijk", q, candidates).amax(dim=-1)
+        losses = {"loss_itc": contrastive_loss(sim, temp, target_ids, reference_ids, column_ids)}
 
         u = self.prompt_text_query(input_ids, attention_mask)
-        sim_u = torch.einsum("id,jkd->ijk", u, target_feats).amax(dim=-1)
-        losses["loss_rtc"] = contrastive_loss(sim_u, temp, target_ids, reference_ids)
+        sim_u = torch.einsum("id,jkd->ijk", u, candidates).amax(dim=-1)
+        losses["loss_rtc"] = contrastive_loss(sim_u, temp, target_ids, reference_ids, column_ids)
 
         losses["loss_align"] = F.mse_loss(
             prompt.float().mean(dim=1),

@@ -83,7 +83,18 @@ def register(subparsers) -> None:
     p.add_argument(
         "--grad-clip", type=float, default=None, help="clip the gradient norm (off by default)"
     )
-    p.add_argument("--batching", default="random", choices=["random", "img_set"])
+    p.add_argument(
+        "--batching",
+        default="random",
+        choices=["random", "img_set"],
+        help="random (SPRC) or img_set (a set's triplets share a batch)",
+    )
+    p.add_argument(
+        "--negatives",
+        default="targets",
+        choices=["targets", "batch_images"],
+        help="targets (SPRC) or + the batch's reference images",
+    )
     p.add_argument("--validation-frequency", type=int, default=1)
     p.add_argument(
         "--save-training",
@@ -150,6 +161,7 @@ def run_train(args) -> int:
         init_checkpoint=args.init_checkpoint,
         grad_clip=args.grad_clip,
         batching=args.batching,
+        negatives=args.negatives,
         validation_frequency=args.validation_frequency,
         save_training=True,
         save_best=True,

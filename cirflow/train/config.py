@@ -25,6 +25,7 @@ STAGE_KEYS = (
     "loss_align",
     "grad_clip",
     "batching",
+    "negatives",
     "validation_frequency",
 )
 RUNTIME_KEYS = ("device", "num_workers", "image_cache", "resume", "eval_batch_size")

@@ -69,6 +69,7 @@ class TrainSettings:
     init_checkpoint: str | None = None  # stage 2: stage 1's best.pt; or a published SPRC file
     init_preset_for_sprc: str | None = None
     batching: str = "random"  # random (SPRC) | img_set (a set's triplets share a batch)
+    negatives: str = "targets"  # targets (SPRC) | batch_images (+ the batch's reference images)
     warmup_epochs: float = 1.5  # OneCycle pct_start = min(warmup_epochs / num_epochs, 0.5)
     grad_clip: float | None = None
     validation_frequency: int = 1
@@ -235,6 +236,10 @@ class Trainer:
                 raise CirflowError(f"train: {key} must be ≥ 1 (got {getattr(s, key)!r})")
         if not s.learning_rate > 0:
             raise CirflowError(f"train: learning_rate must be > 0 (got {s.learning_rate!r})")
+        if s.negatives not in ("targets", "batch_images"):
+            raise CirflowError(
+                f"train: negatives must be targets or batch_images (got {s.negatives!r})"
+            )
         if s.use_region_loss and not s.box_file:
             raise CirflowError(
                 "the region loss (--use-region-loss / stage 2) needs a box file (--box-file)"
@@ -490,7 +495,17 @@ class Trainer:
                 boxes, valid = batch.boxes.to(self.device), batch.box_valid.to(self.device)
             target_ids = batch.target_ids.to(self.device)
             reference_ids = batch.reference_ids.to(self.device)
-            losses = self.model(ref, tgt, ids, mask, boxes, valid, target_ids, reference_ids)
+            losses = self.model(
+                ref,
+                tgt,
+                ids,
+                mask,
+                boxes,
+                valid,
+                target_ids,
+                reference_ids,
+                reference_negatives=s.negatives == "batch_images",
+            )
             total = (
                 losses["loss_itc"]
                 + s.loss_rtc * losses["loss_rtc"]
