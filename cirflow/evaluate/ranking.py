@@ -33,6 +33,14 @@ def max_token_scores(
     q = queries.to(dtype)
     g = gallery.to(q.device).to(dtype)
     out = torch.empty((q.shape[0], n), dtype=dtype, device=q.device)
+    if dtype == torch.bfloat16 and q.device.type == "cpu":
+        # bf16 on CPU: one (Q, D) x (D, N) product per token, max-accumulated in place — about
+        # 2x faster than the blocked layout with oneDNN's bf16 kernels (benchmarks/bench_rank.py).
+        by_token = g.permute(1, 2, 0).contiguous()  # (T, D, N)
+        out = q @ by_token[0]
+        for k in range(1, t):
+            torch.maximum(out, q @ by_token[k], out=out)
+        return out.float()
     if q.device.type == "cuda":  # one shot per query block: the GPU has the memory and bandwidth
         gallery_block = n
     for j in range(0, n, gallery_block):

@@ -56,25 +56,31 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out", required=True, help="output folder (best.pt, last.pt, CSVs, hparams.json)"
     )
-    p.add_argument("--num-epochs", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=1e-5)
-    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument(
+        "--num-epochs", type=int, default=50, help="epochs (OneCycle spans exactly these)"
+    )
+    p.add_argument("--batch-size", type=int, default=128, help="triplets per step")
+    p.add_argument(
+        "--learning-rate", type=float, default=1e-5, help="peak OneCycle learning rate (AdamW)"
+    )
+    p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     p.add_argument(
         "--warmup-epochs",
         type=float,
         default=1.5,
         help="OneCycle warm-up (pct_start = min(this/epochs, 0.5))",
     )
-    p.add_argument("--loss-align", type=float, default=0.4)
-    p.add_argument("--loss-rtc", type=float, default=0.4)
+    p.add_argument("--loss-align", type=float, default=0.4, help="weight of L_align")
+    p.add_argument("--loss-rtc", type=float, default=0.4, help="weight of L_rtc")
     p.add_argument(
         "--use-region-loss", action="store_true", help="add the region loss (needs --box-file)"
     )
     p.add_argument(
         "--box-file", default=None, help="train boxes in the seed's format (normalised x1,y1,x2,y2)"
     )
-    p.add_argument("--loss-region", type=float, default=0.5)
+    p.add_argument(
+        "--loss-region", type=float, default=0.5, help="weight of L_region (with --use-region-loss)"
+    )
     p.add_argument(
         "--init-checkpoint",
         default=None,
@@ -95,7 +101,9 @@ def register(subparsers) -> None:
         choices=["targets", "batch_images"],
         help="targets (SPRC) or + the batch's reference images",
     )
-    p.add_argument("--validation-frequency", type=int, default=1)
+    p.add_argument(
+        "--validation-frequency", type=int, default=1, help="validate on CIRR val every N epochs"
+    )
     p.add_argument(
         "--save-training",
         action="store_true",
@@ -119,12 +127,12 @@ def register(subparsers) -> None:
         choices=[1.25],
         help="TargetPad ratio (SPRC: 1.25)",
     )
-    p.add_argument("--num-workers", type=int, default=4)
+    p.add_argument("--num-workers", type=int, default=4, help="DataLoader workers")
     p.add_argument("--image-cache", default="auto", choices=["auto", "memory", "none"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of init, batch order, dropout")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    p.add_argument("--eval-batch-size", type=int, default=128)
+    p.add_argument("--eval-batch-size", type=int, default=128, help="batch size of the validation")
     p.add_argument("--no-resume", action="store_true", help="do not continue from OUT/last.pt")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=run_train)
