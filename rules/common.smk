@@ -94,8 +94,28 @@ def box_stats_targets():
 
 
 def box_report_targets():
-    return expand("results/{ds}/report/boxes_{method}.html", ds=DATASET, method=BOX_METHODS)
+    return expand(
+        "results/{ds}/report/boxes_{method}.html", ds=DATASET, method=BOX_METHODS
+    )
+
+
+def evaluation_targets():
+    """Both stages evaluated on val, their test-server files, and the comparison table."""
+    return (
+        expand(
+            "results/{ds}/eval/{stage}/val_metrics.json",
+            ds=DATASET,
+            stage=["stage1", "stage2"],
+        )
+        + expand(
+            "results/{ds}/eval/{stage}/submission/{name}.json",
+            ds=DATASET,
+            stage=["stage1", "stage2"],
+            name=["recall", "recall_subset"],
+        )
+        + [f"results/{DATASET}/eval/comparison.csv"]
+    )
 
 
 def all_targets():
-    return box_stats_targets() + box_report_targets()
+    return box_stats_targets() + box_report_targets() + evaluation_targets()
