@@ -1,11 +1,14 @@
-# Shared by every rule file: config validation, path helpers and input functions.
+# Shared by all .smk files: config validation, path helpers and input functions (kept
+# here so that the rule files hold rules only).
 import glob
 import os
+from pathlib import Path
 
 from snakemake.utils import validate
 
 from cirflow.boxes.detectors import method_config, uses_gpu
 from cirflow.config import check_config
+from cirflow.train.config import semantic_params
 
 # Every bad key listed by name first, then Snakemake's own validation (fills defaults).
 check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -23,6 +26,7 @@ wildcard_constraints:
     method="saliency|yolo|hybrid",
     shard=r"\d+",
     n=r"\d+",
+    stage="stage1|stage2",
 
 
 def dataset_root(wildcards=None):
@@ -119,3 +123,67 @@ def evaluation_targets():
 
 def all_targets():
     return box_stats_targets() + box_report_targets() + evaluation_targets()
+
+
+# --- demo detector (rules/detector.smk) ---
+
+TRAINED_DETECTOR = "results/demo/detector/detector.pt"
+
+
+def uses_trained_detector():
+    weights = config["boxes"].get("yolo", {}).get("weights", "")
+    return os.path.normpath(str(weights)) == TRAINED_DETECTOR
+
+
+if uses_trained_detector() and DATASET != "demo":
+    raise ValueError(
+        f"boxes.yolo.weights is {TRAINED_DETECTOR}, the demo's trained detector, but "
+        f"dataset.name is {DATASET!r}: it needs the demo's ground-truth boxes. Give real YOLO "
+        "weights (e.g. yolov8n.pt, see `cirflow weights fetch`) for CIRR."
+    )
+
+
+def detector_weights(wildcards):
+    """Input of detect_shard: the trained detector for yolo/hybrid when the config uses it."""
+    if uses_gpu(wildcards.method) and uses_trained_detector():
+        return [TRAINED_DETECTOR]
+    return []
+
+
+# --- training and evaluation (rules/train.smk, rules/evaluate.smk) ---
+
+STAGE2_INIT = config["train"]["stage2"]["init"]
+
+
+def stage2_box_method():
+    """The box method feeding the region loss: train.stage2.box_method, else boxes.methods[0]."""
+    return config["train"]["stage2"]["box_method"] or config["boxes"]["methods"][0]
+
+
+def root_of_input(wildcards, input):
+    """The dataset root, from the first annotation file: <root>/cirr/image_splits/split.rc2.*.json."""
+    return str(Path(input.data[0]).parents[2])
+
+
+def training_data():
+    """The annotation files a training run reads (train triplets + val for per-epoch validation)."""
+    return [
+        split_file("train"),
+        captions_file("train"),
+        split_file("val"),
+        captions_file("val"),
+    ]
+
+
+def stage_outputs(stage):
+    return {
+        "best": f"results/{{ds}}/models/{stage}/best.pt",
+        "train_csv": f"results/{{ds}}/models/{stage}/train_metrics.csv",
+        "val_csv": f"results/{{ds}}/models/{stage}/validation_metrics.csv",
+        "hparams": f"results/{{ds}}/models/{stage}/hparams.json",
+    }
+
+
+def eval_params():
+    """The evaluate: section without its resources (evaluation is cheap to redo)."""
+    return {k: v for k, v in config["evaluate"].items() if k != "resources"}

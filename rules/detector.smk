@@ -4,28 +4,6 @@
 # then takes the weights as an input (input function detector_weights), so retraining reruns
 # detection. Include this file before rules/boxes.smk.
 
-TRAINED_DETECTOR = "results/demo/detector/detector.pt"
-
-
-def uses_trained_detector():
-    weights = config["boxes"].get("yolo", {}).get("weights", "")
-    return os.path.normpath(str(weights)) == TRAINED_DETECTOR
-
-
-if uses_trained_detector() and DATASET != "demo":
-    raise ValueError(
-        f"boxes.yolo.weights is {TRAINED_DETECTOR}, the demo's trained detector, but "
-        f"dataset.name is {DATASET!r}: it needs the demo's ground-truth boxes. Give real YOLO "
-        "weights (e.g. yolov8n.pt, see `cirflow weights fetch`) for CIRR."
-    )
-
-
-def detector_weights(wildcards):
-    """Input of detect_shard: the trained detector for yolo/hybrid when the config uses it."""
-    if uses_gpu(wildcards.method) and uses_trained_detector():
-        return [TRAINED_DETECTOR]
-    return []
-
 
 rule train_detector:
     input:

@@ -1,19 +1,4 @@
 # Evaluation: CIRR val recall per stage, the test-server files, and stage 1 vs stage 2.
-from pathlib import Path
-
-
-wildcard_constraints:
-    stage="stage1|stage2",
-
-
-def eval_root(wildcards, input):
-    """The dataset root, from the first annotation file: <root>/cirr/image_splits/split.rc2.*.json."""
-    return str(Path(input.data[0]).parents[2])
-
-
-def eval_params():
-    """The evaluate: section without its resources (evaluation is cheap to redo)."""
-    return {k: v for k, v in config["evaluate"].items() if k != "resources"}
 
 
 rule evaluate:
@@ -36,7 +21,7 @@ rule evaluate:
         mem_mb=config["evaluate"]["resources"]["mem_mb"],
         runtime=config["evaluate"]["resources"]["runtime"],
     params:
-        cirr_root=eval_root,
+        cirr_root=root_of_input,
         evaluate=eval_params(),
     script:
         "../workflow_scripts/evaluate.py"
@@ -62,7 +47,7 @@ rule submission:
         mem_mb=config["evaluate"]["resources"]["mem_mb"],
         runtime=config["evaluate"]["resources"]["runtime"],
     params:
-        cirr_root=eval_root,
+        cirr_root=root_of_input,
         evaluate=eval_params(),
     script:
         "../workflow_scripts/submission.py"

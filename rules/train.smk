@@ -1,45 +1,6 @@
 # SPRC training: stage 1 (global losses, never depends on boxes), stage 2 (+ region loss).
 # Outputs per stage: best.pt (declared), train/validation CSVs, hparams.json; last.pt and
 # resume/ are left undeclared on purpose, so that a killed job resumes from them when rerun.
-from pathlib import Path
-
-from cirflow.train.config import semantic_params
-
-
-wildcard_constraints:
-    stage="stage1|stage2",
-
-
-STAGE2_INIT = config["train"]["stage2"]["init"]
-
-
-def stage2_box_method():
-    """The box method feeding the region loss: train.stage2.box_method, else boxes.methods[0]."""
-    return config["train"]["stage2"]["box_method"] or config["boxes"]["methods"][0]
-
-
-def root_of_input(wildcards, input):
-    """The dataset root, from the first annotation file: <root>/cirr/image_splits/split.rc2.*.json."""
-    return str(Path(input.data[0]).parents[2])
-
-
-def training_data():
-    """The annotation files a training run reads (train triplets + val for per-epoch validation)."""
-    return [
-        split_file("train"),
-        captions_file("train"),
-        split_file("val"),
-        captions_file("val"),
-    ]
-
-
-def stage_outputs(stage):
-    return {
-        "best": f"results/{{ds}}/models/{stage}/best.pt",
-        "train_csv": f"results/{{ds}}/models/{stage}/train_metrics.csv",
-        "val_csv": f"results/{{ds}}/models/{stage}/validation_metrics.csv",
-        "hparams": f"results/{{ds}}/models/{stage}/hparams.json",
-    }
 
 
 rule train_stage1:
