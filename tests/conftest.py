@@ -131,7 +131,9 @@ def make_workflow_copy(dest: Path, overrides: dict | None = None) -> Path:
             shutil.copy2(src, dest / name)
     if not (dest / "cirflow").exists():
         # A real copy, not a link: rerun tests edit package files here to simulate code changes.
-        shutil.copytree(REPO / "cirflow", dest / "cirflow", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO / "cirflow", dest / "cirflow", ignore=shutil.ignore_patterns("__pycache__")
+        )
     config = {**SMALL_DEMO, **(overrides or {})}
     (dest / "test_config.yaml").write_text(yaml.safe_dump(config))
     return dest

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from cirflow.data.demo import generate_demo
-
 from cirflow.logs import job_log
 
 with job_log(snakemake.log[0]):  # noqa: F821

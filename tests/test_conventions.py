@@ -1,0 +1,50 @@
+"""Project conventions checked on every test run: lint and format of Python and Snakemake code."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+PYTHON_DIRS = ["cirflow", "workflow_scripts", "tests", "benchmarks"]
+
+
+def run(*cmd):
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["ruff", "check", *PYTHON_DIRS],
+        ["ruff", "format", "--check", *PYTHON_DIRS],
+        ["snakefmt", "--check", "Snakefile", "rules"],
+    ],
+    ids=["ruff-check", "ruff-format", "snakefmt"],
+)
+def test_code_is_linted_and_formatted(cmd):
+    proc = run(str(BIN / cmd[0]), *cmd[1:])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_snakemake_lint_is_clean():
+    proc = run(str(BIN / "snakemake"), "--lint")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Congratulations" in out, out
+
+
+def test_every_rule_logs_and_heavy_rules_benchmark():
+    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    rules = [block for block in text.split("\nrule ")[1:]]
+    assert rules
+    for block in rules:
+        name = block.split(":", 1)[0]
+        assert "\n    log:" in block, f"rule {name} has no log:"
+    heavy = ("detect_shard", "train_stage1", "train_stage2", "evaluate", "train_detector")
+    for block in rules:
+        name = block.split(":", 1)[0]
+        if name in heavy:
+            assert "\n    benchmark:" in block, f"heavy rule {name} has no benchmark:"
+            assert "gpu=" in block, f"heavy rule {name} declares no gpu resource"
