@@ -107,11 +107,20 @@ WORKFLOW_FILES = (
     "workflow_scripts",
     "profiles",
     "config",
+    "envs",
 )
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-# A demo small enough for a test, big enough for every stage to do real work.
+# A demo small enough for a test, big enough for every stage to do real work (training
+# included: rule all ends in the stage comparison).
 SMALL_DEMO = {
     "demo": {"seed": 0, "train_triplets": 60, "val_triplets": 24, "test1_triplets": 16},
+    "train": {
+        "num_workers": 0,
+        "resources": {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 1},
+        "stage1": {"num_epochs": 2, "batch_size": 8, "validation_frequency": 1},
+        "stage2": {"num_epochs": 1, "batch_size": 8},
+    },
+    "evaluate": {"num_workers": 0},
 }
 
 
@@ -167,3 +176,12 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
         if parts[0] not in ("total", "all"):
             jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+@pytest.fixture(scope="session")
+def finished_demo_run(tmp_path_factory) -> Path:
+    """One complete small-demo run of the whole workflow (rule all), shared by the end-to-end,
+    report and rerun tests; they only read it or dry-run against it."""
+    workdir = make_workflow_copy(tmp_path_factory.mktemp("demo_run"))
+    run_snakemake(workdir)
+    return workdir

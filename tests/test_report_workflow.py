@@ -13,11 +13,9 @@ pytestmark = pytest.mark.slow
 REPORT = "results/demo/report/boxes_saliency.html"
 
 
-@pytest.fixture(scope="module")
-def report_run(tmp_path_factory):
-    workdir = make_workflow_copy(tmp_path_factory.mktemp("report_wf"))
-    run_snakemake(workdir, REPORT)
-    return workdir
+@pytest.fixture
+def report_run(finished_demo_run):
+    return finished_demo_run
 
 
 def test_box_report_rule_writes_the_page_and_plots(report_run):

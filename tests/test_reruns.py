@@ -2,18 +2,24 @@
 
 import pytest
 import yaml
-from conftest import SMALL_DEMO, make_workflow_copy, planned_jobs, run_snakemake
+from conftest import SMALL_DEMO, planned_jobs
 
 pytestmark = pytest.mark.slow
 
 BOX_STAGES = {"detect_shard", "merge_boxes", "box_stats", "box_report"}
+# Stage 2 and what follows it (the box report shows the stage comparison).
+STAGE2_ON = {
+    "train_stage2": 1,
+    "evaluate": 1,
+    "submission": 1,
+    "compare_stages": 1,
+    "box_report": 1,
+}
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    workdir = make_workflow_copy(tmp_path_factory.mktemp("reruns"))
-    run_snakemake(workdir)
-    return workdir
+@pytest.fixture
+def finished(finished_demo_run):
+    return finished_demo_run
 
 
 def with_config(workdir, **changes):
@@ -48,8 +54,20 @@ def test_nothing_changed_nothing_runs(finished):
 def test_detection_key_reruns_detection_and_what_follows(finished):
     jobs = with_config(finished, boxes__saliency__threshold_k=1.7)
     assert BOX_STAGES <= set(jobs)
+    assert set(STAGE2_ON) <= set(jobs)
     assert "demo_dataset" not in jobs
     assert "train_stage1" not in jobs
+    assert jobs["evaluate"] == 1  # stage 2's only
+
+
+def test_stage2_key_reruns_stage2_its_evaluation_and_the_comparison(finished):
+    assert with_config(finished, train__stage2__loss_region=0.7) == STAGE2_ON
+
+
+def test_stage1_key_reruns_both_stages_but_no_detection(finished):
+    jobs = with_config(finished, train__stage1__learning_rate=7e-4)
+    assert jobs["train_stage1"] == 1 and jobs["train_stage2"] == 1
+    assert not BOX_STAGES - {"box_report"} & set(jobs)
 
 
 def test_report_key_reruns_only_the_report(finished):
@@ -59,6 +77,7 @@ def test_report_key_reruns_only_the_report(finished):
 def test_detection_code_reruns_detection_and_what_follows(finished):
     jobs = edited(finished, "cirflow/boxes/saliency.py")
     assert BOX_STAGES <= set(jobs)
+    assert "train_stage2" in jobs
     assert "train_stage1" not in jobs
 
 

@@ -8,11 +8,9 @@ from conftest import make_workflow_copy, run_snakemake
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = make_workflow_copy(tmp_path_factory.mktemp("workflow"))
-    run_snakemake(workdir)
-    return workdir
+@pytest.fixture
+def finished_run(finished_demo_run):
+    return finished_demo_run
 
 
 def test_demo_run_produces_boxes_and_stats(finished_run):
