@@ -33,19 +33,6 @@ TRAIN = {
 }
 
 
-def _with_my_rules(workdir):
-    """Include rules/train.smk and rules/evaluate.smk if the Snakefile does not (yet)."""
-    snakefile = workdir / "Snakefile"
-    text = snakefile.read_text()
-    for rule_file in ("rules/train.smk", "rules/evaluate.smk"):
-        if rule_file not in text:
-            text = text.replace(
-                'include: "rules/common.smk"\n',
-                f'include: "rules/common.smk"\ninclude: "{rule_file}"\n',
-            )
-    snakefile.write_text(text)
-
-
 def _merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for k, v in extra.items():
@@ -67,13 +54,12 @@ def _config(workdir, **changes):
 
 
 def _planned(workdir):
-    proc = run_snakemake(workdir, "-n", "--quiet", "rules", *TARGETS)
+    proc = run_snakemake(workdir, "-n", *TARGETS, "--quiet", "rules")
     return proc.stdout + proc.stderr
 
 
 def test_stage1_stage2_evaluation_and_rerun_scope(tmp_path):
     wd = make_workflow_copy(tmp_path / "wf")
-    _with_my_rules(wd)
     _config(wd)
     run_snakemake(wd, *TARGETS, timeout=1500)
     m1 = json.loads((wd / "results/demo/eval/stage1/val_metrics.json").read_text())
@@ -104,7 +90,6 @@ def test_stage1_stage2_evaluation_and_rerun_scope(tmp_path):
 def test_killed_training_job_resumes_when_rerun(tmp_path):
     """A stage-1 job killed after its first epoch resumes from last.pt on the rerun."""
     wd = make_workflow_copy(tmp_path / "wf")
-    _with_my_rules(wd)
     _config(wd)
     stage1 = wd / "results/demo/models/stage1"
     # Simulate the kill: epoch 1 of a 2-epoch run finished, the job died, Snakemake removed the
