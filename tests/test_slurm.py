@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SMALL_DEMO
+from conftest import SMALL_DEMO, WORKFLOW_FILES
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -37,17 +37,6 @@ SCRIPT = REPO / "scripts" / "slurm_local.sh"
 STATE_DIR = Path(os.environ.get("CIRFLOW_SLURM_DIR", "/tmp/cirflow-slurm"))
 SLURM_CONF = STATE_DIR / "etc" / "slurm.conf"
 SPLITS = ("train", "val", "test1")
-
-# What the workflow needs in its working directory (cirflow itself is imported from the venv).
-WORKFLOW_FILES = (
-    "Snakefile",
-    "config.yaml",
-    "rules",
-    "schemas",
-    "workflow_scripts",
-    "profiles",
-    "envs",
-)
 
 # A small demo: a few families per split, sharded so that merging is exercised.
 TEST_CONFIG = {
