@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.11, x86_64, pip):
 #   make demo   set up .venv if needed, then run the workflow on the embedded demo
 #   make test   set up .venv if needed, then run the test suite
-# The install follows the order DESIGN §8 requires; see requirements/*.txt for why.
+# The install follows the order docs/design.md §8 requires; see requirements/*.txt for why.
 
 PYTHON      ?= python3.11
 VENV        ?= .venv
@@ -12,7 +12,7 @@ REQS        := $(sort $(wildcard requirements/*.txt))
 CORES       ?= 2
 PYTEST_ARGS ?=
 
-# Offline and local caches (DESIGN §8): without these, tokenizer/YOLO look-ups hang for minutes.
+# Offline and local caches (docs/design.md §8): without these, tokenizer/YOLO look-ups hang for minutes.
 export HF_HUB_OFFLINE          := 1
 export TRANSFORMERS_OFFLINE    := 1
 export YOLO_OFFLINE            := 1

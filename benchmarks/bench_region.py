@@ -51,13 +51,13 @@ def main() -> None:
     def step(with_boxes: bool) -> float:
         t = time.perf_counter()
         losses = model(
-            ref,
-            tgt,
-            ids,
-            mask,
-            boxes if with_boxes else None,
-            valid if with_boxes else None,
-            target_ids,
+            ref_images=ref,
+            target_images=tgt,
+            input_ids=ids,
+            attention_mask=mask,
+            boxes=boxes if with_boxes else None,
+            box_valid=valid if with_boxes else None,
+            target_ids=target_ids,
         )
         loss = losses["loss_itc"] + 0.4 * losses["loss_rtc"] + 0.4 * losses["loss_align"]
         if with_boxes:

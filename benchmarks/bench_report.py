@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cirflow.boxes.format import box_area
 from cirflow.boxes.stats import compute_stats
+from cirflow.data.box_format import box_area
 from cirflow.report.boxes_report import build_boxes_report, build_method_report, load_source
 
 CLASSES = [f"class_{i}" for i in range(20)]

@@ -41,7 +41,7 @@ def step_time(model, batch_size: int, steps: int) -> float:
     times = []
     for i in range(steps + 2):
         t = time.perf_counter()
-        losses = model(ref, tgt, ids, mask)
+        losses = model(ref_images=ref, target_images=tgt, input_ids=ids, attention_mask=mask)
         loss = losses["loss_itc"] + 0.4 * losses["loss_rtc"] + 0.4 * losses["loss_align"]
         opt.zero_grad(set_to_none=True)
         loss.backward()

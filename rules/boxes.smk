@@ -11,7 +11,7 @@ rule detect_shard:
     input:
         split_file=lambda w: split_file(w.split),
         weights=detector_weights,
-        code=package_sources("boxes", "data"),
+        code=code_of("detect_shard"),
     output:
         "results/{ds}/boxes/{method}/{split}/shard-{shard}-of-{n}.json",
     log:
@@ -32,7 +32,8 @@ rule detect_shard:
 
 rule merge_boxes:
     input:
-        shard_files,
+        shards=shard_files,
+        code=code_of("merge_boxes"),
     output:
         boxes="results/{ds}/boxes/{method}/{split}.json",
         meta="results/{ds}/boxes/{method}/{split}.meta.json",
@@ -50,6 +51,7 @@ rule box_stats:
         meta="results/{ds}/boxes/{method}/{split}.meta.json",
         # Ground-truth boxes (the demo's boxes_gt.json; none for CIRR) -> stats "quality".
         gt=lambda w: gt_boxes_file() or [],
+        code=code_of("box_stats"),
     output:
         "results/{ds}/boxes/{method}/{split}.stats.json",
     log:

@@ -1,32 +1,33 @@
 # Shared by all .smk files: config validation, path helpers and input functions (kept
 # here so that the rule files hold rules only).
-import glob
 import os
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from cirflow.boxes.detectors import method_config, uses_gpu
+# Torch-free imports only (tests/test_workflow.py checks it): every job parses this again.
+from cirflow.boxes.detectors import METHODS, method_config, uses_gpu
+from cirflow.code_inputs import script_sources
 from cirflow.config import check_config
-from cirflow.train.config import semantic_params
+from cirflow.data.cirr import SPLITS
+from cirflow.train.config import STAGES, semantic_params
 
 # Every bad key listed by name first, then Snakemake's own validation (fills defaults).
 check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASET = config["dataset"]["name"]
-SPLITS = ["train", "val", "test1"]
 BOX_METHODS = config["boxes"]["methods"]
 BOX_SPLITS = config["boxes"]["splits"]
 
 
 wildcard_constraints:
     ds=DATASET,
-    split="train|val|test1",
-    method="saliency|yolo|hybrid",
+    split="|".join(SPLITS),
+    method="|".join(METHODS),
     shard=r"\d+",
     n=r"\d+",
-    stage="stage1|stage2",
+    stage="|".join(STAGES),
 
 
 def dataset_root(wildcards=None):
@@ -49,14 +50,11 @@ def gt_boxes_file():
     return f"{dataset_root()}/boxes_gt.json" if DATASET == "demo" else None
 
 
-def package_sources(*subpackages):
-    """The cirflow source files of these sub-packages, as inputs: editing the detection code
-    reruns detection, editing the report code reruns only the report."""
-    files = []
-    for sub in subpackages:
-        files += glob.glob(f"cirflow/{sub}/**/*.py", recursive=True)
-        files += glob.glob(f"cirflow/{sub}/**/*.html", recursive=True)
-    return sorted(files)
+def code_of(script):
+    """The cirflow files workflow_scripts/<script>.py runs (its import closure), as inputs:
+    editing a module reruns exactly the rules that run it."""
+    files = script_sources(f"workflow_scripts/{script}.py", workflow.basedir)
+    return [os.path.relpath(os.path.join(workflow.basedir, f)) for f in files]
 
 
 def shard_count(split):
@@ -114,7 +112,7 @@ def evaluation_targets():
         + expand(
             "results/{ds}/eval/{stage}/submission/{name}.json",
             ds=DATASET,
-            stage=["stage1", "stage2"],
+            stage=STAGES,
             name=["recall", "recall_subset"],
         )
         + [f"results/{DATASET}/eval/comparison.csv"]

@@ -3,7 +3,7 @@
 
 rule demo_dataset:
     input:
-        code=package_sources("data"),
+        code=code_of("demo_dataset"),
     output:
         manifest="results/demo/dataset/demo_manifest.json",
         gt_boxes="results/demo/dataset/boxes_gt.json",

@@ -12,7 +12,7 @@ rule train_detector:
             "results/demo/dataset/cirr/image_splits/split.rc2.{split}.json",
             split=["train", "val"],
         ),
-        code="cirflow/boxes/detector_training.py",
+        code=code_of("train_detector"),
     output:
         weights=TRAINED_DETECTOR,
         summary="results/demo/detector/train_summary.json",

@@ -1,14 +1,22 @@
-# Evaluation: CIRR val recall per stage, the test-server files, and stage 1 vs stage 2.
+# Evaluation: one job per stage scores CIRR val (recalls) and test1 (the test-server files)
+# with the model built once; then stage 1 vs stage 2.
 
 
 rule evaluate:
     input:
         checkpoint="results/{ds}/models/{stage}/best.pt",
-        data=[split_file("val"), captions_file("val")],
-        code=package_sources("evaluate"),
+        data=[
+            split_file("val"),
+            captions_file("val"),
+            split_file("test1"),
+            captions_file("test1"),
+        ],
+        code=code_of("evaluate"),
     output:
         metrics="results/{ds}/eval/{stage}/val_metrics.json",
         details="results/{ds}/eval/{stage}/val_details.json",
+        recall="results/{ds}/eval/{stage}/submission/recall.json",
+        subset="results/{ds}/eval/{stage}/submission/recall_subset.json",
     log:
         "logs/{ds}/evaluate_{stage}.log",
     benchmark:
@@ -27,36 +35,11 @@ rule evaluate:
         "../workflow_scripts/evaluate.py"
 
 
-rule submission:
-    input:
-        checkpoint="results/{ds}/models/{stage}/best.pt",
-        data=[split_file("test1"), captions_file("test1")],
-        code=package_sources("evaluate"),
-    output:
-        recall="results/{ds}/eval/{stage}/submission/recall.json",
-        subset="results/{ds}/eval/{stage}/submission/recall_subset.json",
-    log:
-        "logs/{ds}/submission_{stage}.log",
-    benchmark:
-        "benchmarks/runs/{ds}/submission_{stage}.tsv"
-    conda:
-        "../envs/train.yaml"
-    threads: config["evaluate"]["resources"]["threads"]
-    resources:
-        gpu=config["evaluate"]["resources"]["gpu"],
-        mem_mb=config["evaluate"]["resources"]["mem_mb"],
-        runtime=config["evaluate"]["resources"]["runtime"],
-    params:
-        cirr_root=root_of_input,
-        evaluate=eval_params(),
-    script:
-        "../workflow_scripts/submission.py"
-
-
 rule compare_stages:
     input:
         stage1="results/{ds}/eval/stage1/val_metrics.json",
         stage2="results/{ds}/eval/stage2/val_metrics.json",
+        code=code_of("compare_stages"),
     output:
         "results/{ds}/eval/comparison.csv",
     log:

@@ -37,7 +37,7 @@ rule box_report:
             if config["report"].get("training_comparison", False)
             else []
         ),
-        code=package_sources("report"),
+        code=code_of("box_report"),
     output:
         html=report(
             "results/{ds}/report/boxes_{method}.html",

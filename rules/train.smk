@@ -6,7 +6,7 @@
 rule train_stage1:
     input:
         data=training_data(),
-        code=package_sources("model", "train"),
+        code=code_of("train_stage"),
     output:
         **stage_outputs("stage1"),
     log:
@@ -25,13 +25,13 @@ rule train_stage1:
         model=config["model"],
         train=semantic_params(config["train"], "stage1"),
     script:
-        "../workflow_scripts/train_stage1.py"
+        "../workflow_scripts/train_stage.py"
 
 
 rule train_stage2:
     input:
         data=training_data(),
-        code=package_sources("model", "train"),
+        code=code_of("train_stage"),
         init=("results/{ds}/models/stage1/best.pt" if STAGE2_INIT == "stage1" else []),
         boxes=f"results/{{ds}}/boxes/{stage2_box_method()}/train.json",
         boxes_meta=f"results/{{ds}}/boxes/{stage2_box_method()}/train.meta.json",
@@ -54,4 +54,4 @@ rule train_stage2:
         train=semantic_params(config["train"], "stage2"),
         box_method=stage2_box_method(),
     script:
-        "../workflow_scripts/train_stage2.py"
+        "../workflow_scripts/train_stage.py"

@@ -1,4 +1,4 @@
-"""Test setup: offline (DESIGN §8) and caches inside the work tree, before anything imports."""
+"""Test setup: offline (docs/design.md §8) and caches inside the work tree, before anything imports."""
 
 import os
 import sys

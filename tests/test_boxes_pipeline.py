@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cirflow.boxes.format import box_problem, load_boxes
 from cirflow.boxes.postfilter import Detections, postfilter
 from cirflow.boxes.saliency import SaliencyDetector
 from cirflow.boxes.shards import merge_shards, run_shard, shard_images
+from cirflow.data.box_format import box_problem, load_boxes
 from cirflow.errors import CirflowError
 
 SALIENCY = {"saliency": {}}

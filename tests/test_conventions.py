@@ -29,6 +29,33 @@ def test_code_is_linted_and_formatted(cmd):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_layer_contracts_hold():
+    """pyproject.toml's import-linter contracts: train -> evaluate -> model -> data and
+    report -> boxes -> data, the two sides apart, no library module importing a CLI module."""
+    proc = run(str(BIN / "lint-imports"))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "0 broken" in out, out
+
+
+def test_no_comment_cites_a_document_outside_the_repository():
+    pattern = ("DESIGN" + " §", "../shared/" + "DESIGN")
+    offenders = [
+        f"{path.relative_to(REPO)}:{i}"
+        for folder in (*PYTHON_DIRS, "rules", "docs", "requirements", "schemas", "config")
+        for path in sorted((REPO / folder).rglob("*"))
+        if path.is_file() and path.suffix in (".py", ".smk", ".md", ".yaml", ".txt")
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if any(p in line for p in pattern)
+    ]
+    offenders += [
+        f"{name}:{i}"
+        for name in ("README.md", "Makefile", "config.yaml", "Snakefile", "pyproject.toml")
+        for i, line in enumerate((REPO / name).read_text(encoding="utf-8").splitlines(), 1)
+        if any(p in line for p in pattern)
+    ]
+    assert not offenders, "cite docs/design.md instead: " + ", ".join(offenders)
+
+
 def test_snakemake_lint_is_clean():
     proc = run(str(BIN / "snakemake"), "--lint")
     out = proc.stdout + proc.stderr

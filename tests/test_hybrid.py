@@ -9,8 +9,9 @@ from PIL import Image
 from cirflow.boxes.detectors import make_detector, method_config
 from cirflow.boxes.hybrid import HybridDetector
 from cirflow.boxes.postfilter import Detections
-from cirflow.boxes.shards import merge_results, run_shard, sidecar_path
+from cirflow.boxes.shards import merge_results, run_shard
 from cirflow.boxes.stats import stats_for_file
+from cirflow.data.box_format import sidecar_path
 from cirflow.errors import CirflowError
 
 POSTFILTER = {"min_area": 0.002, "max_boxes": 10}

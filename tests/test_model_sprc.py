@@ -87,7 +87,7 @@ def test_losses_follow_the_equations(tiny, batch):
     ref, tgt, ids, mask = batch
     tiny.eval()  # no dropout: recompute each loss by hand from the parts
     with torch.no_grad():
-        losses = tiny(ref, tgt, ids, mask)
+        losses = tiny(ref_images=ref, target_images=tgt, input_ids=ids, attention_mask=mask)
         assert set(losses) == {"loss_itc", "loss_rtc", "loss_align"}
         k = tiny.target_features(tiny.image_tokens(tgt))
         p = tiny.fusion_prompt(tiny.image_tokens(ref), ids, mask)
@@ -153,7 +153,7 @@ def test_loss_falls_on_a_fixed_batch(batch):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 
     def total():
-        losses = model(ref, tgt, ids, mask)
+        losses = model(ref_images=ref, target_images=tgt, input_ids=ids, attention_mask=mask)
         return losses["loss_itc"] + 0.4 * losses["loss_rtc"] + 0.4 * losses["loss_align"]
 
     first = float(total().detach())
@@ -180,7 +180,9 @@ def test_frozen_vit_gets_no_gradient_and_no_optimizer_slot(batch):
     model.train()
     assert not model.visual_encoder.training  # LAVIS's disabled_train keeps it in eval mode
     for _ in range(3):
-        loss = sum(model(ref, tgt, ids, mask).values())
+        loss = sum(
+            model(ref_images=ref, target_images=tgt, input_ids=ids, attention_mask=mask).values()
+        )
         opt.zero_grad()
         loss.backward()
         assert all(p.grad is None for p in model.visual_encoder.parameters())
@@ -240,9 +242,9 @@ def test_amp_flag_is_a_no_op_on_cpu(batch):
     ref, tgt, ids, mask = batch
     model.eval()
     with torch.no_grad():
-        a = model(ref, tgt, ids, mask)["loss_itc"]
+        a = model(ref_images=ref, target_images=tgt, input_ids=ids, attention_mask=mask)["loss_itc"]
         model.use_amp = True
-        b = model(ref, tgt, ids, mask)["loss_itc"]
+        b = model(ref_images=ref, target_images=tgt, input_ids=ids, attention_mask=mask)["loss_itc"]
     assert float(a) == float(b)
 
 
@@ -254,7 +256,13 @@ def test_reference_images_as_extra_negatives(tiny, batch):
     r_ids = torch.tensor([4, 0, 5, 6])  # row 1's reference is row 0's target
     with torch.no_grad():
         losses = tiny(
-            ref, tgt, ids, mask, target_ids=t_ids, reference_ids=r_ids, reference_negatives=True
+            ref_images=ref,
+            target_images=tgt,
+            input_ids=ids,
+            attention_mask=mask,
+            target_ids=t_ids,
+            reference_ids=r_ids,
+            reference_negatives=True,
         )
         e_r = tiny.image_tokens(ref)
         k = torch.cat([tiny.target_features(tiny.image_tokens(tgt)), tiny.target_features(e_r)])

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cirflow.boxes.format import load_boxes
 from cirflow.boxes.postfilter import postfilter
 from cirflow.boxes.saliency import SaliencyDetector
-from cirflow.boxes.shards import merge_results, run_shard, sidecar_path
+from cirflow.boxes.shards import merge_results, run_shard
+from cirflow.data.box_format import load_boxes, sidecar_path
 from cirflow.data.images import read_image
 
 POSTFILTER = {"min_area": 0.002, "max_boxes": 10}

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from cirflow.data.transforms import geometry, map_boxes, preprocess
 from cirflow.errors import CirflowError
 from cirflow.model.presets import get_preset
 from cirflow.model.sprc import SPRC
-from cirflow.train.transforms import geometry, map_boxes, preprocess
 
 
 # ------------------------------------------------------------------------------------ geometry
@@ -111,16 +111,37 @@ def _batch(model, n=4, seed=0):
 def test_permuting_boxes_across_the_batch_changes_the_region_loss(model):
     ref, tgt, ids, mask, boxes, valid = _batch(model)
     with torch.no_grad():
-        base = model(ref, tgt, ids, mask, boxes, valid)["loss_region"]
+        base = model(
+            ref_images=ref,
+            target_images=tgt,
+            input_ids=ids,
+            attention_mask=mask,
+            boxes=boxes,
+            box_valid=valid,
+        )["loss_region"]
         perm = torch.tensor([1, 2, 3, 0])
-        moved = model(ref, tgt, ids, mask, boxes[perm], valid[perm])["loss_region"]
+        moved = model(
+            ref_images=ref,
+            target_images=tgt,
+            input_ids=ids,
+            attention_mask=mask,
+            boxes=boxes[perm],
+            box_valid=valid[perm],
+        )["loss_region"]
     assert float(base) > 0 and abs(float(base) - float(moved)) > 1e-4
 
 
 def test_all_empty_boxes_give_zero_and_no_nan(model):
     ref, tgt, ids, mask, boxes, valid = _batch(model)
     model.train()
-    losses = model(ref, tgt, ids, mask, boxes, torch.zeros_like(valid))
+    losses = model(
+        ref_images=ref,
+        target_images=tgt,
+        input_ids=ids,
+        attention_mask=mask,
+        boxes=boxes,
+        box_valid=torch.zeros_like(valid),
+    )
     model.eval()
     assert float(losses["loss_region"]) == 0.0
     total = sum(losses.values())
@@ -128,7 +149,14 @@ def test_all_empty_boxes_give_zero_and_no_nan(model):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     model.zero_grad()
     # No box slots at all (a batch whose targets have no boxes).
-    losses = model(ref, tgt, ids, mask, torch.zeros(4, 0, 4), torch.zeros(4, 0, dtype=torch.bool))
+    losses = model(
+        ref_images=ref,
+        target_images=tgt,
+        input_ids=ids,
+        attention_mask=mask,
+        boxes=torch.zeros(4, 0, 4),
+        box_valid=torch.zeros(4, 0, dtype=torch.bool),
+    )
     assert float(losses["loss_region"]) == 0.0
 
 
@@ -142,7 +170,14 @@ def test_only_rows_and_columns_with_boxes_count(model):
         r = model.region_features(e, boxes, valid)
         s = torch.einsum("id,jmd->ijm", q, r).masked_fill(~valid[None], float("-inf")).amax(-1)
         expect = torch.nn.functional.cross_entropy(s[:3, :3] / model.temp, torch.arange(3))
-        got = model(ref, tgt, ids, mask, boxes, valid)["loss_region"]
+        got = model(
+            ref_images=ref,
+            target_images=tgt,
+            input_ids=ids,
+            attention_mask=mask,
+            boxes=boxes,
+            box_valid=valid,
+        )["loss_region"]
     assert float(got) == pytest.approx(float(expect), rel=1e-5)
 
 
@@ -150,7 +185,14 @@ def test_region_gradients_reach_the_qformer_and_region_proj(model):
     ref, tgt, ids, mask, boxes, valid = _batch(model)
     model.train()
     model.zero_grad()
-    model(ref, tgt, ids, mask, boxes, valid)["loss_region"].backward()
+    model(
+        ref_images=ref,
+        target_images=tgt,
+        input_ids=ids,
+        attention_mask=mask,
+        boxes=boxes,
+        box_valid=valid,
+    )["loss_region"].backward()
     assert model.region_proj.weight.grad.abs().sum() > 0
     qf = [p.grad for n, p in model.Qformer.named_parameters() if p.grad is not None]
     assert qf and sum(float(g.abs().sum()) for g in qf) > 0
@@ -181,7 +223,7 @@ def demo_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def table(demo_root):
     from cirflow.data.cirr import CirrDataset
-    from cirflow.train.data import ImageTable
+    from cirflow.data.tables import ImageTable
 
     return ImageTable(CirrDataset(demo_root, "train"), 64, "memory", 0, progress=False)
 
@@ -192,7 +234,7 @@ def _write(path, obj):
 
 
 def test_good_box_file_maps_every_target(demo_root, table, tmp_path):
-    from cirflow.train.regions import load_training_boxes
+    from cirflow.data.regions import load_training_boxes
 
     gt = json.loads((demo_root / "boxes_gt.json").read_text())
     boxes = {n: gt[n] for n in table.names}
@@ -205,7 +247,7 @@ def test_good_box_file_maps_every_target(demo_root, table, tmp_path):
 
 
 def test_bad_box_files_are_errors_or_counted(demo_root, table, tmp_path):
-    from cirflow.train.regions import load_training_boxes
+    from cirflow.data.regions import load_training_boxes
 
     names = table.names
     # Pixels instead of normalised coordinates: the whole file is rejected.
@@ -253,16 +295,18 @@ def test_bad_box_files_are_errors_or_counted(demo_root, table, tmp_path):
 
 def test_the_seed_box_file_loads_as_a_training_file(shared_cirr, tmp_path):
     """The seed's own (YOLO, pixel-free) train box file passes validation on the real names."""
-    from cirflow.train.regions import _check_box
+    from cirflow.data.box_format import check_box
+    from cirflow.data.regions import CLIP_TOLERANCE
 
     seed = json.loads((shared_cirr / "seed_boxes_yolo_train_100.json").read_text())
-    reasons = [_check_box(b)[1] for boxes in seed.values() for b in boxes]
-    assert reasons and all(r in (None, "clipped") for r in reasons)
+    problems = [check_box(b, CLIP_TOLERANCE)[1] for boxes in seed.values() for b in boxes]
+    assert problems and all(p is None for p in problems)
 
 
 # ----------------------------------------------------------------------------------- stage 2
 def test_stage2_starts_from_stage1_weights(demo_root, tmp_path):
-    from cirflow.train.loop import Trainer, TrainSettings, train
+    from cirflow.train.config import TrainSettings
+    from cirflow.train.loop import Trainer, train
 
     common = dict(
         cirr_root=str(demo_root),

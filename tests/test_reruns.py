@@ -11,7 +11,6 @@ BOX_STAGES = {"detect_shard", "merge_boxes", "box_stats", "box_report"}
 STAGE2_ON = {
     "train_stage2": 1,
     "evaluate": 1,
-    "submission": 1,
     "compare_stages": 1,
     "box_report": 1,
 }
@@ -79,6 +78,22 @@ def test_detection_code_reruns_detection_and_what_follows(finished):
     assert BOX_STAGES <= set(jobs)
     assert "train_stage2" in jobs
     assert "train_stage1" not in jobs
+
+
+def test_transform_code_reruns_training_and_evaluation_only(finished):
+    jobs = edited(finished, "cirflow/data/transforms.py")
+    assert jobs == {
+        "train_stage1": 1,
+        "train_stage2": 1,
+        "evaluate": 2,
+        "compare_stages": 1,
+        "box_report": 1,  # it shows the stage comparison (report.training_comparison)
+    }
+
+
+def test_demo_generator_code_reruns_the_demo_dataset(finished):
+    jobs = edited(finished, "cirflow/data/demo.py")
+    assert jobs["demo_dataset"] == 1
 
 
 def test_report_code_reruns_only_the_report(finished):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cirflow.errors import CirflowError
-from cirflow.train.loop import Trainer, TrainSettings, train
+from cirflow.train.config import TrainSettings
+from cirflow.train.loop import Trainer, train
 
 
 @pytest.fixture(scope="module")

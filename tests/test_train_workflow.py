@@ -1,6 +1,6 @@
 """The training/evaluation rules end to end through the snakemake CLI, on a very small demo.
 
-stage 1 -> evaluate -> submission, stage 2 from stage 1 with the merged train boxes, the
+stage 1 -> evaluate (val recalls + test-server files), stage 2 from stage 1 with the merged train boxes, the
 comparison table; then rerun scope: changing a stage-2 key reruns stage 2 only, a runtime-only
 key (train.num_workers) reruns nothing; and a killed training job resumes when rerun.
 """

@@ -1,11 +1,10 @@
 """The workflow end to end through the snakemake CLI on a small demo."""
 
 import json
+from pathlib import Path
 
 import pytest
-from conftest import make_workflow_copy, run_snakemake
-
-pytestmark = pytest.mark.slow
+from conftest import REPO, make_workflow_copy, run_snakemake
 
 
 @pytest.fixture
@@ -13,6 +12,7 @@ def finished_run(finished_demo_run):
     return finished_demo_run
 
 
+@pytest.mark.slow
 def test_demo_run_produces_boxes_and_stats(finished_run):
     results = finished_run / "results" / "demo"
     for split in ("train", "val", "test1"):
@@ -28,14 +28,105 @@ def test_demo_run_produces_boxes_and_stats(finished_run):
     assert (finished_run / "logs/demo/demo_dataset.log").exists()
 
 
+@pytest.mark.slow
 def test_nothing_to_do_after_a_full_run(finished_run):
     proc = run_snakemake(finished_run, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_config_type_names_the_key(tmp_path):
     workdir = make_workflow_copy(tmp_path / "wf", {"boxes": {"shards": "many"}})
     proc = run_snakemake(workdir, "-n", check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "boxes.shards: 'many' is not of type 'object'" in out
+
+
+HEAVY = ("torch", "torchvision", "lavis", "ultralytics", "transformers")
+
+
+def test_parsing_the_workflow_imports_no_heavy_package(tmp_path, repo):
+    """Every SLURM job parses the Snakefile again: the parse must not pay for torch & co.
+    Stand-in packages that leave a mark when imported shadow the real ones."""
+    import os
+    import subprocess
+
+    from conftest import SNAKEMAKE
+
+    blockers = tmp_path / "blockers"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    for name in HEAVY:
+        (blockers / name).mkdir(parents=True)
+        (blockers / name / "__init__.py").write_text(
+            f"open({str(marks / name)!r}, 'w').close()\n"
+            f"raise ImportError('{name} imported while parsing the workflow')\n"
+        )
+    env = {**os.environ, "PYTHONPATH": str(blockers)}
+    proc = subprocess.run(
+        [str(SNAKEMAKE), "-n", "--quiet", "rules", "--cores", "1"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in marks.iterdir()) == []
+
+
+SCRIPTS_DIR = REPO / "workflow_scripts"
+SCRIPTS = sorted(p.stem for p in SCRIPTS_DIR.glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_code_inputs_cover_what_the_script_really_imports(script, repo):
+    """A rule's `code=` inputs (the static import closure of its script) hold every cirflow
+    module that importing the script's own imports loads."""
+    import ast
+    import subprocess
+    import sys
+
+    from cirflow.code_inputs import script_sources
+
+    path = SCRIPTS_DIR / f"{script}.py"
+    modules = sorted(
+        {
+            node.module
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module.startswith("cirflow")
+        }
+    )
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print('\\n'.join(m.__file__ for n, m in sys.modules.items()"
+        " if n.split('.')[0] == 'cirflow' and getattr(m, '__file__', None)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    loaded = {str(Path(f).resolve().relative_to(repo)) for f in proc.stdout.split()}
+    listed = set(script_sources(f"workflow_scripts/{script}.py", repo))
+    assert loaded and loaded <= listed, sorted(loaded - listed)
+
+
+def test_code_inputs_keep_unrelated_modules_out(repo):
+    """Editing the demo generator must not rerun detection on real CIRR; training and
+    evaluation run the image transform; the report's code is the report's alone."""
+    from cirflow.code_inputs import script_sources
+
+    def code(script):
+        return set(script_sources(f"workflow_scripts/{script}.py", repo))
+
+    assert "cirflow/data/demo.py" in code("demo_dataset")
+    for script in ("detect_shard", "merge_boxes", "box_stats", "train_stage", "evaluate"):
+        assert "cirflow/data/demo.py" not in code(script), script
+    for script in ("train_stage", "evaluate"):
+        assert "cirflow/data/transforms.py" in code(script), script
+        assert not {f for f in code(script) if f.startswith(("cirflow/report/", "cirflow/boxes/"))}
+    assert "cirflow/report/templates/boxes_report.html" in code("box_report")
+    for script in set(SCRIPTS) - {"box_report"}:
+        assert not {f for f in code(script) if f.startswith("cirflow/report/")}, script

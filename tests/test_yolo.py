@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cirflow.boxes.format import box_area, box_problem, load_boxes
-from cirflow.boxes.shards import merge_results, merge_shards, run_shard, sidecar_path
+from cirflow.boxes.shards import merge_results, merge_shards, run_shard
+from cirflow.data.box_format import box_area, box_problem, load_boxes, sidecar_path
 from cirflow.errors import CirflowError
 
 pytest.importorskip("ultralytics")

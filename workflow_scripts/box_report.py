@@ -3,8 +3,8 @@
 from cirflow.logs import job_log
 from cirflow.report.boxes_report import build_method_report
 
-with job_log(snakemake.log[0]):  # noqa: F821
-    inp = snakemake.input  # noqa: F821
+with job_log(snakemake.log[0]):
+    inp = snakemake.input
     build_method_report(
         boxes=list(inp.boxes),
         metas=list(inp.meta),
@@ -12,8 +12,8 @@ with job_log(snakemake.log[0]):  # noqa: F821
         split_files=list(inp.split_files),
         compare_stats=list(inp.compare),
         training_comparison=inp.training[0] if inp.training else None,
-        out_html=snakemake.output.html,  # noqa: F821
-        plots_dir=snakemake.output.plots,  # noqa: F821
-        settings=snakemake.params.report,  # noqa: F821
-        method=snakemake.wildcards.method,  # noqa: F821
+        out_html=snakemake.output.html,
+        plots_dir=snakemake.output.plots,
+        settings=snakemake.params.report,
+        method=snakemake.wildcards.method,
     )

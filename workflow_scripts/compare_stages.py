@@ -3,6 +3,5 @@
 from cirflow.evaluate.run import compare_stages
 from cirflow.logs import job_log
 
-sm = snakemake  # noqa: F821
-with job_log(sm.log[0]):
-    compare_stages(sm.input.stage1, sm.input.stage2, sm.output[0])
+with job_log(snakemake.log[0]):
+    compare_stages(snakemake.input.stage1, snakemake.input.stage2, snakemake.output[0])

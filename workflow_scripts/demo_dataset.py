@@ -5,13 +5,13 @@ from pathlib import Path
 from cirflow.data.demo import generate_demo
 from cirflow.logs import job_log
 
-with job_log(snakemake.log[0]):  # noqa: F821
-    demo = snakemake.params.demo  # noqa: F821
+with job_log(snakemake.log[0]):
+    demo = snakemake.params.demo
     generate_demo(
-        Path(snakemake.output.manifest).parent,  # noqa: F821
+        Path(snakemake.output.manifest).parent,
         seed=demo["seed"],
         train_triplets=demo["train_triplets"],
         val_triplets=demo["val_triplets"],
         test1_triplets=demo["test1_triplets"],
-        workers=snakemake.threads,  # noqa: F821
+        workers=snakemake.threads,
     )

@@ -3,17 +3,17 @@
 from cirflow.boxes.shards import run_shard
 from cirflow.logs import job_log
 
-with job_log(snakemake.log[0]):  # noqa: F821
-    p = snakemake.params.detect  # noqa: F821
+with job_log(snakemake.log[0]):
+    p = snakemake.params.detect
     run_shard(
-        snakemake.params.root,  # noqa: F821
-        split=snakemake.wildcards.split,  # noqa: F821
-        method=snakemake.wildcards.method,  # noqa: F821
+        snakemake.params.root,
+        split=snakemake.wildcards.split,
+        method=snakemake.wildcards.method,
         method_config=p["method_config"],
         postfilter_config=p["postfilter"],
-        shard=int(snakemake.wildcards.shard),  # noqa: F821
-        num_shards=int(snakemake.wildcards.n),  # noqa: F821
-        out_path=snakemake.output[0],  # noqa: F821
+        shard=int(snakemake.wildcards.shard),
+        num_shards=int(snakemake.wildcards.n),
+        out_path=snakemake.output[0],
         max_images=p["max_images"],
-        decode_workers=snakemake.threads,  # noqa: F821
+        decode_workers=snakemake.threads,
     )

@@ -1,20 +1,17 @@
-"""Adapter for rule evaluate: CIRR val recall of a stage's best.pt."""
+"""Adapter for rule evaluate: CIRR val recalls and test1 server files of a stage's best.pt."""
 
-from cirflow.evaluate.run import evaluate_checkpoint
+from cirflow.evaluate.run import evaluate_stage
+from cirflow.evaluate.settings import EvalSettings
 from cirflow.logs import job_log
 
-sm = snakemake  # noqa: F821
-cfg = sm.params.evaluate
-with job_log(sm.log[0]):
-    evaluate_checkpoint(
-        sm.input.checkpoint,
-        sm.params.cirr_root,
-        sm.output.metrics,
-        sm.output.details,
-        split="val",
-        device=cfg["device"],
-        batch_size=cfg["batch_size"],
-        num_workers=cfg["num_workers"],
-        image_cache=cfg["image_cache"],
-        threads=sm.threads,
+out = snakemake.output
+with job_log(snakemake.log[0]):
+    evaluate_stage(
+        snakemake.input.checkpoint,
+        snakemake.params.cirr_root,
+        EvalSettings.from_config(snakemake.params.evaluate, threads=snakemake.threads),
+        metrics_out=out.metrics,
+        details_out=out.details,
+        recall_out=out.recall,
+        subset_out=out.subset,
     )

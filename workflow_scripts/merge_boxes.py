@@ -3,5 +3,5 @@
 from cirflow.boxes.shards import merge_shards
 from cirflow.logs import job_log
 
-with job_log(snakemake.log[0]):  # noqa: F821
-    merge_shards(list(snakemake.input), snakemake.output.boxes, snakemake.output.meta)  # noqa: F821
+with job_log(snakemake.log[0]):
+    merge_shards(list(snakemake.input.shards), snakemake.output.boxes, snakemake.output.meta)

@@ -26,7 +26,7 @@ import shutil
 import time
 from pathlib import Path
 
-from cirflow.boxes.format import box_problem
+from cirflow.data.box_format import box_problem
 from cirflow.data.cirr import CirrDataset
 from cirflow.errors import CirflowError
 from cirflow.io import atomic_path, read_json, write_json_atomic, write_text_atomic

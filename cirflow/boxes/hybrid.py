@@ -12,10 +12,10 @@ and the sidecar keeps it per image.
 
 from __future__ import annotations
 
-from cirflow.boxes.format import box_area
 from cirflow.boxes.postfilter import Detections
 from cirflow.boxes.saliency import SaliencyDetector
 from cirflow.boxes.yolo import YoloDetector
+from cirflow.data.box_format import box_area
 from cirflow.errors import CirflowError
 
 HYBRID_DEFAULTS = {"fallback_regions": 3, "min_yolo_area": 0.002}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cirflow.boxes.format import box_area, round_box
+from cirflow.data.box_format import box_area, round_box
 
 
 @dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cirflow.boxes.format import box_problem, read_box_file
+from cirflow.data.box_format import box_problem, read_box_file
 from cirflow.errors import CirflowError
 from cirflow.io import write_json_atomic
 

@@ -189,8 +189,3 @@ def merge_results(shards: list[dict], boxes_out: str | Path, meta_out: str | Pat
     write_json_atomic(boxes_out, sorted_boxes)
     write_json_atomic(meta_out, sidecar)
     return {"boxes": sorted_boxes, "meta": sidecar}
-
-
-def sidecar_path(box_path: str | Path) -> Path:
-    """`train.json` -> `train.meta.json`."""
-    return Path(str(box_path).removesuffix(".json") + ".meta.json")

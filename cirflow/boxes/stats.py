@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cirflow.boxes.format import box_area, box_problem, read_box_file
-from cirflow.boxes.shards import sidecar_path
+from cirflow.data.box_format import box_area, box_problem, read_box_file, sidecar_path
 from cirflow.io import read_json
 
 # Box area as a fraction of the image, and aspect ratio (width / height in pixels when the

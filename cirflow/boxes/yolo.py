@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = "yolov8n.pt"
 # Images per predict call when batch_size is "auto", by device type. CPU: measured with
 # benchmarks/bench_detect.py (yolov8n, 640 px, 2 cores): one image per call with its own
-# rectangular letterbox ran ~1.3x faster than square batches of 4 (DESIGN §4 saw the same with
+# rectangular letterbox ran ~1.3x faster than square batches of 4 (docs/design.md §4 saw the same with
 # 16), so batching does not pay there. CUDA: 32, a batch that keeps a GPU busy for yolov8n at
 # 640 px in fp16 at a few hundred MB; benchmarks/bench_detect_gpu.sh measures 1/16/32/64 where a
 # GPU is lent (not yet run: none was lent to the session that wrote this).

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from cirflow.evaluate.settings import CLI, EvalSettings
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -54,42 +57,43 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_compare)
 
 
+def settings_from_args(args) -> EvalSettings:
+    return EvalSettings(
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        image_cache=args.image_cache,
+        threads=args.threads,
+        section=CLI,
+    )
+
+
 def run_evaluate(args) -> int:
     from cirflow.evaluate.run import evaluate_checkpoint
 
     evaluate_checkpoint(
         args.checkpoint,
         args.cirr_root,
+        settings_from_args(args),
         args.out,
-        args.details,
-        args.split,
-        args.backbone,
-        args.device,
-        args.batch_size,
-        args.num_workers,
-        args.image_cache,
-        args.threads,
+        details_out=args.details,
+        split=args.split,
+        backbone=args.backbone,
     )
     return 0
 
 
 def run_submission(args) -> int:
-    from pathlib import Path
-
     from cirflow.evaluate.run import write_submission
 
     out = Path(args.out_dir)
     write_submission(
         args.checkpoint,
         args.cirr_root,
+        settings_from_args(args),
         out / "recall.json",
         out / "recall_subset.json",
-        args.backbone,
-        args.device,
-        args.batch_size,
-        args.num_workers,
-        args.image_cache,
-        args.threads,
+        backbone=args.backbone,
     )
     return 0
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 from cirflow.data.cirr import CirrDataset
+from cirflow.data.tables import ImageTable, TripletData
+from cirflow.device import resolve_device
 from cirflow.evaluate.features import gallery_features, query_features
 from cirflow.evaluate.ranking import exact_ranks, max_token_scores
 from cirflow.evaluate.recall import (
@@ -17,39 +19,45 @@ from cirflow.evaluate.recall import (
     metrics_from_ranks,
     submission_files,
 )
-from cirflow.train.data import ImageTable, TripletData
+from cirflow.evaluate.settings import EvalSettings
 
 log = logging.getLogger(__name__)
 
 
 class SplitEvaluator:
-    """Gallery = every image of the split file; queries = the split's triplets."""
+    """Gallery = every image of the split file; queries = the split's triplets.
+
+    `model` gives the tokenizer and the preset's text length and image size; `device`, when
+    given, overrides `settings.device` (training validates on its own device).
+    """
 
     def __init__(
         self,
         root: str | Path,
         split: str,
-        tokenizer,
-        max_txt_len: int,
-        image_size: int,
-        device: torch.device,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        image_cache: str = "auto",
-        progress: bool = True,
+        model,
+        settings: EvalSettings,
+        device: torch.device | None = None,
     ):
         self.split = split
+        self.settings = settings
         self.dataset = CirrDataset(root, split)
         self.table = ImageTable(
-            self.dataset, image_size, image_cache, num_workers, progress=progress
+            self.dataset,
+            model.preset.image_size,
+            settings.image_cache,
+            settings.num_workers,
+            progress=settings.progress,
+            cache_key=settings.key("image_cache"),
         )
         self.data = TripletData(
-            self.dataset, self.table, tokenizer, max_txt_len, with_targets=split != "test1"
+            self.dataset,
+            self.table,
+            model.tokenizer,
+            model.preset.max_txt_len,
+            with_targets=split != "test1",
         )
-        self.device = device
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.progress = progress
+        self.device = device or resolve_device(settings.device, settings.key("device"))
 
     @property
     def gallery_names(self) -> list[str]:
@@ -62,11 +70,12 @@ class SplitEvaluator:
     def features(self, model) -> tuple[torch.Tensor, torch.Tensor]:
         """(query features (Q, D), gallery features (N, nq, D)): each image encoded once."""
         t0 = time.perf_counter()
+        s = self.settings
         gallery = gallery_features(
-            model, self.table, self.device, self.batch_size, self.num_workers, self.progress
+            model, self.table, self.device, s.batch_size, s.num_workers, s.progress
         )
         queries = query_features(
-            model, self.data, self.device, self.batch_size, self.num_workers, self.progress
+            model, self.data, self.device, s.batch_size, s.num_workers, s.progress
         )
         log.info(
             "%s: features of %d images and %d queries in %.1f s",

@@ -8,8 +8,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from cirflow.train.data import ImageTable, TripletData
-from cirflow.train.transforms import normalize
+from cirflow.data.tables import ImageTable, TripletData
+from cirflow.data.transforms import normalize
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,18 @@ def _image_batches(table: ImageTable, batch_size: int, num_workers: int):
     )
 
 
+def _encode(model, batches, total: int, desc: str, progress: bool, encode) -> torch.Tensor:
+    """`encode(batch)` for every batch, in eval mode, concatenated (the model's mode restored)."""
+    was_training = model.training
+    model.eval()
+    feats = [
+        encode(b)
+        for b in tqdm(batches, total=total, desc=desc, disable=not progress, mininterval=10)
+    ]
+    model.train(was_training)
+    return torch.cat(feats)
+
+
 @torch.no_grad()
 def gallery_features(
     model,
@@ -51,20 +63,14 @@ def gallery_features(
     progress: bool = False,
 ) -> torch.Tensor:
     """K_t of every image of the table, in table order: (N, nq, embed_dim) on `device`."""
-    was_training = model.training
-    model.eval()
-    feats = []
-    n_batches = -(-len(table) // batch_size)
-    for images in tqdm(
+    return _encode(
+        model,
         _image_batches(table, batch_size, num_workers),
-        total=n_batches,
-        desc="gallery",
-        disable=not progress,
-        mininterval=10,
-    ):
-        feats.append(model.gallery_features(normalize(images.to(device, non_blocking=True))))
-    model.train(was_training)
-    return torch.cat(feats)
+        -(-len(table) // batch_size),
+        "gallery",
+        progress,
+        lambda images: model.gallery_features(normalize(images.to(device, non_blocking=True))),
+    )
 
 
 @torch.no_grad()
@@ -77,21 +83,18 @@ def query_features(
     progress: bool = False,
 ) -> torch.Tensor:
     """Composed query q of every triplet, in triplet order: (Q, embed_dim) on `device`."""
-    was_training = model.training
-    model.eval()
-    feats = []
-    for batch in tqdm(
-        data.batches(
-            batch_size, shuffle=False, drop_last=False, num_workers=num_workers, targets=False
+    batches = data.batches(
+        batch_size, shuffle=False, drop_last=False, num_workers=num_workers, targets=False
+    )
+    return _encode(
+        model,
+        batches,
+        data.num_batches(batch_size, drop_last=False),
+        "queries",
+        progress,
+        lambda batch: model.query_features(
+            normalize(batch.ref.to(device, non_blocking=True)),
+            batch.input_ids.to(device),
+            batch.attention_mask.to(device),
         ),
-        total=data.num_batches(batch_size, drop_last=False),
-        desc="queries",
-        disable=not progress,
-        mininterval=10,
-    ):
-        ref = normalize(batch.ref.to(device, non_blocking=True))
-        feats.append(
-            model.query_features(ref, batch.input_ids.to(device), batch.attention_mask.to(device))
-        )
-    model.train(was_training)
-    return torch.cat(feats)
+    )

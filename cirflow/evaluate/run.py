@@ -1,4 +1,10 @@
-"""Evaluation entry points used by the CLI and the workflow adapters."""
+"""Evaluation entry points used by the CLI and the workflow adapters.
+
+`evaluate_stage` is the workflow's one evaluation job per stage: it builds the model once, scores
+CIRR val (recalls) and test1 (the test-server files). `evaluate_checkpoint` and
+`write_submission` are the two halves, for the `cirflow evaluate` / `cirflow submission`
+commands.
+"""
 
 from __future__ import annotations
 
@@ -8,69 +14,49 @@ from pathlib import Path
 
 import torch
 
+from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
+from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
 from cirflow.evaluate.recall import METRIC_KEYS
+from cirflow.evaluate.settings import EvalSettings
 from cirflow.io import read_json, write_json_atomic, write_text_atomic
+from cirflow.model.checkpoints import build_model_from_checkpoint
 
 log = logging.getLogger(__name__)
 
-# The seed's "expected effect" table: which metrics, in which order.
+# The original scripts' "expected effect" table: which metrics, in which order.
 COMPARISON_COLUMNS = ("metric", "stage1", "stage2", "delta")
 
 
-def _load(checkpoint, backbone, device, threads):
-    from cirflow.model.checkpoints import build_model_from_checkpoint
-    from cirflow.train.loop import resolve_device
-
-    if threads:
-        torch.set_num_threads(int(threads))
-    dev = resolve_device(device)
+def load_for_evaluation(checkpoint: str | Path, settings: EvalSettings, backbone: str | None):
+    """(model in eval mode, the checkpoint dict, its device)."""
+    if settings.threads:
+        torch.set_num_threads(int(settings.threads))
+    dev = resolve_device(settings.device, settings.key("device"))
     model, obj = build_model_from_checkpoint(checkpoint, backbone, dev)
     model.use_amp = dev.type == "cuda"
     model.eval()
     return model, obj, dev
 
 
-def _evaluator(model, cirr_root, split, dev, batch_size, num_workers, image_cache):
-    from cirflow.evaluate.evaluator import SplitEvaluator
-
-    return SplitEvaluator(
-        cirr_root,
-        split,
-        model.tokenizer,
-        model.preset.max_txt_len,
-        model.preset.image_size,
-        dev,
-        batch_size,
-        num_workers,
-        image_cache,
-        progress=True,
-    )
-
-
-def evaluate_checkpoint(
+def score_split(
+    model,
+    obj: dict,
     checkpoint: str | Path,
     cirr_root: str | Path,
+    settings: EvalSettings,
     out: str | Path,
     details_out: str | Path | None = None,
     split: str = "val",
-    backbone: str | None = None,
-    device: str = "auto",
-    batch_size: int = 128,
-    num_workers: int = 0,
-    image_cache: str = "auto",
-    threads: int | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, float]:
-    """Recall@K and Rs@K of `checkpoint` on `split` (CIRR protocol) → `out` (JSON, percent)."""
-    from cirflow.evaluate.evaluator import format_metrics
-
+    """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out` (JSON, percent)."""
     if split == "test1":
         raise CirflowError(
             "test1 has no targets: use `cirflow submission` for the test-server files"
         )
     t0 = time.perf_counter()
-    model, obj, dev = _load(checkpoint, backbone, device, threads)
-    ev = _evaluator(model, cirr_root, split, dev, batch_size, num_workers, image_cache)
+    ev = SplitEvaluator(cirr_root, split, model, settings, device)
     metrics = ev.metrics(model)
     chance = ev.chance()
     write_json_atomic(out, metrics, indent=2)
@@ -100,25 +86,65 @@ def evaluate_checkpoint(
     return metrics
 
 
-def write_submission(
-    checkpoint: str | Path,
+def submission_for_model(
+    model,
     cirr_root: str | Path,
+    settings: EvalSettings,
     recall_out: str | Path,
     subset_out: str | Path,
-    backbone: str | None = None,
-    device: str = "auto",
-    batch_size: int = 128,
-    num_workers: int = 0,
-    image_cache: str = "auto",
-    threads: int | None = None,
+    device: torch.device | None = None,
 ) -> None:
     """CIRR test-server files for test1: recall.json (top-50) and recall_subset.json (top-3)."""
-    model, _, dev = _load(checkpoint, backbone, device, threads)
-    ev = _evaluator(model, cirr_root, "test1", dev, batch_size, num_workers, image_cache)
+    ev = SplitEvaluator(cirr_root, "test1", model, settings, device)
     recall, subset = ev.submission(model)
     write_json_atomic(recall_out, recall)
     write_json_atomic(subset_out, subset)
     log.info("wrote %s and %s (%d queries)", recall_out, subset_out, len(ev.data))
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    cirr_root: str | Path,
+    settings: EvalSettings,
+    out: str | Path,
+    details_out: str | Path | None = None,
+    split: str = "val",
+    backbone: str | None = None,
+) -> dict[str, float]:
+    """`cirflow evaluate`: recalls of `checkpoint` on `split` → `out`."""
+    model, obj, dev = load_for_evaluation(checkpoint, settings, backbone)
+    return score_split(model, obj, checkpoint, cirr_root, settings, out, details_out, split, dev)
+
+
+def write_submission(
+    checkpoint: str | Path,
+    cirr_root: str | Path,
+    settings: EvalSettings,
+    recall_out: str | Path,
+    subset_out: str | Path,
+    backbone: str | None = None,
+) -> None:
+    """`cirflow submission`: the test-server files of `checkpoint`."""
+    model, _, dev = load_for_evaluation(checkpoint, settings, backbone)
+    submission_for_model(model, cirr_root, settings, recall_out, subset_out, dev)
+
+
+def evaluate_stage(
+    checkpoint: str | Path,
+    cirr_root: str | Path,
+    settings: EvalSettings,
+    metrics_out: str | Path,
+    details_out: str | Path,
+    recall_out: str | Path,
+    subset_out: str | Path,
+) -> dict[str, float]:
+    """Rule evaluate: val recalls and test1 server files of one stage, the model built once."""
+    model, obj, dev = load_for_evaluation(checkpoint, settings, None)
+    metrics = score_split(
+        model, obj, checkpoint, cirr_root, settings, metrics_out, details_out, "val", dev
+    )
+    submission_for_model(model, cirr_root, settings, recall_out, subset_out, dev)
+    return metrics
 
 
 def comparison_rows(stage1: dict, stage2: dict) -> list[dict]:
@@ -140,7 +166,7 @@ def comparison_rows(stage1: dict, stage2: dict) -> list[dict]:
 def compare_stages(
     stage1_json: str | Path, stage2_json: str | Path, out_csv: str | Path
 ) -> list[dict]:
-    """metric | stage1 | stage2 | delta (percentage points) — the seed's expected-effect table."""
+    """metric | stage1 | stage2 | delta (percentage points) — the original scripts' table."""
     rows = comparison_rows(
         read_json(stage1_json, "stage-1 metrics"), read_json(stage2_json, "stage-2 metrics")
     )

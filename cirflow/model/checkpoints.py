@@ -1,4 +1,5 @@
-"""Model weights on disk: cirflow's checkpoints and the published SPRC ones.
+"""Model weights on disk: cirflow's checkpoints (written and read here) and the published
+SPRC ones (read).
 
 cirflow checkpoint (``best.pt``, ``last.pt``), a dict:
 
@@ -6,7 +7,13 @@ cirflow checkpoint (``best.pt``, ``last.pt``), a dict:
     model       {"preset": <preset name>, "freeze_vit": bool, "vit_precision": str, "with_region": bool}
     state_dict  the trainable weights only: everything except a frozen ViT (LAVIS rebuilds it
                 from its own cached weights), with LAVIS/SPRC parameter names
-    ...         training state (optimizer, scheduler, epoch, RNG, history) in last.pt
+    best.pt     + epoch, metrics (the validation recalls of that epoch), hparams
+    last.pt     + optimizer, scheduler, scaler, epoch, num_epochs, rng, fingerprint, and the
+                history (train_rows, val_rows, best_score, best_epoch): all a resumed run needs
+
+Both are written atomically (temporary file + rename). `best.pt` is written under
+``resume/best.pt`` and hard-linked to ``best.pt``: Snakemake deletes the declared outputs of a
+killed job, and the link keeps the best weights for the resumed run without a second copy.
 
 Published SPRC checkpoint: ``{"Blip2QformerCirAlignPrompt": state_dict, ...}`` (what SPRC's
 ``save_model`` writes), LAVIS parameter names, possibly with a DDP ``module.`` prefix; its
@@ -16,12 +23,15 @@ Published SPRC checkpoint: ``{"Blip2QformerCirAlignPrompt": state_dict, ...}`` (
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cirflow.errors import CirflowError
+from cirflow.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,58 @@ def model_spec(model) -> dict[str, Any]:
         "vit_precision": model.preset.vit_precision,
         "with_region": bool(model.with_region),
     }
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """torch.save through a temporary file. Saving to an open file (not a path) names the
+    archive's records "archive/…" instead of after the random temporary name, so the same
+    content gives the same bytes."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+
+
+def publish_link(src: Path, dst: Path) -> None:
+    """Make `dst` the same file as `src` (hard link; a copy where links are not possible), atomically."""
+    tmp = dst.with_name(f".{dst.name}.link")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def write_best(
+    model, stash: Path, published: Path, epoch: int, metrics: dict, hparams: dict
+) -> None:
+    """The weights of the best epoch: written to `stash` (resume/best.pt), linked to `published`."""
+    save_atomic(
+        {
+            "format": FORMAT,
+            "model": model_spec(model),
+            "state_dict": saved_state_dict(model),
+            "epoch": epoch,
+            "metrics": metrics,
+            "hparams": hparams,
+        },
+        stash,
+    )
+    publish_link(stash, published)
+
+
+def write_last(path: Path, model, training_state: dict[str, Any]) -> None:
+    """Everything a resumed run needs: the weights + `training_state` (optimizer, scheduler,
+    scaler, epoch, num_epochs, rng, fingerprint, history; see the module docstring)."""
+    save_atomic(
+        {
+            "format": FORMAT,
+            "model": model_spec(model),
+            "state_dict": saved_state_dict(model),
+            **training_state,
+        },
+        path,
+    )
 
 
 def torch_load(path: str | Path) -> dict:

@@ -1,6 +1,6 @@
 """SPRC (`blip2_cir_align_prompt`) on LAVIS components, with the optional region head of stage 2.
 
-Notation (DESIGN §5/§6): T is the tokenised caption, E_r and E_t the ViT tokens of the reference
+Notation (docs/design.md §5, §6): T is the tokenised caption, E_r and E_t the ViT tokens of the reference
 and target image (after `ln_vision`), nq the number of learnable query tokens, ⟨·,·⟩ the dot
 product of L2-normalised vectors and τ the learnable temperature.
 
@@ -406,6 +406,7 @@ class SPRC(Blip2Base):
 
     def forward(
         self,
+        *,
         ref_images: torch.Tensor,
         target_images: torch.Tensor,
         input_ids: torch.Tensor,
@@ -418,7 +419,7 @@ class SPRC(Blip2Base):
     ) -> dict[str, torch.Tensor]:
         """The unweighted losses of one batch: loss_itc, loss_rtc, loss_align[, loss_region].
 
-        `target_ids`, `reference_ids` (optional image ids): false negatives are masked out of the
+        Keywords only (nine tensors/flags are too many to pass by position). `target_ids`, `reference_ids` (optional image ids): false negatives are masked out of the
         softmax (see `contrastive_loss`).
         """
         bsz = ref_images.shape[0]

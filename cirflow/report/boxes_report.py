@@ -27,11 +27,13 @@ from importlib import metadata
 from pathlib import Path
 
 import jinja2
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cirflow.boxes.format import box_area, box_problem, read_box_file
-from cirflow.boxes.shards import sidecar_path
+from cirflow.boxes.detectors import METHODS
+from cirflow.boxes.quality import iou_matrix
 from cirflow.boxes.stats import compute_stats
+from cirflow.data.box_format import box_area, box_problem, read_box_file, sidecar_path
 from cirflow.data.cirr import CirrDataset, split_file
 from cirflow.data.images import read_image
 from cirflow.errors import CirflowError
@@ -40,7 +42,6 @@ from cirflow.report import plots
 
 log = logging.getLogger(__name__)
 
-KNOWN_METHODS = ("saliency", "yolo", "hybrid")
 # The image-name prefix CIRR uses for each split (val images are called dev-…).
 NAME_PREFIX_SPLIT = {"train": "train", "dev": "val", "test1": "test1"}
 
@@ -122,7 +123,7 @@ def infer_method(path: Path, meta: dict | None) -> str:
         return meta["method"]
     tokens = re.split(r"[^a-z0-9]+", str(path).lower())
     for token in reversed(tokens):
-        if token in KNOWN_METHODS:
+        if token in METHODS:
             return token
     return path.stem
 
@@ -238,14 +239,6 @@ def read_training_comparison(path: str | Path) -> dict:
 # ----------------------------------------------------------------------------- checks
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = box_area(a) + box_area(b) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def image_checks(boxes: list, has_meta_entry: bool | None) -> list[str]:
     """The CHECKS codes this image's boxes fail (`has_meta_entry` None: no sidecar at all)."""
     flags = []
@@ -260,11 +253,7 @@ def image_checks(boxes: list, has_meta_entry: bool | None) -> list[str]:
         areas = [box_area(b) for b in boxes]
         if any(a2 > a1 + 1e-9 for a1, a2 in zip(areas, areas[1:], strict=False)):
             flags.append("unsorted")
-    if 1 < len(valid) <= 50 and any(
-        _iou(valid[i], valid[j]) >= DUPLICATE_IOU
-        for i in range(len(valid))
-        for j in range(i + 1, len(valid))
-    ):
+    if 1 < len(valid) <= 50 and (np.triu(iou_matrix(valid, valid), k=1) >= DUPLICATE_IOU).any():
         flags.append("duplicate")
     areas = [box_area(b) for b in valid]
     if any(a >= WHOLE_IMAGE_AREA for a in areas):

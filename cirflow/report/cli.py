@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cirflow.data.cirr import SPLITS
 from cirflow.errors import CirflowError
 
 
@@ -96,7 +97,7 @@ def register(subparsers) -> None:
     rep.add_argument(
         "--split",
         default=None,
-        choices=("train", "val", "test1"),
+        choices=SPLITS,
         help="split of every file (default: sidecar or image names)",
     )
     rep.add_argument(

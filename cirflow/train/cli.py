@@ -1,10 +1,10 @@
-"""`cirflow train`: SPRC's command line (the seed's flags) on top of `cirflow.train.loop`.
+"""`cirflow train`: SPRC's command line (the original scripts' flags) on top of `cirflow.train.loop`.
 
     cirflow train --dataset CIRR --blip-model-name blip2_cir_align_prompt --backbone pretrain \\
         --num-epochs 50 --batch-size 128 --learning-rate 1e-5 --loss-align 0.4 --loss-rtc 0.4 \\
         --validation-frequency 1 --save-training --save-best --cirr-root CIRR --out runs/stage1
 
-    # stage 2 / the seed's region variant:
+    # stage 2 / the original scripts' region variant:
     cirflow train ... --use-region-loss --box-file boxes/train.json --loss-region 0.5 \\
         [--init-checkpoint runs/stage1/best.pt]
 """
@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train SPRC (stage 1; with --use-region-loss: the region loss, stage 2)",
-        description="Train SPRC on a CIRR-layout dataset. Accepts the seed's (SPRC's) flags.",
+        description="Train SPRC on a CIRR-layout dataset. Accepts SPRC's flags.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--dataset", default="CIRR", help="only CIRR is supported")
@@ -76,7 +76,9 @@ def register(subparsers) -> None:
         "--use-region-loss", action="store_true", help="add the region loss (needs --box-file)"
     )
     p.add_argument(
-        "--box-file", default=None, help="train boxes in the seed's format (normalised x1,y1,x2,y2)"
+        "--box-file",
+        default=None,
+        help="train boxes in the original scripts' format (normalised x1,y1,x2,y2)",
     )
     p.add_argument(
         "--loss-region", type=float, default=0.5, help="weight of L_region (with --use-region-loss)"
@@ -148,7 +150,8 @@ def check_sprc_flags(args) -> None:
 
 
 def run_train(args) -> int:
-    from cirflow.train.loop import TrainSettings, train
+    from cirflow.train.config import TrainSettings
+    from cirflow.train.loop import train
 
     check_sprc_flags(args)
     settings = TrainSettings(
@@ -171,8 +174,6 @@ def run_train(args) -> int:
         batching=args.batching,
         negatives=args.negatives,
         validation_frequency=args.validation_frequency,
-        save_training=True,
-        save_best=True,
         seed=args.seed,
         device=args.device,
         amp=not args.no_amp,

@@ -1,4 +1,8 @@
-"""From the workflow's config (`model:` and `train:` sections) to `TrainSettings`.
+"""Training settings: the `TrainSettings` of one run, built from the workflow's config (`model:`
+and `train:`) or the CLI, and the fingerprint that decides whether `last.pt` can be resumed.
+
+Torch-free on purpose: `rules/common.smk` imports this module, and every Snakemake process (each
+SLURM job included) parses the workflow again.
 
 The rule's params carry what changes the trained weights (model, seed, AMP, the stage's
 hyper-parameters); runtime-only keys (device, workers, image cache, resume) come from the config
@@ -7,13 +11,20 @@ directly, so that changing them does not make Snakemake retrain.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cirflow.data.cirr import captions_file, split_file
+from cirflow.data.image_cache import check_cache_mode
 from cirflow.errors import CirflowError
-from cirflow.train.loop import TrainSettings
 
 STAGES = ("stage1", "stage2")
+BATCHING = ("random", "img_set")
+NEGATIVES = ("targets", "batch_images")
 # Keys of train.stageN that map 1:1 onto TrainSettings.
 STAGE_KEYS = (
     "num_epochs",
@@ -31,6 +42,119 @@ STAGE_KEYS = (
 RUNTIME_KEYS = ("device", "num_workers", "image_cache", "resume", "eval_batch_size")
 
 
+@dataclass
+class TrainSettings:
+    """Everything one training run needs (the `train.stageN` + `model` config, or the CLI).
+
+    `config_section` is where the values came from (`train.stage1`, `train.stage2` or `train`
+    for the CLI): errors name the key as the user wrote it.
+    """
+
+    cirr_root: str
+    out: str
+    preset: str = "tiny"
+    freeze_vit: bool | None = None  # None: the preset's choice
+    vit_precision: str | None = None
+    num_epochs: int = 50
+    batch_size: int = 128
+    learning_rate: float = 1e-5
+    weight_decay: float = 0.05
+    loss_rtc: float = 0.4
+    loss_align: float = 0.4
+    loss_region: float = 0.5
+    use_region_loss: bool = False
+    box_file: str | None = None
+    box_meta_file: str | None = None  # the box file's sidecar (image sizes)
+    init_checkpoint: str | None = None  # stage 2: stage 1's best.pt; or a published SPRC file
+    batching: str = "random"  # random (SPRC) | img_set (a set's triplets share a batch)
+    negatives: str = "targets"  # targets (SPRC) | batch_images (+ the batch's reference images)
+    warmup_epochs: float = 1.5  # OneCycle pct_start = min(warmup_epochs / num_epochs, 0.5)
+    grad_clip: float | None = None
+    validation_frequency: int = 1
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+    image_cache: str = "auto"
+    eval_batch_size: int = 128
+    threads: int | None = None
+    resume: bool = True
+    progress: bool = True
+    config_section: str = "train"
+    # Settings that do not change the trained weights (left out of the resume fingerprint).
+    RUNTIME_ONLY = (
+        "out",
+        "device",
+        "num_workers",
+        "image_cache",
+        "eval_batch_size",
+        "threads",
+        "resume",
+        "progress",
+        "validation_frequency",
+        "config_section",
+        "box_meta_file",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key(self, name: str) -> str:
+        """The config key of setting `name`, as the user set it (runtime keys live in `train:`)."""
+        if name in RUNTIME_KEYS:
+            return f"train.{name}"
+        return f"{self.config_section}.{name}"
+
+    def check(self) -> None:
+        """Every value a run cannot use, named by its config key (before any work starts)."""
+        for name in ("num_epochs", "batch_size", "validation_frequency"):
+            if int(getattr(self, name)) < 1:
+                raise CirflowError(f"{self.key(name)} must be ≥ 1 (got {getattr(self, name)!r})")
+        if not self.learning_rate > 0:
+            raise CirflowError(
+                f"{self.key('learning_rate')} must be > 0 (got {self.learning_rate!r})"
+            )
+        if self.batching not in BATCHING:
+            raise CirflowError(
+                f"{self.key('batching')} must be one of {', '.join(BATCHING)} (got {self.batching!r})"
+            )
+        if self.negatives not in NEGATIVES:
+            raise CirflowError(
+                f"{self.key('negatives')} must be one of {', '.join(NEGATIVES)} "
+                f"(got {self.negatives!r})"
+            )
+        check_cache_mode(self.image_cache, self.key("image_cache"))
+        if self.use_region_loss and not self.box_file:
+            raise CirflowError(
+                "the region loss (--use-region-loss / stage 2) needs a box file (--box-file)"
+            )
+        if self.box_file and not Path(self.box_file).is_file():
+            raise CirflowError(f"box file not found: {self.box_file}")
+
+
+def file_digest(path: str | Path | None) -> str | None:
+    if not path:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(settings: TrainSettings) -> str:
+    """Hash of what determines the trained weights (not the output folder, device, workers)."""
+    d = {k: v for k, v in settings.to_dict().items() if k not in TrainSettings.RUNTIME_ONLY}
+    d["cirr_root"] = None  # the data itself is hashed instead of its path
+    d["data"] = [
+        file_digest(captions_file(settings.cirr_root, "train")),
+        file_digest(split_file(settings.cirr_root, "train")),
+    ]
+    d["init_checkpoint"] = file_digest(settings.init_checkpoint)
+    d["box_file"] = file_digest(settings.box_file) if settings.use_region_loss else None
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def semantic_params(train_cfg: dict, stage: str) -> dict[str, Any]:
     """The part of `train:` that determines stage `stage`'s weights (a rule's params)."""
     if stage not in STAGES:
@@ -46,6 +170,7 @@ def settings_from_config(
     train_params: dict,
     runtime_cfg: dict,
     box_file: str | Path | None = None,
+    box_meta_file: str | Path | None = None,
     init_checkpoint: str | Path | None = None,
     threads: int | None = None,
 ) -> TrainSettings:
@@ -58,6 +183,7 @@ def settings_from_config(
         kwargs["use_region_loss"] = True
         kwargs["loss_region"] = stage_cfg["loss_region"]
         kwargs["box_file"] = str(box_file)
+        kwargs["box_meta_file"] = str(box_meta_file) if box_meta_file else None
     if init_checkpoint:
         kwargs["init_checkpoint"] = str(init_checkpoint)
     return TrainSettings(
@@ -70,5 +196,6 @@ def settings_from_config(
         amp=bool(train_params["amp"]),
         threads=threads,
         progress=True,
+        config_section=f"train.{stage}",
         **kwargs,
     )

@@ -2,212 +2,52 @@
 checkpoints and automatic resume.
 
 Per epoch: train on every full batch (SPRC drops the last partial batch), validate on CIRR val
-every `validation_frequency` epochs and at the last one, then write
-
-    best.pt                  trainable weights of the epoch with the best arithmetic mean of the 7 recalls
-    last.pt                  trainable weights + optimizer + scheduler + GradScaler + epoch + RNG
-                             + the metric history (everything a resumed run needs)
-    train_metrics.csv        epoch, loss_itc, loss_rtc, loss_align[, loss_region], loss_total
-    validation_metrics.csv   epoch + SPRC's 11 validation columns
-    hparams.json             the settings, the preset, and derived numbers (written at the start)
-
-all atomically. `best.pt` is written under ``resume/best.pt`` and hard-linked to ``best.pt``:
-Snakemake deletes the declared outputs of a killed job, and the link keeps the best weights for
-the resumed run without a second copy on disk.
+every `validation_frequency` epochs and at the last one, then write `best.pt` / `last.pt`
+(`cirflow.model.checkpoints`), the two CSV files (`cirflow.train.history`) and, at the start,
+`hparams.json` (the settings, the preset and derived numbers), all atomically.
 
 Resume: when ``last.pt`` exists, comes from an unfinished run and was made with the same
-settings (same fingerprint: hyper-parameters, preset, dataset, init checkpoint and box file),
-training continues after its epoch, with its optimizer, scheduler and RNG state, so the result
-is the same as an uninterrupted run. Otherwise training starts afresh (the reason is logged).
+settings (same fingerprint, `cirflow.train.config.fingerprint`: hyper-parameters, preset,
+dataset, init checkpoint and box file), training continues after its epoch, with its optimizer,
+scheduler and RNG state, so the result is the same as an uninterrupted run. Otherwise training
+starts afresh (the reason is logged).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import logging
 import math
-import os
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
+from cirflow.data.cirr import CirrDataset
+from cirflow.data.regions import load_training_boxes
+from cirflow.data.tables import ImageTable, TripletData
+from cirflow.data.transforms import normalize
+from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
-from cirflow.io import atomic_path, write_json_atomic, write_text_atomic
+from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
+from cirflow.evaluate.settings import EvalSettings
+from cirflow.io import write_json_atomic
+from cirflow.model.checkpoints import (
+    extract_state_dict,
+    load_weights,
+    publish_link,
+    torch_load,
+    write_best,
+    write_last,
+)
+from cirflow.model.presets import get_preset
+from cirflow.model.sprc import SPRC
+from cirflow.train.config import TrainSettings, fingerprint
+from cirflow.train.history import RunState, loss_columns, write_tables
+from cirflow.train.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
-
-LOSS_KEYS = ("loss_itc", "loss_rtc", "loss_align")
-
-
-@dataclass
-class TrainSettings:
-    """Everything one training run needs (the `train.stageN` + `model` config, or the CLI)."""
-
-    cirr_root: str
-    out: str
-    preset: str = "tiny"
-    freeze_vit: bool | None = None  # None: the preset's choice
-    vit_precision: str | None = None
-    num_epochs: int = 50
-    batch_size: int = 128
-    learning_rate: float = 1e-5
-    weight_decay: float = 0.05
-    loss_rtc: float = 0.4
-    loss_align: float = 0.4
-    loss_region: float = 0.5
-    use_region_loss: bool = False
-    box_file: str | None = None
-    init_checkpoint: str | None = None  # stage 2: stage 1's best.pt; or a published SPRC file
-    init_preset_for_sprc: str | None = None
-    batching: str = "random"  # random (SPRC) | img_set (a set's triplets share a batch)
-    negatives: str = "targets"  # targets (SPRC) | batch_images (+ the batch's reference images)
-    warmup_epochs: float = 1.5  # OneCycle pct_start = min(warmup_epochs / num_epochs, 0.5)
-    grad_clip: float | None = None
-    validation_frequency: int = 1
-    save_training: bool = True
-    save_best: bool = True
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    num_workers: int = 0
-    image_cache: str = "auto"
-    eval_batch_size: int = 128
-    threads: int | None = None
-    resume: bool = True
-    progress: bool = True
-    # Settings that do not change the trained weights (left out of the resume fingerprint).
-    RUNTIME_ONLY = (
-        "out",
-        "device",
-        "num_workers",
-        "image_cache",
-        "eval_batch_size",
-        "threads",
-        "resume",
-        "progress",
-        "validation_frequency",
-    )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class RunState:
-    epoch: int = 0  # epochs completed
-    train_rows: list[dict] = field(default_factory=list)
-    val_rows: list[dict] = field(default_factory=list)
-    best_score: float | None = None
-    best_epoch: int | None = None
-
-
-# --------------------------------------------------------------------------------------- helpers
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CirflowError(
-            f"train.device is {name!r} but CUDA is not available on this machine (use auto or cpu)"
-        )
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [
-            np_state[0],
-            torch.from_numpy(np_state[1].astype(np.int64)),
-            int(np_state[2]),
-            int(np_state[3]),
-            float(np_state[4]),
-        ],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def file_digest(path: str | Path | None) -> str | None:
-    if not path:
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def fingerprint(settings: TrainSettings) -> str:
-    """Hash of what determines the trained weights (not the output folder, device, workers)."""
-    from cirflow.data.cirr import captions_file, split_file
-
-    d = {k: v for k, v in settings.to_dict().items() if k not in TrainSettings.RUNTIME_ONLY}
-    d["cirr_root"] = None  # the data itself is hashed instead of its path
-    d["data"] = [
-        file_digest(captions_file(settings.cirr_root, "train")),
-        file_digest(split_file(settings.cirr_root, "train")),
-    ]
-    d["init_checkpoint"] = file_digest(settings.init_checkpoint)
-    d["box_file"] = file_digest(settings.box_file) if settings.use_region_loss else None
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def csv_text(rows: list[dict], columns: list[str]) -> str:
-    lines = [",".join(columns)]
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = r.get(c, "")
-            cells.append(str(v) if isinstance(v, int) or v == "" else f"{v:.6g}")
-        lines.append(",".join(cells))
-    return "\n".join(lines) + "\n"
-
-
-def publish_link(src: Path, dst: Path) -> None:
-    """Make `dst` the same file as `src` (hard link; a copy where links are not possible), atomically."""
-    tmp = dst.with_name(f".{dst.name}.link")
-    if tmp.exists():
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        import shutil
-
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def save_torch(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 # ------------------------------------------------------------------------------------- the loop
@@ -229,37 +69,12 @@ class Trainer:
     def best_path(self) -> Path:
         return self.out / "best.pt"
 
-    def _check_settings(self) -> None:
-        s = self.s
-        for key in ("num_epochs", "batch_size", "validation_frequency"):
-            if int(getattr(s, key)) < 1:
-                raise CirflowError(f"train: {key} must be ≥ 1 (got {getattr(s, key)!r})")
-        if not s.learning_rate > 0:
-            raise CirflowError(f"train: learning_rate must be > 0 (got {s.learning_rate!r})")
-        if s.negatives not in ("targets", "batch_images"):
-            raise CirflowError(
-                f"train: negatives must be targets or batch_images (got {s.negatives!r})"
-            )
-        if s.use_region_loss and not s.box_file:
-            raise CirflowError(
-                "the region loss (--use-region-loss / stage 2) needs a box file (--box-file)"
-            )
-        if s.box_file and not Path(s.box_file).is_file():
-            raise CirflowError(f"box file not found: {s.box_file}")
-
     def build(self) -> None:
-        from cirflow.data.cirr import CirrDataset
-        from cirflow.evaluate.evaluator import SplitEvaluator
-        from cirflow.model.checkpoints import extract_state_dict, load_weights, torch_load
-        from cirflow.model.presets import get_preset
-        from cirflow.model.sprc import SPRC
-        from cirflow.train.data import ImageTable, TripletData
-
         s = self.s
-        self._check_settings()
+        s.check()
         if s.threads:
             torch.set_num_threads(int(s.threads))
-        self.device = resolve_device(s.device)
+        self.device = resolve_device(s.device, s.key("device"))
         self.use_amp = bool(s.amp) and self.device.type == "cuda"
         seed_everything(s.seed)
 
@@ -284,37 +99,44 @@ class Trainer:
 
         train_ds = CirrDataset(s.cirr_root, "train")
         self.train_table = ImageTable(
-            train_ds, preset.image_size, s.image_cache, s.num_workers, progress=s.progress
+            train_ds,
+            preset.image_size,
+            s.image_cache,
+            s.num_workers,
+            progress=s.progress,
+            cache_key=s.key("image_cache"),
         )
         self.train_data = TripletData(
             train_ds, self.train_table, model.tokenizer, preset.max_txt_len
         )
         self.box_counts = None
         if s.use_region_loss:
-            from cirflow.train.regions import load_training_boxes
-
             targets = {t["target_hard"] for t in train_ds.triplets}
             boxes, self.box_counts = load_training_boxes(
-                s.box_file, self.train_table, preset.image_size, targets
+                s.box_file, self.train_table, preset.image_size, targets, s.box_meta_file
             )
             self.train_data.target_boxes = boxes
         self.steps_per_epoch = self.train_data.num_batches(s.batch_size)
         if self.steps_per_epoch == 0:
             raise CirflowError(
-                f"train: batch_size {s.batch_size} is larger than the {len(self.train_data)} training triplets"
+                f"{s.key('batch_size')} {s.batch_size} is larger than the "
+                f"{len(self.train_data)} training triplets"
             )
         self.total_steps = self.steps_per_epoch * s.num_epochs
         self.evaluator = SplitEvaluator(
             s.cirr_root,
             "val",
-            model.tokenizer,
-            preset.max_txt_len,
-            preset.image_size,
+            model,
+            EvalSettings(
+                device=s.device,
+                batch_size=s.eval_batch_size,
+                num_workers=s.num_workers,
+                image_cache=s.image_cache,
+                progress=False,
+                section="train",
+                batch_size_key="eval_batch_size",
+            ),
             self.device,
-            s.eval_batch_size,
-            s.num_workers,
-            s.image_cache,
-            progress=False,
         )
         self.params = [p for _, p in model.trainable_named_parameters()]
         self.optimizer = torch.optim.AdamW(
@@ -335,59 +157,32 @@ class Trainer:
         self.fingerprint = fingerprint(s)
 
     # ----------------------------------------------------------------------------- checkpoints
-    def _spec(self) -> dict:
-        from cirflow.model.checkpoints import model_spec
-
-        return model_spec(self.model)
-
-    def _weights(self) -> dict:
-        from cirflow.model.checkpoints import saved_state_dict
-
-        return saved_state_dict(self.model)
-
     def _save_last(self, state: RunState) -> None:
-        from cirflow.model.checkpoints import FORMAT
-
-        save_torch(
+        write_last(
+            self.last_path,
+            self.model,
             {
-                "format": FORMAT,
-                "model": self._spec(),
-                "state_dict": self._weights(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
-                "epoch": state.epoch,
                 "num_epochs": self.s.num_epochs,
                 "rng": rng_state(),
                 "fingerprint": self.fingerprint,
-                "train_rows": state.train_rows,
-                "val_rows": state.val_rows,
-                "best_score": state.best_score,
-                "best_epoch": state.best_epoch,
+                **state.to_checkpoint(),
             },
-            self.last_path,
         )
 
     def _save_best(self, state: RunState, metrics: dict) -> None:
-        from cirflow.model.checkpoints import FORMAT
-
-        stash = self.resume_dir / "best.pt"
-        save_torch(
-            {
-                "format": FORMAT,
-                "model": self._spec(),
-                "state_dict": self._weights(),
-                "epoch": state.epoch,
-                "metrics": metrics,
-                "hparams": self.s.to_dict(),
-            },
-            stash,
+        write_best(
+            self.model,
+            self.resume_dir / "best.pt",
+            self.best_path,
+            state.epoch,
+            metrics,
+            self.s.to_dict(),
         )
-        publish_link(stash, self.best_path)
 
     def _try_resume(self) -> RunState:
-        from cirflow.model.checkpoints import load_weights, torch_load
-
         if not self.s.resume or not self.last_path.is_file():
             return RunState()
         try:
@@ -408,13 +203,7 @@ class Trainer:
                 ckpt["epoch"],
             )
             return RunState()
-        state = RunState(
-            ckpt["epoch"],
-            ckpt["train_rows"],
-            ckpt["val_rows"],
-            ckpt["best_score"],
-            ckpt["best_epoch"],
-        )
+        state = RunState.from_checkpoint(ckpt)
         if state.best_epoch is not None and not (self.resume_dir / "best.pt").is_file():
             log.warning(
                 "not resuming: %s lost its best weights (%s)",
@@ -435,17 +224,6 @@ class Trainer:
         return state
 
     # ----------------------------------------------------------------------------------- files
-    def _write_tables(self, state: RunState) -> None:
-        from cirflow.evaluate.recall import METRIC_KEYS
-
-        loss_cols = [*LOSS_KEYS, *(["loss_region"] if self.s.use_region_loss else []), "loss_total"]
-        write_text_atomic(
-            self.out / "train_metrics.csv", csv_text(state.train_rows, ["epoch", *loss_cols])
-        )
-        write_text_atomic(
-            self.out / "validation_metrics.csv", csv_text(state.val_rows, ["epoch", *METRIC_KEYS])
-        )
-
     def _write_hparams(self, resumed_from: int) -> None:
         n_train = sum(p.numel() for p in self.params)
         n_all = sum(p.numel() for p in self.model.parameters())
@@ -473,8 +251,6 @@ class Trainer:
         s = self.s
         self.model.train()
         sums: dict[str, float] = {}
-        from cirflow.train.transforms import normalize
-
         batches = self.train_data.batches(
             s.batch_size, seed=s.seed, epoch=epoch, num_workers=s.num_workers, batching=s.batching
         )
@@ -496,14 +272,14 @@ class Trainer:
             target_ids = batch.target_ids.to(self.device)
             reference_ids = batch.reference_ids.to(self.device)
             losses = self.model(
-                ref,
-                tgt,
-                ids,
-                mask,
-                boxes,
-                valid,
-                target_ids,
-                reference_ids,
+                ref_images=ref,
+                target_images=tgt,
+                input_ids=ids,
+                attention_mask=mask,
+                boxes=boxes,
+                box_valid=valid,
+                target_ids=target_ids,
+                reference_ids=reference_ids,
                 reference_negatives=s.negatives == "batch_images",
             )
             total = (
@@ -539,13 +315,11 @@ class Trainer:
                 )
         n = max(self.steps_per_epoch, 1)
         row = {"epoch": epoch + 1}
-        for k in [*LOSS_KEYS, *(["loss_region"] if s.use_region_loss else []), "loss_total"]:
+        for k in loss_columns(s.use_region_loss):
             row[k] = sums.get(k, 0.0) / n
         return row
 
     def run(self) -> RunState:
-        from cirflow.evaluate.evaluator import format_metrics
-
         self.build()
         self.out.mkdir(parents=True, exist_ok=True)
         state = self._try_resume()
@@ -578,7 +352,7 @@ class Trainer:
                     state.best_score, state.best_epoch = score, epoch + 1
                     self._save_best(state, metrics)
             self._save_last(state)
-            self._write_tables(state)
+            write_tables(self.out, state, s.use_region_loss)
             log.info(
                 "epoch %d/%d: %s (%.1f s train, %.1f s total)",
                 epoch + 1,

@@ -1,6 +1,6 @@
-"""The seed's box format and our sidecar.
+"""The box file format (the original scripts' format), its sidecar, and the one box validator.
 
-Box file (must stay loadable by the seed's own code):
+Box file (must stay loadable by the original scripts):
     {"<image name>": [[x1, y1, x2, y2], ...], ...}
 floats normalised to the original image, 0 <= x1 < x2 <= 1, 0 <= y1 < y2 <= 1, sorted by area
 descending; an image without boxes maps to [].
@@ -22,22 +22,52 @@ from cirflow.io import read_json
 COORD_DECIMALS = 6
 
 
-def box_problem(box: object) -> str | None:
-    """Why `box` is not a valid normalised box, or None when it is."""
+# Why a box is rejected: short code (counted in training's box statistics) -> message.
+BOX_PROBLEMS = {
+    "malformed": "not a list of 4 numbers",
+    "non_numeric": "non-numeric coordinate",
+    "nan_or_inf": "NaN or infinite coordinate",
+    "pixel_coordinates": "coordinates above 1 (pixel coordinates instead of normalised?)",
+    "out_of_range": "coordinate outside [0, 1]",
+    "empty_or_inverted": "empty or inverted box (needs x1 < x2 and y1 < y2)",
+}
+# A coordinate above this is a pixel coordinate, not a normalised one.
+PIXEL_LIMIT = 1.5
+
+
+def check_box(box: object, tolerance: float = 0.0) -> tuple[list[float] | None, str | None]:
+    """(box clipped to [0, 1], None) or (None, problem code of `BOX_PROBLEMS`).
+
+    `tolerance`: coordinates up to this far outside [0, 1] are clipped instead of rejected
+    (0: strict, for files this project writes; training accepts 0.5). The clip may make the box
+    empty, which is then its problem.
+    """
     if not isinstance(box, (list, tuple)) or len(box) != 4:
-        return "not a list of 4 numbers"
+        return None, "malformed"
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
-        return "non-numeric coordinate"
+        return None, "non_numeric"
     if not all(math.isfinite(v) for v in box):
-        return "NaN or infinite coordinate"
-    x1, y1, x2, y2 = box
-    if max(box) > 1.0 or min(box) < 0.0:
-        if max(box) > 1.5:
-            return "coordinates above 1 (pixel coordinates instead of normalised?)"
-        return "coordinate outside [0, 1]"
+        return None, "nan_or_inf"
+    if max(box) > PIXEL_LIMIT:
+        return None, "pixel_coordinates"
+    if min(box) < -tolerance or max(box) > 1.0 + tolerance:
+        return None, "out_of_range"
+    clipped = [min(max(float(v), 0.0), 1.0) for v in box]
+    x1, y1, x2, y2 = clipped
     if not (x1 < x2 and y1 < y2):
-        return "empty or inverted box (needs x1 < x2 and y1 < y2)"
-    return None
+        return None, "empty_or_inverted"
+    return clipped, None
+
+
+def box_problem(box: object) -> str | None:
+    """Why `box` is not a valid normalised box (a message), or None when it is."""
+    _, code = check_box(box)
+    return BOX_PROBLEMS[code] if code else None
+
+
+def sidecar_path(box_path: str | Path) -> Path:
+    """The sidecar of a box file: `train.json` -> `train.meta.json`."""
+    return Path(str(box_path).removesuffix(".json") + ".meta.json")
 
 
 def box_area(box: list[float]) -> float:

@@ -1,4 +1,4 @@
-"""Boxes for the region loss: read a box file (the seed's format), validate every box, and map
+"""Boxes for the region loss: read a box file (the original scripts' format), validate every box, and map
 the boxes of each training target into the model input (TargetPad → Resize → CenterCrop).
 
 What happens to bad input (never a silent wrong loss):
@@ -26,46 +26,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cirflow.boxes.format import read_box_file
+from cirflow.data.box_format import PIXEL_LIMIT, check_box, read_box_file, sidecar_path
+from cirflow.data.tables import ImageTable
+from cirflow.data.transforms import MIN_BOX_FRACTION, geometry, map_boxes
 from cirflow.errors import CirflowError
 from cirflow.io import read_json
-from cirflow.train.data import ImageTable
-from cirflow.train.transforms import MIN_BOX_FRACTION, geometry, map_boxes
 
 log = logging.getLogger(__name__)
 
-PIXEL_LIMIT = 1.5  # a coordinate above this is a pixel coordinate, not a normalised one
-
-
-def _check_box(box) -> tuple[list[float] | None, str | None]:
-    """(box clipped to [0, 1], None) or (None, reason)."""
-    if not isinstance(box, (list, tuple)) or len(box) != 4:
-        return None, "malformed"
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
-        return None, "malformed"
-    if not all(math.isfinite(v) for v in box):
-        return None, "nan_or_inf"
-    if max(box) > PIXEL_LIMIT:
-        return None, "pixel_coordinates"
-    if min(box) < 1 - PIXEL_LIMIT:
-        return None, "out_of_range"
-    clipped = [min(max(float(v), 0.0), 1.0) for v in box]
-    x1, y1, x2, y2 = clipped
-    if not (x1 < x2 and y1 < y2):
-        return None, "empty_or_inverted"
-    return clipped, ("clipped" if clipped != list(map(float, box)) else None)
-
-
-def sidecar_path(box_file: Path) -> Path:
-    return box_file.with_name(box_file.stem + ".meta.json")
+# Training clips coordinates up to this far outside [0, 1] (rounding noise of other tools).
+CLIP_TOLERANCE = PIXEL_LIMIT - 1.0
+# Training's box statistics count both kinds of malformed box as one.
+COUNTED_AS = {"non_numeric": "malformed"}
 
 
 def load_training_boxes(
-    box_file: str | Path, table: ImageTable, image_size: int, target_names: set[str] | None = None
+    box_file: str | Path,
+    table: ImageTable,
+    image_size: int,
+    target_names: set[str] | None = None,
+    meta_file: str | Path | None = None,
 ) -> tuple[dict[int, torch.Tensor], dict]:
     """Boxes of the split's images, in model-input pixels: {image index: (K, 4)} and counts.
 
     `target_names`: the images used as targets (only those need boxes; the counts refer to them).
+    `meta_file`: the box file's sidecar (image sizes); default: next to the box file, if there.
     """
     box_file = Path(box_file)
     data = read_box_file(box_file)
@@ -109,7 +94,9 @@ def load_training_boxes(
             "holds pixel coordinates, but the box format is normalised to [0, 1] (x1/w, y1/h, x2/w, y2/h)"
         )
     sizes = {}
-    side = sidecar_path(box_file)
+    side = Path(meta_file) if meta_file else sidecar_path(box_file)
+    if meta_file and not side.is_file():
+        raise CirflowError(f"box sidecar not found: {side}")
     if side.is_file():
         meta = read_json(side, what="box sidecar")
         sizes = {
@@ -135,11 +122,11 @@ def load_training_boxes(
         good = []
         for box in data[name]:
             counts["boxes_read"] += 1
-            clipped, reason = _check_box(box)
+            clipped, problem = check_box(box, tolerance=CLIP_TOLERANCE)
             if clipped is None:
-                counts["rejected"][reason] += 1
+                counts["rejected"][COUNTED_AS.get(problem, problem)] += 1
                 continue
-            if reason == "clipped":
+            if clipped != [float(v) for v in box]:
                 counts["clipped_to_unit"] += 1
             good.append(clipped)
         mapped, dropped = map_boxes(good, geometry(width, height, image_size), MIN_BOX_FRACTION)

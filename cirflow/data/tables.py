@@ -1,4 +1,4 @@
-"""CIRR triplets and images for training and evaluation.
+"""CIRR triplets and images, as tensors, for training and evaluation.
 
 Images go through `transforms.preprocess` once per image and are kept as uint8 (3, S, S):
 
@@ -21,19 +21,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cirflow.data.cirr import CirrDataset
+from cirflow.data.image_cache import check_cache_mode, keep_in_memory
 from cirflow.data.images import read_image
+from cirflow.data.transforms import Geometry, preprocess
 from cirflow.errors import CirflowError
-from cirflow.train.transforms import Geometry, preprocess
 
 log = logging.getLogger(__name__)
-
-MEMORY_BUDGET = 4 * 1024**3  # bytes of uint8 images cached per table in "auto" mode
-CACHE_MODES = ("auto", "memory", "none")
 
 
 def _decode(path: Path, size: int) -> tuple[torch.Tensor, Geometry]:
@@ -72,19 +69,17 @@ class ImageTable:
         cache: str = "auto",
         num_workers: int = 0,
         progress: bool = True,
+        cache_key: str = "image_cache",
     ):
-        if cache not in CACHE_MODES:
-            raise CirflowError(
-                f"train.image_cache must be one of {', '.join(CACHE_MODES)} (got {cache!r})"
-            )
+        # `cache_key`: the config key `cache` came from (named in the error).
+        check_cache_mode(cache, cache_key)
         self.split = dataset.split
         self.names = list(dataset.images)
         self.index = {n: i for i, n in enumerate(self.names)}
         self.paths = [dataset.image_path(n) for n in self.names]
         self.size = size
         self.num_workers = num_workers
-        need = len(self.names) * 3 * size * size
-        self.cached = cache == "memory" or (cache == "auto" and need <= MEMORY_BUDGET)
+        self.cached = keep_in_memory(cache, len(self.names), size)
         self.images: torch.Tensor | None = None
         self.sizes: list[tuple[int, int] | None] = [None] * len(self.names)
         if self.cached:
@@ -200,7 +195,7 @@ class TripletData:
         )
         self.tokens: list[list[int]] = enc["input_ids"]
         self.pad_id = tokenizer.pad_token_id or 0
-        # Per target image: boxes in input pixels (set by `attach_boxes`, stage 2).
+        # Per target image index: its boxes in input pixels (stage 2, `regions.load_training_boxes`).
         self.target_boxes: dict[int, torch.Tensor] | None = None
 
     def __len__(self) -> int:
@@ -295,11 +290,3 @@ class _ChunkDataset(Dataset):
         ref = self.data.table.get(self.data.ref_idx[idx].tolist())
         tgt = self.data.table.get(self.data.target_idx[idx].tolist()) if self.load_targets else None
         return self.data.make_batch(idx, ref, tgt)
-
-
-def boxes_by_image(mapped: dict[str, np.ndarray], table: ImageTable) -> dict[int, torch.Tensor]:
-    return {
-        table.index[n]: torch.from_numpy(b)
-        for n, b in mapped.items()
-        if n in table.index and len(b)
-    }

@@ -1,0 +1,71 @@
+"""The cirflow source files a workflow script runs, for the rules' `code=` inputs.
+
+A rule lists exactly the modules its script imports, directly or through other cirflow modules
+(imports inside functions included), plus the package data (templates, vocabulary files) of the
+packages those modules live in. So editing a module reruns the rules that run it and no others:
+`cirflow/data/demo.py` reruns the demo dataset, never detection on real CIRR.
+
+The imports are read from the source with `ast`, nothing is imported: the workflow parses this
+way in milliseconds and without torch (every SLURM job parses the Snakefile again).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+PACKAGE = "cirflow"
+# Non-Python files the package reads at run time (as in pyproject.toml's package-data).
+DATA_PATTERNS = ("templates/*.html", "*.txt")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every cirflow module `path` names in an import (a `from a import b` may name module a.b)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {n for n in names if n == PACKAGE or n.startswith(PACKAGE + ".")}
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for candidate in (base / "__init__.py", base.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@functools.cache
+def _closure(root: Path, script: Path) -> tuple[str, ...]:
+    files: set[Path] = set()
+    todo = sorted(_imports(script))
+    seen: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        path = _module_file(root, module)
+        if path is None:  # a name imported from a module, not a module itself
+            continue
+        if path not in files:
+            files.add(path)
+            todo += sorted(_imports(path))
+    packages = {p.parent for p in files}
+    data = {d for pkg in packages for pattern in DATA_PATTERNS for d in pkg.glob(pattern)}
+    return tuple(sorted(str(p.relative_to(root)) for p in files | data))
+
+
+def script_sources(script: str | Path, root: str | Path = ".") -> list[str]:
+    """The cirflow files (relative to `root`, the workflow folder) that `script` runs."""
+    root = Path(root).resolve()
+    return list(_closure(root, (root / script).resolve()))
