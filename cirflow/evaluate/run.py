@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,27 +30,35 @@ log = logging.getLogger(__name__)
 COMPARISON_COLUMNS = ("metric", "stage1", "stage2", "delta")
 
 
-def load_for_evaluation(checkpoint: str | Path, settings: EvalSettings, backbone: str | None):
-    """(model in eval mode, the checkpoint dict, its device)."""
+@dataclass
+class LoadedModel:
+    """A checkpoint's model in eval mode, on its device."""
+
+    model: Any
+    checkpoint: Path
+    epoch: int | None
+    device: torch.device
+
+
+def load_for_evaluation(
+    checkpoint: str | Path, settings: EvalSettings, backbone: str | None = None
+) -> LoadedModel:
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
     dev = resolve_device(settings.device, settings.key("device"))
     model, obj = build_model_from_checkpoint(checkpoint, backbone, dev)
     model.use_amp = dev.type == "cuda"
     model.eval()
-    return model, obj, dev
+    return LoadedModel(model, Path(checkpoint), obj.get("epoch"), dev)
 
 
 def score_split(
-    model,
-    obj: dict,
-    checkpoint: str | Path,
+    loaded: LoadedModel,
     cirr_root: str | Path,
     settings: EvalSettings,
     out: str | Path,
     details_out: str | Path | None = None,
     split: str = "val",
-    device: torch.device | None = None,
 ) -> dict[str, float]:
     """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out` (JSON, percent)."""
     if split == "test1":
@@ -56,7 +66,8 @@ def score_split(
             "test1 has no targets: use `cirflow submission` for the test-server files"
         )
     t0 = time.perf_counter()
-    ev = SplitEvaluator(cirr_root, split, model, settings, device)
+    model = loaded.model
+    ev = SplitEvaluator(cirr_root, split, model, settings, loaded.device)
     metrics = ev.metrics(model)
     chance = ev.chance()
     write_json_atomic(out, metrics, indent=2)
@@ -64,8 +75,8 @@ def score_split(
         write_json_atomic(
             details_out,
             {
-                "checkpoint": str(checkpoint),
-                "epoch": obj.get("epoch"),
+                "checkpoint": str(loaded.checkpoint),
+                "epoch": loaded.epoch,
                 "preset": model.preset.name,
                 "split": split,
                 "queries": len(ev.data),
@@ -77,7 +88,7 @@ def score_split(
         )
     log.info(
         "%s on %s (%d queries, gallery %d), chance in brackets:\n%s",
-        checkpoint,
+        loaded.checkpoint,
         split,
         len(ev.data),
         len(ev.table),
@@ -87,16 +98,15 @@ def score_split(
 
 
 def submission_for_model(
-    model,
+    loaded: LoadedModel,
     cirr_root: str | Path,
     settings: EvalSettings,
     recall_out: str | Path,
     subset_out: str | Path,
-    device: torch.device | None = None,
 ) -> None:
     """CIRR test-server files for test1: recall.json (top-50) and recall_subset.json (top-3)."""
-    ev = SplitEvaluator(cirr_root, "test1", model, settings, device)
-    recall, subset = ev.submission(model)
+    ev = SplitEvaluator(cirr_root, "test1", loaded.model, settings, loaded.device)
+    recall, subset = ev.submission(loaded.model)
     write_json_atomic(recall_out, recall)
     write_json_atomic(subset_out, subset)
     log.info("wrote %s and %s (%d queries)", recall_out, subset_out, len(ev.data))
@@ -112,8 +122,8 @@ def evaluate_checkpoint(
     backbone: str | None = None,
 ) -> dict[str, float]:
     """`cirflow evaluate`: recalls of `checkpoint` on `split` → `out`."""
-    model, obj, dev = load_for_evaluation(checkpoint, settings, backbone)
-    return score_split(model, obj, checkpoint, cirr_root, settings, out, details_out, split, dev)
+    loaded = load_for_evaluation(checkpoint, settings, backbone)
+    return score_split(loaded, cirr_root, settings, out, details_out, split)
 
 
 def write_submission(
@@ -125,8 +135,8 @@ def write_submission(
     backbone: str | None = None,
 ) -> None:
     """`cirflow submission`: the test-server files of `checkpoint`."""
-    model, _, dev = load_for_evaluation(checkpoint, settings, backbone)
-    submission_for_model(model, cirr_root, settings, recall_out, subset_out, dev)
+    loaded = load_for_evaluation(checkpoint, settings, backbone)
+    submission_for_model(loaded, cirr_root, settings, recall_out, subset_out)
 
 
 def evaluate_stage(
@@ -139,11 +149,9 @@ def evaluate_stage(
     subset_out: str | Path,
 ) -> dict[str, float]:
     """Rule evaluate: val recalls and test1 server files of one stage, the model built once."""
-    model, obj, dev = load_for_evaluation(checkpoint, settings, None)
-    metrics = score_split(
-        model, obj, checkpoint, cirr_root, settings, metrics_out, details_out, "val", dev
-    )
-    submission_for_model(model, cirr_root, settings, recall_out, subset_out, dev)
+    loaded = load_for_evaluation(checkpoint, settings)
+    metrics = score_split(loaded, cirr_root, settings, metrics_out, details_out, "val")
+    submission_for_model(loaded, cirr_root, settings, recall_out, subset_out)
     return metrics
 
 
