@@ -56,6 +56,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check cirflow workflow_scripts tests benchmarks
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format cirflow workflow_scripts tests benchmarks

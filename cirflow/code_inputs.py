@@ -5,14 +5,17 @@ A rule lists exactly the modules its script imports, directly or through other c
 packages those modules live in. So editing a module reruns the rules that run it and no others:
 `cirflow/data/demo.py` reruns the demo dataset, never detection on real CIRR.
 
-The imports are read from the source with `ast`, nothing is imported: the workflow parses this
-way in milliseconds and without torch (every SLURM job parses the Snakefile again).
+The import statements are read from the source text, nothing is imported: the workflow parses
+this way in milliseconds and without torch (every SLURM job parses the Snakefile again). A
+regular expression rather than `ast`: a full parse of every module for every rule cost half a
+second per dry run (benchmarks/bench_dryrun.py). It errs on the side of listing too much (an
+import statement inside a docstring counts), never too little.
 """
 
 from __future__ import annotations
 
-import ast
 import functools
+import re
 from pathlib import Path
 
 PACKAGE = "cirflow"
@@ -20,17 +23,27 @@ PACKAGE = "cirflow"
 DATA_PATTERNS = ("templates/*.html", "*.txt")
 
 
-def _imports(path: Path) -> set[str]:
+# `from cirflow.x import a, b` / `from cirflow.x import (a,\n b)` / `import cirflow.x as y`,
+# at any indentation (imports inside functions count).
+_FROM = re.compile(
+    rf"^[ \t]*from[ \t]+({PACKAGE}(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]*)", re.M
+)
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n#]*)", re.M)
+
+
+@functools.cache
+def _imports(path: Path) -> frozenset[str]:
     """Every cirflow module `path` names in an import (a `from a import b` may name module a.b)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    text = path.read_text(encoding="utf-8")
     names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {n for n in names if n == PACKAGE or n.startswith(PACKAGE + ".")}
+    for module, imported in _FROM.findall(text):
+        names.add(module)
+        for item in imported.strip("()").replace("\\", " ").split(","):
+            if item.split():
+                names.add(f"{module}.{item.split()[0]}")
+    for imported in _IMPORT.findall(text):
+        names.update(item.split()[0] for item in imported.split(",") if item.split())
+    return frozenset(n for n in names if n == PACKAGE or n.startswith(PACKAGE + "."))
 
 
 def _module_file(root: Path, module: str) -> Path | None:

@@ -1,4 +1,4 @@
-# Boxes: detect per shard -> merge into the seed format + sidecar -> statistics.
+# Boxes: detect per shard -> merge into the original scripts' format + sidecar -> statistics.
 
 
 # Seconds of work each: not worth a cluster job's queueing.

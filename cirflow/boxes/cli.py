@@ -1,4 +1,4 @@
-"""`cirflow boxes ...`: the seed's box commands (generate, stats) and their successors."""
+"""`cirflow boxes ...`: the original scripts' box commands (generate, stats) and their successors."""
 
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ def register(subparsers) -> argparse._SubParsersAction:
     sub = boxes.add_subparsers(dest="boxes_command", metavar="SUBCOMMAND", required=True)
 
     gen = sub.add_parser(
-        "generate", help="generate boxes for CIRR images (the seed's generate_cirr_boxes.py)"
+        "generate",
+        help="generate boxes for CIRR images (the original scripts' generate_cirr_boxes.py)",
     )
     gen.add_argument(
         "--cirr-root", required=True, help="dataset root holding cirr/ and the image folders"
@@ -117,8 +118,10 @@ def register(subparsers) -> argparse._SubParsersAction:
     gen.add_argument("--workers", type=int, default=1, help="image decoding threads")
     gen.set_defaults(func=cmd_generate)
 
-    st = sub.add_parser("stats", help="the seed's four numbers and the stats JSON of a box file")
-    st.add_argument("file", help="box file in the seed's format")
+    st = sub.add_parser(
+        "stats", help="the original scripts' four numbers and the stats JSON of a box file"
+    )
+    st.add_argument("file", help="box file in the original scripts' format")
     st.add_argument("--meta", default=None, help="sidecar (default: <file>.meta.json if present)")
     st.add_argument("--json", default=None, help="write the stats JSON here")
     st.add_argument("--print-json", action="store_true", help="print the stats JSON")

@@ -30,7 +30,7 @@ def postfilter(det: Detections, min_area: float, max_boxes: int) -> Detections:
         if area < min_area:
             continue
         kept.append((area, float(score), clipped, label))
-    # Area descending is the seed's order; score then coordinates make ties deterministic.
+    # Area descending is the original scripts' order; score then coordinates make ties deterministic.
     kept.sort(key=lambda k: (-k[0], -k[1], k[2]))
     kept = kept[:max_boxes]
     return Detections(

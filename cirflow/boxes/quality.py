@@ -103,7 +103,7 @@ def box_quality(pred: dict, gt: dict, iou_threshold: float = DEFAULT_IOU) -> dic
 
 
 def load_gt(path: str | Path) -> dict:
-    """Ground-truth boxes (seed format); every box must be valid."""
+    """Ground-truth boxes (the original scripts' format); every box must be valid."""
     data = read_box_file(path)
     for name, boxes in data.items():
         for i, box in enumerate(boxes):
@@ -151,8 +151,11 @@ def register(subparsers) -> None:
         "quality",
         help="recall/precision at IoU 0.5 and mean best IoU of a box file against ground truth",
     )
-    p.add_argument("pred", help="predicted box file (seed format)")
-    p.add_argument("gt", help="ground-truth box file (seed format, e.g. the demo's boxes_gt.json)")
+    p.add_argument("pred", help="predicted box file (the original scripts' format)")
+    p.add_argument(
+        "gt",
+        help="ground-truth box file (the original scripts' format, e.g. the demo's boxes_gt.json)",
+    )
     p.add_argument("--iou", type=float, default=DEFAULT_IOU, help="match threshold (0.5)")
     p.add_argument("--json", default=None, help="write the figures here")
     p.add_argument("--print-json", action="store_true", help="print the figures as JSON")

@@ -147,7 +147,7 @@ def run_shard(
 def merge_shards(
     shard_paths: list[str | Path], boxes_out: str | Path, meta_out: str | Path
 ) -> dict:
-    """Merge shard files into the seed-format box file and the sidecar."""
+    """Merge shard files into the box file (the original scripts' format) and the sidecar."""
     if not shard_paths:
         raise CirflowError("no shard files to merge")
     shards = []

@@ -1,4 +1,4 @@
-"""Box statistics: the seed's four numbers plus histograms and problem counts."""
+"""Box statistics: the original scripts' four numbers plus histograms and problem counts."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def stats_for_file(
 
 
 def format_seed_summary(stats: dict, title: str = "") -> str:
-    """The seed's four numbers, in the seed's words."""
+    """The original scripts' four numbers, in the original scripts' words."""
     lines = [
         f"== {title} ==" if title else None,
         f"Total images: {stats['images']}",

@@ -45,8 +45,8 @@ DEFAULT_WEIGHTS = "yolov8n.pt"
 # benchmarks/bench_detect.py (yolov8n, 640 px, 2 cores): one image per call with its own
 # rectangular letterbox ran ~1.3x faster than square batches of 4 (docs/design.md §4 saw the same with
 # 16), so batching does not pay there. CUDA: 32, a batch that keeps a GPU busy for yolov8n at
-# 640 px in fp16 at a few hundred MB; benchmarks/bench_detect_gpu.sh measures 1/16/32/64 where a
-# GPU is lent (not yet run: none was lent to the session that wrote this).
+# 640 px in fp16 at a few hundred MB; benchmarks/bench_detect_gpu.sh measures 1/16/32/64 on a
+# GPU (not yet measured).
 AUTO_BATCH_SIZE = {"cpu": 1, "cuda": 32}
 # How to get the weights where there is no internet.
 WEIGHTS_HINT = (

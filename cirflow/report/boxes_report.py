@@ -1,6 +1,6 @@
 """The box validation report: one self-contained HTML page for one or more box files.
 
-The page holds, per box file (one method on one split): the seed's four numbers plus invalid
+The page holds, per box file (one method on one split): the original scripts' four numbers plus invalid
 boxes and unreadable images, histograms, per-image checks, a grid of images with their boxes
 drawn (a deterministic sample plus the images with the most boxes, with none and with flagged
 problems), the unreadable images with their reasons, box quality against ground truth when the
@@ -48,7 +48,7 @@ NAME_PREFIX_SPLIT = {"train": "train", "dev": "val", "test1": "test1"}
 # Per-image checks, most severe first (the "flagged" grid takes images in this order).
 CHECKS = {
     "invalid": "invalid box (outside [0, 1], inverted, NaN, not 4 numbers)",
-    "unsorted": "boxes not sorted by area, largest first (the seed format requires it)",
+    "unsorted": "boxes not sorted by area, largest first (the original scripts' format requires it)",
     "duplicate": "near-duplicate boxes (IoU ≥ 0.9)",
     "whole_image": "a box covers ≥ 95% of the image",
     "tiny": "a box covers < 0.1% of the image",
@@ -436,7 +436,7 @@ def _fmt_int(value) -> str:
 
 
 def summary_rows(stats: dict) -> list[dict]:
-    """The seed's four numbers plus invalid boxes and unreadable images, as shown in the page."""
+    """The original scripts' four numbers plus invalid boxes and unreadable images, as shown in the page."""
     return [
         {"key": "images", "name": "Total images", "text": _fmt_int(stats["images"])},
         {

@@ -1,4 +1,4 @@
-"""`cirflow boxes report`: the validation report for any box files (the seed's included)."""
+"""`cirflow boxes report`: the validation report for any box files (the original scripts' included)."""
 
 from __future__ import annotations
 
@@ -62,14 +62,18 @@ def register(subparsers) -> None:
         "report",
         help="self-contained HTML validation report of box files (stats, plots, drawn samples)",
         description=(
-            "Write one self-contained HTML page for the given box files: the seed's four "
+            "Write one self-contained HTML page for the given box files: the original scripts' four "
             "numbers, invalid boxes, unreadable images, histograms, checks and a grid of images "
             "with their boxes drawn. Without the images (no --cirr-root, or the images are not "
             "there) the page still holds the statistics and plots and says the images are missing."
         ),
     )
     rep.add_argument(
-        "--boxes", nargs="+", required=True, metavar="FILE", help="box files in the seed's format"
+        "--boxes",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="box files in the original scripts' format",
     )
     rep.add_argument(
         "--cirr-root",
@@ -104,7 +108,7 @@ def register(subparsers) -> None:
         "--gt",
         default=None,
         metavar="FILE",
-        help="ground-truth boxes (seed format, e.g. the demo's boxes_gt.json): add box quality",
+        help="ground-truth boxes (the original scripts' format, e.g. the demo's boxes_gt.json): add box quality",
     )
     rep.add_argument(
         "--compare-stats",
