@@ -13,6 +13,7 @@ include: "rules/dataset.smk"
 include: "rules/detector.smk"
 include: "rules/boxes.smk"
 include: "rules/report.smk"
+include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 

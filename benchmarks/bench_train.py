@@ -117,7 +117,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = SPRC(get_preset("tiny"))
+    model = SPRC(get_preset("tiny_scratch"))
     n = sum(p.numel() for p in model.parameters())
     print(f"tiny preset: {n / 1e6:.2f} M parameters, {args.threads} CPU threads")
     for bs in args.batch_sizes:
@@ -127,7 +127,7 @@ def main() -> None:
     print("checkpoint size vs full state dict:")
     for label, m in (
         ("tiny (ViT trained)", model),
-        ("tiny, frozen ViT", SPRC(get_preset("tiny", freeze_vit=True))),
+        ("tiny, frozen ViT", SPRC(get_preset("tiny_scratch", freeze_vit=True))),
     ):
         full = nbytes(m.state_dict())
         ck = saved_state_dict(m)

@@ -50,7 +50,9 @@ BACKBONE_FILES = {
         "CLIP ViT-L/14": LAVIS_BLIP2_URL + "clip_vit_L.pth",
         "BLIP-2 Q-Former (pretrain_vitL)": LAVIS_BLIP2_URL + "blip2_pretrained_vitL.pth",
     },
-    "tiny": {},  # random init, local vocabulary: nothing to fetch
+    # Local vocabulary; the demo's first stage is made by the workflow: nothing to fetch.
+    "tiny": {},
+    "tiny_scratch": {},
 }
 # LAVIS's Blip2Base builds the tokenizer, the Q-Former config and its initial BERT weights with
 # `from_pretrained("bert-base-uncased")`.

@@ -10,6 +10,7 @@ from cirflow.boxes.detectors import METHODS, method_config, uses_gpu
 from cirflow.code_inputs import script_sources
 from cirflow.config import check_config
 from cirflow.data.cirr import SPLITS
+from cirflow.model.presets import DEMO_BACKBONE, get_preset
 from cirflow.train.config import STAGES, semantic_params
 
 # Every bad key listed by name first, then Snakemake's own validation (fills defaults).
@@ -146,6 +147,57 @@ def detector_weights(wildcards):
     if uses_gpu(wildcards.method) and uses_trained_detector():
         return [TRAINED_DETECTOR]
     return []
+
+
+# --- the model's first stage and cached image features (rules/features.smk) ---
+
+
+def model_preset():
+    m = config["model"]
+    return get_preset(
+        m["preset"],
+        freeze_vit=m.get("freeze_vit"),
+        vit_precision=m.get("vit_precision"),
+        weights=m.get("weights"),
+    )
+
+
+def backbone_file():
+    """The tiny preset's first-stage file (the demo's pretrain_backbone makes it), as an input
+    of every rule that builds the model; none for the LAVIS backbones (their own cache)."""
+    weights = model_preset().vit_weights
+    return [weights] if weights else []
+
+
+if DEMO_BACKBONE in backbone_file() and DATASET != "demo":
+    raise ValueError(
+        f"model.preset tiny starts from {DEMO_BACKBONE}, the demo's own first stage, but "
+        f"dataset.name is {DATASET!r}: use pretrain / pretrain_vitL for CIRR (or give "
+        "model.weights)."
+    )
+
+
+def features_enabled():
+    enabled = config["features"]["enabled"]
+    return model_preset().freeze_vit if enabled == "auto" else bool(enabled)
+
+
+def feature_files(split):
+    """The split's cached ViT tokens (one .npy per shard), or none when pixels are read."""
+    if not features_enabled():
+        return []
+    n = config["features"]["shards"][split]
+    return expand(
+        "results/{ds}/features/{split}/shard-{shard}-of-{n}.npy",
+        ds=DATASET,
+        split=split,
+        shard=range(n),
+        n=n,
+    )
+
+
+def feature_gpus():
+    return config["features"]["resources"]["gpu"] if model_preset().vit_model != "eva_tiny" else 0
 
 
 # --- training and evaluation (rules/train.smk, rules/evaluate.smk) ---

@@ -11,6 +11,9 @@ rule evaluate:
             split_file("test1"),
             captions_file("test1"),
         ],
+        backbone=backbone_file(),
+        features_val=feature_files("val"),
+        features_test1=feature_files("test1"),
         code=code_of("evaluate"),
     output:
         metrics="results/{ds}/eval/{stage}/val_metrics.json",

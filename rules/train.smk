@@ -6,6 +6,9 @@
 rule train_stage1:
     input:
         data=training_data(),
+        backbone=backbone_file(),
+        features_train=feature_files("train"),
+        features_val=feature_files("val"),
         code=code_of("train_stage"),
     output:
         **stage_outputs("stage1"),
@@ -31,6 +34,9 @@ rule train_stage1:
 rule train_stage2:
     input:
         data=training_data(),
+        backbone=backbone_file(),
+        features_train=feature_files("train"),
+        features_val=feature_files("val"),
         code=code_of("train_stage"),
         init=("results/{ds}/models/stage1/best.pt" if STAGE2_INIT == "stage1" else []),
         boxes=f"results/{{ds}}/boxes/{stage2_box_method()}/train.json",

@@ -24,7 +24,7 @@ CAPTIONS = [
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return SPRC(get_preset("tiny"), with_region=True)
+    return SPRC(get_preset("tiny_scratch"), with_region=True)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_duplicate_targets_are_not_negatives():
 
 def test_loss_falls_on_a_fixed_batch(batch):
     torch.manual_seed(1)
-    model = SPRC(get_preset("tiny"))
+    model = SPRC(get_preset("tiny_scratch"))
     ref, tgt, ids, mask = batch
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 
@@ -170,7 +170,7 @@ def test_loss_falls_on_a_fixed_batch(batch):
 
 def test_frozen_vit_gets_no_gradient_and_no_optimizer_slot(batch):
     torch.manual_seed(2)
-    model = SPRC(get_preset("tiny", freeze_vit=True))
+    model = SPRC(get_preset("tiny_scratch", freeze_vit=True))
     ref, tgt, ids, mask = batch
     vit_before = {k: v.clone() for k, v in model.visual_encoder.state_dict().items()}
     ln_before = model.ln_vision.weight.detach().clone()
@@ -194,13 +194,13 @@ def test_frozen_vit_gets_no_gradient_and_no_optimizer_slot(batch):
 
 def test_published_sprc_checkpoint_format_loads(tmp_path, batch):
     torch.manual_seed(3)
-    src = SPRC(get_preset("tiny"))
+    src = SPRC(get_preset("tiny_scratch"))
     sd = {f"module.{k}": v for k, v in src.state_dict().items()}  # as saved from DDP
     sd["module.itm_head.weight"] = torch.zeros(2, 96)  # unused SPRC heads are ignored
     sd["module.Qformer.cls.predictions.bias"] = torch.zeros(10)
     path = tmp_path / "sprc_cirr.pt"
     torch.save({"epoch": 3, SPRC_KEY: sd}, path)
-    model, _ = build_model_from_checkpoint(path, "tiny")
+    model, _ = build_model_from_checkpoint(path, "tiny_scratch")
     for k, v in src.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
     ref, tgt, ids, mask = batch
@@ -216,10 +216,10 @@ def test_published_sprc_checkpoint_format_loads(tmp_path, batch):
     small = {k: v for k, v in sd.items() if "Qformer" not in k}
     torch.save({SPRC_KEY: small}, path)
     with pytest.raises(CirflowError, match="missing"):
-        build_model_from_checkpoint(path, "tiny")
+        build_model_from_checkpoint(path, "tiny_scratch")
     torch.save({"something": 1}, path)
     with pytest.raises(CirflowError, match="not a cirflow checkpoint"):
-        build_model_from_checkpoint(path, "tiny")
+        build_model_from_checkpoint(path, "tiny_scratch")
 
 
 def test_pretrain_presets_fail_fast_offline(tmp_path, monkeypatch):
@@ -238,7 +238,7 @@ def test_pretrain_presets_fail_fast_offline(tmp_path, monkeypatch):
 
 def test_amp_flag_is_a_no_op_on_cpu(batch):
     torch.manual_seed(4)
-    model = SPRC(dataclasses.replace(get_preset("tiny")))
+    model = SPRC(dataclasses.replace(get_preset("tiny_scratch")))
     ref, tgt, ids, mask = batch
     model.eval()
     with torch.no_grad():

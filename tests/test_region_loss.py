@@ -66,7 +66,7 @@ def test_boxes_cut_away_by_the_centre_crop_are_dropped():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = SPRC(get_preset("tiny"), with_region=True)
+    m = SPRC(get_preset("tiny_scratch"), with_region=True)
     m.eval()
     return m
 
@@ -310,7 +310,7 @@ def test_stage2_starts_from_stage1_weights(demo_root, tmp_path):
 
     common = dict(
         cirr_root=str(demo_root),
-        preset="tiny",
+        preset="tiny_scratch",
         batch_size=8,
         learning_rate=1e-3,
         num_workers=0,

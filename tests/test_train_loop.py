@@ -32,7 +32,7 @@ def settings(root, out, **kw):
     base = dict(
         cirr_root=str(root),
         out=str(out),
-        preset="tiny",
+        preset="tiny_scratch",
         num_epochs=2,
         batch_size=8,
         learning_rate=1e-3,
@@ -73,7 +73,7 @@ def test_outputs_and_columns(demo_root, tmp_path):
     )
     best = torch.load(out / "best.pt", weights_only=True)
     last = torch.load(out / "last.pt", weights_only=True)
-    assert best["format"] == "cirflow-sprc/1" and best["model"]["preset"] == "tiny"
+    assert best["format"] == "cirflow-sprc/1" and best["model"]["preset"] == "tiny_scratch"
     assert {"optimizer", "scheduler", "scaler", "rng", "epoch"} <= set(last)
     assert last["epoch"] == 2
     # Trainable ViT (tiny): saved. best.pt holds weights only (no optimizer).
@@ -211,7 +211,7 @@ def test_cli_takes_the_seed_flags_then_evaluates_and_writes_the_submission(demo_
             "--blip-model-name",
             "blip2_cir_align_prompt",
             "--backbone",
-            "tiny",
+            "tiny_scratch",
             "--num-epochs",
             "1",
             "--batch-size",

@@ -14,4 +14,8 @@ with job_log(snakemake.log[0]):
         details_out=out.details,
         recall_out=out.recall,
         subset_out=out.subset,
+        features={
+            "val": list(snakemake.input.features_val),
+            "test1": list(snakemake.input.features_test1),
+        },
     )

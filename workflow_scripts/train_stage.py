@@ -22,5 +22,8 @@ with job_log(snakemake.log[0]):
             box_meta_file=inputs.get("boxes_meta"),
             init_checkpoint=inputs.get("init") or None,
             threads=snakemake.threads,
+            features={"train": list(inputs.features_train), "val": list(inputs.features_val)}
+            if inputs.features_train
+            else None,
         )
     )

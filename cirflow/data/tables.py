@@ -7,7 +7,10 @@ Images go through `transforms.preprocess` once per image and are kept as uint8 (
   preset (64 px) the 3,750 demo train+val images take 46 MB.
 * ``none``   — images are decoded when a batch needs them, by DataLoader workers (the real CIRR
   at 224 px on a GPU machine).
-* ``auto``   — memory when the table fits in `MEMORY_BUDGET` bytes, else none.
+* ``auto``   — memory when the table fits in `image_cache.MEMORY_BUDGET` bytes, else none.
+
+With a frozen ViT, `feature_store.FeatureTable` stands in for `ImageTable`: the same batches,
+holding cached ViT tokens instead of pixels (`model_input` turns either into model input).
 
 Both modes visit the triplets in the same order (one permutation per epoch from a generator
 seeded with (seed, epoch)), so they give the same batches; that is also what makes a resumed run
@@ -27,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.image_cache import check_cache_mode, keep_in_memory
 from cirflow.data.images import read_image
-from cirflow.data.transforms import Geometry, preprocess
+from cirflow.data.transforms import Geometry, normalize, preprocess
 from cirflow.errors import CirflowError
 
 log = logging.getLogger(__name__)
@@ -146,6 +149,15 @@ class Batch:
     box_valid: torch.Tensor | None = None  # (B, M) bool
 
 
+def model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """What a table gives → what the model takes: uint8 pixels are CLIP-normalised floats,
+    cached ViT tokens (float16, from `feature_store.FeatureTable`) become float32."""
+    images = images.to(device, non_blocking=True)
+    if images.dtype == torch.uint8:
+        return normalize(images)
+    return images.float()
+
+
 def pad_tokens(token_lists: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     length = max(len(t) for t in token_lists)
     ids = torch.full((len(token_lists), length), pad_id, dtype=torch.long)
@@ -179,10 +191,23 @@ class TripletData:
     ):
         self.dataset = dataset
         self.table = table
-        self.triplets = dataset.triplets
-        if not self.triplets:
+        if not dataset.triplets:
             raise CirflowError(
                 f"no triplets in {dataset.root}/cirr/captions/cap.rc2.{dataset.split}.json"
+            )
+        # A table may lack unreadable images (cached features list them): their triplets are
+        # left out here, and counted.
+        self.triplets = [
+            t
+            for t in dataset.triplets
+            if t["reference"] in table.index
+            and (not with_targets or t["target_hard"] in table.index)
+        ]
+        self.left_out = len(dataset.triplets) - len(self.triplets)
+        if not self.triplets:
+            raise CirflowError(
+                f"every triplet of {dataset.split} needs an unreadable image "
+                f"({self.left_out} left out)"
             )
         self.ref_idx = torch.tensor([table.index[t["reference"]] for t in self.triplets])
         self.target_idx = (

@@ -18,7 +18,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backbone",
         default=None,
-        choices=["pretrain", "pretrain_vitL", "tiny"],
+        choices=["pretrain", "pretrain_vitL", "tiny", "tiny_scratch"],
         help="preset of an SPRC checkpoint (cirflow checkpoints say it themselves)",
     )
     p.add_argument("--device", default="auto")

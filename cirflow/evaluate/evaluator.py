@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from cirflow.data.cirr import CirrDataset
+from cirflow.data.feature_store import FeatureStore, FeatureTable
 from cirflow.data.tables import ImageTable, TripletData
 from cirflow.device import resolve_device
 from cirflow.evaluate.features import gallery_features, query_features
@@ -28,7 +29,8 @@ class SplitEvaluator:
     """Gallery = every image of the split file; queries = the split's triplets.
 
     `model` gives the tokenizer and the preset's text length and image size; `device`, when
-    given, overrides `settings.device` (training validates on its own device).
+    given, overrides `settings.device` (training validates on its own device); `features`, the
+    split's cached ViT token shards, replace decoding the images.
     """
 
     def __init__(
@@ -38,18 +40,22 @@ class SplitEvaluator:
         model,
         settings: EvalSettings,
         device: torch.device | None = None,
+        features: list[str] | None = None,
     ):
         self.split = split
         self.settings = settings
         self.dataset = CirrDataset(root, split)
-        self.table = ImageTable(
-            self.dataset,
-            model.preset.image_size,
-            settings.image_cache,
-            settings.num_workers,
-            progress=settings.progress,
-            cache_key=settings.key("image_cache"),
-        )
+        if features:  # cached ViT tokens of the split (a frozen ViT)
+            self.table = FeatureTable(self.dataset, FeatureStore(features))
+        else:
+            self.table = ImageTable(
+                self.dataset,
+                model.preset.image_size,
+                settings.image_cache,
+                settings.num_workers,
+                progress=settings.progress,
+                cache_key=settings.key("image_cache"),
+            )
         self.data = TripletData(
             self.dataset,
             self.table,

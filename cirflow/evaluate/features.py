@@ -8,8 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from cirflow.data.tables import ImageTable, TripletData
-from cirflow.data.transforms import normalize
+from cirflow.data.tables import ImageTable, TripletData, model_input
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ def gallery_features(
         -(-len(table) // batch_size),
         "gallery",
         progress,
-        lambda images: model.gallery_features(normalize(images.to(device, non_blocking=True))),
+        lambda images: model.gallery_features(model_input(images, device)),
     )
 
 
@@ -93,7 +92,7 @@ def query_features(
         "queries",
         progress,
         lambda batch: model.query_features(
-            normalize(batch.ref.to(device, non_blocking=True)),
+            model_input(batch.ref, device),
             batch.input_ids.to(device),
             batch.attention_mask.to(device),
         ),

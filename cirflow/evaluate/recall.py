@@ -92,7 +92,8 @@ def member_matrix(triplets: Sequence[dict], index: dict[str, int]) -> torch.Tens
     width = max((len(t["img_set"]["members"]) for t in triplets), default=0)
     out = torch.full((len(triplets), max(width, 1)), -1, dtype=torch.long)
     for i, t in enumerate(triplets):
-        ids = [index[m] for m in t["img_set"]["members"]]
+        # A member missing from the gallery (an unreadable image) cannot be ranked.
+        ids = [index[m] for m in t["img_set"]["members"] if m in index]
         out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
     return out
 

@@ -59,6 +59,7 @@ def score_split(
     out: str | Path,
     details_out: str | Path | None = None,
     split: str = "val",
+    features: list[str] | None = None,
 ) -> dict[str, float]:
     """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out` (JSON, percent)."""
     if split == "test1":
@@ -67,7 +68,7 @@ def score_split(
         )
     t0 = time.perf_counter()
     model = loaded.model
-    ev = SplitEvaluator(cirr_root, split, model, settings, loaded.device)
+    ev = SplitEvaluator(cirr_root, split, model, settings, loaded.device, features)
     metrics = ev.metrics(model)
     chance = ev.chance()
     write_json_atomic(out, metrics, indent=2)
@@ -80,7 +81,9 @@ def score_split(
                 "preset": model.preset.name,
                 "split": split,
                 "queries": len(ev.data),
+                "queries_left_out": ev.data.left_out,
                 "gallery": len(ev.table),
+                "unreadable": getattr(ev.table, "unreadable", []),
                 "chance": chance,
                 "seconds": round(time.perf_counter() - t0, 2),
             },
@@ -103,9 +106,10 @@ def submission_for_model(
     settings: EvalSettings,
     recall_out: str | Path,
     subset_out: str | Path,
+    features: list[str] | None = None,
 ) -> None:
     """CIRR test-server files for test1: recall.json (top-50) and recall_subset.json (top-3)."""
-    ev = SplitEvaluator(cirr_root, "test1", loaded.model, settings, loaded.device)
+    ev = SplitEvaluator(cirr_root, "test1", loaded.model, settings, loaded.device, features)
     recall, subset = ev.submission(loaded.model)
     write_json_atomic(recall_out, recall)
     write_json_atomic(subset_out, subset)
@@ -147,11 +151,16 @@ def evaluate_stage(
     details_out: str | Path,
     recall_out: str | Path,
     subset_out: str | Path,
+    features: dict[str, list[str]] | None = None,
 ) -> dict[str, float]:
-    """Rule evaluate: val recalls and test1 server files of one stage, the model built once."""
+    """Rule evaluate: val recalls and test1 server files of one stage, the model built once.
+    `features`: {"val": [...], "test1": [...]} cached ViT token shards (a frozen ViT)."""
+    features = features or {}
     loaded = load_for_evaluation(checkpoint, settings)
-    metrics = score_split(loaded, cirr_root, settings, metrics_out, details_out, "val")
-    submission_for_model(loaded, cirr_root, settings, recall_out, subset_out)
+    metrics = score_split(
+        loaded, cirr_root, settings, metrics_out, details_out, "val", features.get("val")
+    )
+    submission_for_model(loaded, cirr_root, settings, recall_out, subset_out, features.get("test1"))
     return metrics
 
 

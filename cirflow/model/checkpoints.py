@@ -56,6 +56,8 @@ def model_spec(model) -> dict[str, Any]:
         "freeze_vit": bool(model.preset.freeze_vit),
         "vit_precision": model.preset.vit_precision,
         "with_region": bool(model.with_region),
+        # Where the frozen ViT (left out of the file) is rebuilt from: tiny's first stage.
+        "weights": model.preset.vit_weights,
     }
 
 
@@ -204,7 +206,10 @@ def build_model_from_checkpoint(
                 f"{path} was trained with preset {spec['preset']!r}, not {preset_name!r}"
             )
         preset = get_preset(
-            spec["preset"], freeze_vit=spec["freeze_vit"], vit_precision=spec["vit_precision"]
+            spec["preset"],
+            freeze_vit=spec["freeze_vit"],
+            vit_precision=spec["vit_precision"],
+            weights=spec.get("weights"),
         )
         model = SPRC(preset, with_region=spec["with_region"], load_pretrained=False)
     else:

@@ -2,9 +2,12 @@
 
 * ``pretrain``      — EVA ViT-g/14 + BERT-base Q-Former, BLIP-2 weights (SPRC's default backbone).
 * ``pretrain_vitL`` — CLIP ViT-L/14 + BERT-base Q-Former, BLIP-2 weights.
-* ``tiny``          — the same LAVIS classes at toy sizes, randomly initialised, ViT trainable and
-                      fp32, with the vocabulary file shipped beside this module: fully offline,
-                      for the embedded demo and the tests.
+* ``tiny``          — the same LAVIS classes at toy sizes, with the vocabulary file shipped beside
+                      this module, starting from the demo's own BLIP-2-style first stage (rule
+                      pretrain_backbone, `cirflow.train.pretrain`) with the ViT frozen: the demo
+                      takes the path real users take with ``pretrain``. Fully offline.
+* ``tiny_scratch``  — ``tiny`` randomly initialised with a trainable ViT (for tests, and for the
+                      backbone's own pretraining).
 
 The two ``pretrain*`` presets load their weights the way LAVIS does (its download cache, i.e.
 ``$TORCH_HOME/hub/checkpoints`` for the ViT and BLIP-2 files, the Hugging Face cache for
@@ -23,6 +26,8 @@ from typing import Any
 from cirflow.errors import CirflowError
 
 TINY_VOCAB_FILE = Path(__file__).with_name("tiny_vocab.txt")
+# The tiny preset's first stage, written by the demo's rule pretrain_backbone (BLIP-2's layout).
+DEMO_BACKBONE = "results/demo/backbone/backbone.pth"
 
 LAVIS_BLIP2 = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/"
 
@@ -42,8 +47,11 @@ class ModelPreset:
     cross_attention_freq: int = 2
     drop_path_rate: float = 0.0
     use_grad_checkpoint: bool = False
-    # The BLIP-2 checkpoint (LAVIS URL) the Q-Former, query tokens, projections start from.
+    # The BLIP-2 checkpoint (LAVIS URL or a path) the Q-Former, query tokens, projections start from.
     pretrained: str | None = None
+    # Where a frozen ViT's weights come from when a checkpoint leaves them out: None for the
+    # LAVIS backbones (their factory loads them), the BLIP-2-layout file for tiny.
+    vit_weights: str | None = None
     # "bert-base-uncased" (Hugging Face) or a local WordPiece vocab file.
     vocab: str = "bert-base-uncased"
     # Tiny sizes (eva_tiny / from_dict Q-Former only).
@@ -91,12 +99,14 @@ PRESETS: dict[str, ModelPreset] = {
         name="tiny",
         vit_model="eva_tiny",
         image_size=64,
-        freeze_vit=False,
+        freeze_vit=True,
         vit_precision="fp32",
         num_query_token=8,
         embed_dim=64,
         max_txt_len=24,
         vocab="tiny",
+        pretrained=DEMO_BACKBONE,
+        vit_weights=DEMO_BACKBONE,
         vit_patch_size=8,
         vit_width=96,
         vit_depth=3,
@@ -117,6 +127,9 @@ PRESETS: dict[str, ModelPreset] = {
         },
     ),
 }
+PRESETS["tiny_scratch"] = dataclasses.replace(
+    PRESETS["tiny"], name="tiny_scratch", freeze_vit=False, pretrained=None, vit_weights=None
+)
 
 # Files LAVIS downloads for the ViT of each pretrained backbone.
 VIT_WEIGHTS = {
@@ -126,9 +139,16 @@ VIT_WEIGHTS = {
 
 
 def get_preset(
-    name: str, freeze_vit: bool | None = None, vit_precision: str | None = None
+    name: str,
+    freeze_vit: bool | None = None,
+    vit_precision: str | None = None,
+    weights: str | None = None,
 ) -> ModelPreset:
-    """The preset `name`, with the optional overrides from config (`model.freeze_vit`, ...)."""
+    """The preset `name`, with the optional overrides from config (`model.freeze_vit`, ...).
+
+    `weights` (`model.weights`): another first-stage file for a preset that reads one from a
+    path (tiny: the demo backbone).
+    """
     if name not in PRESETS:
         raise CirflowError(
             f"unknown model preset (model.preset / --backbone) {name!r}: expected one of "
@@ -142,6 +162,13 @@ def get_preset(
         if vit_precision not in ("fp16", "fp32"):
             raise CirflowError(f"model.vit_precision must be fp16 or fp32 (got {vit_precision!r})")
         changes["vit_precision"] = vit_precision
+    if weights is not None:
+        if preset.vit_weights is None:
+            raise CirflowError(
+                f"model.weights is for presets that start from a local file (tiny); "
+                f"{name!r} loads the published BLIP-2 weights"
+            )
+        changes["pretrained"] = changes["vit_weights"] = str(weights)
     return dataclasses.replace(preset, **changes) if changes else preset
 
 
@@ -160,7 +187,19 @@ def offline() -> bool:
 
 def check_weights_available(preset: ModelPreset) -> None:
     """On an offline machine, fail fast with the missing files named (no network hang)."""
-    if preset.vit_model == "eva_tiny" or not offline():
+    if preset.vit_model == "eva_tiny":
+        for path in {preset.pretrained, preset.vit_weights} - {None}:
+            if not Path(path).is_file():
+                hint = (
+                    f" (the demo's first stage: `snakemake {DEMO_BACKBONE}` makes it)"
+                    if path == DEMO_BACKBONE
+                    else ""
+                )
+                raise CirflowError(
+                    f"model preset {preset.name!r} starts from {path}, which does not exist{hint}"
+                )
+        return
+    if not offline():
         return
     missing = []
     for url in (VIT_WEIGHTS.get(preset.vit_model), preset.pretrained):

@@ -85,6 +85,26 @@ def contrastive_loss(
     return F.cross_entropy(logits, labels)
 
 
+def load_vit_weights(vit: nn.Module, path: str) -> None:
+    """A tiny ViT's weights from a BLIP-2-layout file ({"model": state_dict}, `visual_encoder.*`).
+
+    Every ViT weight must be in the file and match: a frozen ViT is never trained afterwards, so
+    a silently missing block would stay random for good.
+    """
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    state = obj.get("model") if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise CirflowError(f"{path}: not a BLIP-2-layout file ({{'model': state_dict}})")
+    prefix = "visual_encoder."
+    vit_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    missing, unexpected = vit.load_state_dict(vit_state, strict=False)
+    if missing or unexpected:
+        raise CirflowError(
+            f"{path}: its ViT weights do not fit this preset's ViT: "
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+
+
 class SPRC(Blip2Base):
     """Blip2QformerCirAlignPrompt, written from the equations above.
 
@@ -164,6 +184,8 @@ class SPRC(Blip2Base):
             use_mean_pooling=False,
             use_checkpoint=preset.use_grad_checkpoint,
         )
+        if preset.vit_weights:
+            load_vit_weights(vit, preset.vit_weights)
         return vit, LayerNorm(vit.num_features)
 
     @staticmethod
@@ -249,25 +271,35 @@ class SPRC(Blip2Base):
     def vit_is_fp16(self) -> bool:
         return any(p.dtype == torch.float16 for p in self.visual_encoder.parameters())
 
+    def vit_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """ViT(images) before `ln_vision` (what the image-features stage stores), fp32."""
+        return self._vit(images).float()
+
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """E = ln_vision(ViT(images)): (B, 1 + G*G, D_vision), CLS first, patches row-major.
 
+        `images` are either normalised pixels (B, 3, S, S) or cached ViT tokens (B, T, D) from
+        the image-features stage, which only need `ln_vision` (it trains; the ViT is frozen).
         A frozen ViT runs without autograd; fp16 ViT weights (LAVIS converts its Linear/Conv
         layers) always run under CUDA autocast, as in LAVIS.
         """
-        on_cuda = images.device.type == "cuda"
-        vit_autocast = (
-            torch.autocast("cuda", dtype=torch.float16)
-            if on_cuda and (self.use_amp or self.vit_is_fp16())
-            else contextlib.nullcontext()
-        )
-        with vit_autocast:
+        if images.dim() == 3:
+            with self.autocast():
+                return self.ln_vision(images.float()).float()
+        with self._vit_autocast(images):
+            return self.ln_vision(self._vit(images)).float()
+
+    def _vit_autocast(self, images: torch.Tensor):
+        if images.device.type == "cuda" and (self.use_amp or self.vit_is_fp16()):
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _vit(self, images: torch.Tensor) -> torch.Tensor:
+        with self._vit_autocast(images):
             if self.freeze_vit:
                 with torch.no_grad():
-                    feats = self.visual_encoder(images)
-            else:
-                feats = self.visual_encoder(images)
-            return self.ln_vision(feats).float()
+                    return self.visual_encoder(images)
+            return self.visual_encoder(images)
 
     def target_features(self, image_embeds: torch.Tensor) -> torch.Tensor:
         """K_t: (B, nq, embed_dim), normalised."""

@@ -23,8 +23,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backbone",
         default="pretrain",
-        choices=["pretrain", "pretrain_vitL", "tiny"],
-        help="model preset (tiny: offline demo/test model)",
+        choices=["pretrain", "pretrain_vitL", "tiny", "tiny_scratch"],
+        help="model preset (tiny: the demo's pretrained toy model; tiny_scratch: random init)",
     )
     p.add_argument(
         "--blip-model-name",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cirflow.data.cirr import captions_file, split_file
+from cirflow.data.feature_index import index_path
 from cirflow.data.image_cache import check_cache_mode
 from cirflow.errors import CirflowError
 
@@ -55,6 +56,9 @@ class TrainSettings:
     preset: str = "tiny"
     freeze_vit: bool | None = None  # None: the preset's choice
     vit_precision: str | None = None
+    weights: str | None = None  # model.weights: the tiny preset's first-stage file
+    # Cached ViT tokens, {"train": [shard .npy, ...], "val": [...]}; None: decode pixels.
+    features: dict[str, list[str]] | None = None
     num_epochs: int = 50
     batch_size: int = 128
     learning_rate: float = 1e-5
@@ -151,6 +155,16 @@ def fingerprint(settings: TrainSettings) -> str:
         file_digest(split_file(settings.cirr_root, "train")),
     ]
     d["init_checkpoint"] = file_digest(settings.init_checkpoint)
+    d["weights"] = file_digest(settings.weights)
+    # The feature indexes name the model and transform that made the tokens.
+    d["features"] = (
+        {
+            split: [file_digest(index_path(p)) for p in paths]
+            for split, paths in settings.features.items()
+        }
+        if settings.features
+        else None
+    )
     d["box_file"] = file_digest(settings.box_file) if settings.use_region_loss else None
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -173,6 +187,7 @@ def settings_from_config(
     box_meta_file: str | Path | None = None,
     init_checkpoint: str | Path | None = None,
     threads: int | None = None,
+    features: dict[str, list[str]] | None = None,
 ) -> TrainSettings:
     stage_cfg = train_params[stage]
     kwargs: dict[str, Any] = {k: stage_cfg[k] for k in STAGE_KEYS if k in stage_cfg}
@@ -192,6 +207,8 @@ def settings_from_config(
         preset=model_cfg["preset"],
         freeze_vit=model_cfg.get("freeze_vit"),
         vit_precision=model_cfg.get("vit_precision"),
+        weights=model_cfg.get("weights"),
+        features={k: [str(p) for p in v] for k, v in features.items()} if features else None,
         seed=int(train_params["seed"]),
         amp=bool(train_params["amp"]),
         threads=threads,

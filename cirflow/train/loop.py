@@ -25,9 +25,9 @@ import torch
 from tqdm import tqdm
 
 from cirflow.data.cirr import CirrDataset
+from cirflow.data.feature_store import FeatureStore, FeatureTable
 from cirflow.data.regions import load_training_boxes
-from cirflow.data.tables import ImageTable, TripletData
-from cirflow.data.transforms import normalize
+from cirflow.data.tables import ImageTable, TripletData, model_input
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
@@ -78,7 +78,9 @@ class Trainer:
         self.use_amp = bool(s.amp) and self.device.type == "cuda"
         seed_everything(s.seed)
 
-        preset = get_preset(s.preset, freeze_vit=s.freeze_vit, vit_precision=s.vit_precision)
+        preset = get_preset(
+            s.preset, freeze_vit=s.freeze_vit, vit_precision=s.vit_precision, weights=s.weights
+        )
         self.preset = preset
         init_sd = None
         if s.init_checkpoint:
@@ -98,14 +100,22 @@ class Trainer:
         self.model.use_amp = self.use_amp
 
         train_ds = CirrDataset(s.cirr_root, "train")
-        self.train_table = ImageTable(
-            train_ds,
-            preset.image_size,
-            s.image_cache,
-            s.num_workers,
-            progress=s.progress,
-            cache_key=s.key("image_cache"),
-        )
+        if s.features:
+            if not preset.freeze_vit:
+                raise CirflowError(
+                    "cached image features need a frozen ViT: set model.freeze_vit: true or "
+                    "features.enabled: false"
+                )
+            self.train_table = FeatureTable(train_ds, FeatureStore(s.features["train"]))
+        else:
+            self.train_table = ImageTable(
+                train_ds,
+                preset.image_size,
+                s.image_cache,
+                s.num_workers,
+                progress=s.progress,
+                cache_key=s.key("image_cache"),
+            )
         self.train_data = TripletData(
             train_ds, self.train_table, model.tokenizer, preset.max_txt_len
         )
@@ -137,6 +147,7 @@ class Trainer:
                 batch_size_key="eval_batch_size",
             ),
             self.device,
+            features=(s.features or {}).get("val"),
         )
         self.params = [p for _, p in model.trainable_named_parameters()]
         self.optimizer = torch.optim.AdamW(
@@ -262,8 +273,8 @@ class Trainer:
             mininterval=10,
         )
         for step, batch in enumerate(bar):
-            ref = normalize(batch.ref.to(self.device, non_blocking=True))
-            tgt = normalize(batch.target.to(self.device, non_blocking=True))
+            ref = model_input(batch.ref, self.device)
+            tgt = model_input(batch.target, self.device)
             ids = batch.input_ids.to(self.device)
             mask = batch.attention_mask.to(self.device)
             boxes = valid = None

@@ -1,0 +1,115 @@
+"""Cached ViT tokens of a split (rule image_features), read in place by training and evaluation.
+
+One shard = two files, written by `cirflow.model.features`:
+
+    shard-{i}-of-{n}.npy         float16 array (N, T, D): the frozen ViT's tokens of the shard's N
+                                 images (before `ln_vision`, which trains), in the index's order;
+                                 the rows of unreadable images are zeros
+    shard-{i}-of-{n}.index.json  the images' names, sizes, the unreadable ones, the
+                                 fingerprint of the model (`feature_index`)
+
+The arrays are opened with `numpy.load(mmap_mode="r")`: a batch reads only its own rows, so a
+split never has to fit in RAM (ViT-g: 257 × 1408 × 2 B ≈ 0.72 MB per image, ≈ 12 GB for CIRR
+train). `FeatureTable` has the interface of `tables.ImageTable` (names, index, get, image_size),
+so `TripletData` batches cached tokens exactly as it batches pixels; unreadable images are not
+in its index, and the triplets that need them are left out there, with a count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cirflow.data.cirr import CirrDataset
+from cirflow.data.feature_index import read_index
+from cirflow.errors import CirflowError
+
+
+class FeatureStore:
+    """All shards of a split: name -> (shard, row), arrays memory-mapped."""
+
+    def __init__(self, array_paths: list[str | Path]):
+        if not array_paths:
+            raise CirflowError("no image-feature shards given")
+        self.arrays: list[np.ndarray] = []
+        self.where: dict[str, tuple[int, int]] = {}
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self.unreadable: list[dict] = []
+        self.fingerprints: set[str] = set()
+        shape = None
+        for k, path in enumerate(array_paths):
+            index = read_index(path)
+            try:
+                array = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise CirflowError(f"cannot read image features {path}: {exc}") from exc
+            names = index["names"]
+            if array.shape[0] != len(names) or array.dtype != np.float16:
+                raise CirflowError(
+                    f"{path}: {array.shape} {array.dtype} does not match its index "
+                    f"({len(names)} images, float16)"
+                )
+            if shape is not None and array.shape[1:] != shape:
+                raise CirflowError(f"{path}: tokens {array.shape[1:]} differ from {shape}")
+            shape = array.shape[1:]
+            bad = {e["image"] for e in index["unreadable"]}
+            self.unreadable += index["unreadable"]
+            self.fingerprints.add(index["fingerprint"])
+            for row, name in enumerate(names):
+                if name not in bad:
+                    self.where[name] = (k, row)
+                    self.sizes[name] = tuple(index["sizes"][name])
+            self.arrays.append(array)
+        if len(self.fingerprints) > 1:
+            raise CirflowError(
+                f"image-feature shards made with different models or transforms: {array_paths}"
+            )
+        self.shape = shape
+
+    def rows(self, names: list[str]) -> np.ndarray:
+        """float16 (len(names), T, D), read from the memory maps."""
+        out = np.empty((len(names), *self.shape), dtype=np.float16)
+        for i, name in enumerate(names):
+            k, row = self.where[name]
+            out[i] = self.arrays[k][row]
+        return out
+
+
+class FeatureTable:
+    """A split's readable images as cached ViT tokens: the `ImageTable` interface."""
+
+    cached = True  # batches are gathered in the main process (reads are page-cache hits)
+
+    def __init__(self, dataset: CirrDataset, store: FeatureStore):
+        self.split = dataset.split
+        unknown = [n for n in store.where if n not in dataset.images]
+        if unknown:
+            raise CirflowError(
+                f"image features hold {len(unknown)} images that are not in the {dataset.split} "
+                f"split (e.g. {unknown[0]!r}): features of another split?"
+            )
+        self.store = store
+        self.names = [n for n in dataset.images if n in store.where]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        missing = [n for n in dataset.images if n not in store.where]
+        listed = {e["image"] for e in store.unreadable}
+        absent = [n for n in missing if n not in listed]
+        if absent:
+            raise CirflowError(
+                f"{len(absent)} {dataset.split} images have no cached features (e.g. "
+                f"{absent[0]!r}): the feature shards do not cover the split"
+            )
+        self.unreadable = [e for e in store.unreadable if e["image"] in dataset.images]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def get(self, indices: list[int] | torch.Tensor) -> torch.Tensor:
+        """float16 (B, T, D) cached tokens of these image indices."""
+        names = [self.names[i] for i in torch.as_tensor(indices).tolist()]
+        return torch.from_numpy(self.store.rows(names))
+
+    def image_size(self, i: int) -> tuple[int, int]:
+        return self.store.sizes[self.names[i]]

@@ -1,0 +1,305 @@
+"""The demo's BLIP-2-style first stage (rule pretrain_backbone): the tiny ViT and Q-Former learn
+image–text contrast on the demo's TRAIN images paired with their scene descriptions, so that the
+`tiny` preset starts from a pretrained backbone and freezes its ViT, as real users start from
+BLIP-2 with a frozen EVA ViT-g (docs/design.md §9).
+
+Image–text contrastive loss (BLIP-2's ITC, written from its definition): with K_i the nq query
+outputs of image i (QFormer(queries, cross-attending ln_vision(ViT(image))), projected by
+`vision_proj`, normalised) and t_j the [CLS] output of description j (QFormer text-only,
+`text_proj`, normalised),
+
+    s(i, j) = max_k ⟨K_{i,k}, t_j⟩
+    L_itc = ½ [CE(s / τ, diagonal) + CE(sᵀ / τ, diagonal)]
+
+where a column holding the same description as the row's own is not a negative. Batches are
+whole image families (a base scene and its five one-edit variants), so the hardest negatives —
+scenes one attribute apart — share every batch, which is what composed retrieval later needs.
+
+Output: one file in BLIP-2's checkpoint layout, ``{"model": state_dict}`` with LAVIS's names
+(`visual_encoder.*`, `ln_vision.*`, `Qformer.*`, `query_tokens`, `vision_proj.*`,
+`text_proj.*`, `temp`), loaded by the `tiny` preset through `SPRC.load_blip2_weights`, the code
+that loads the official BLIP-2 file for `pretrain`. Its figure: image → description R@1 on the
+val images (never trained on), over all val descriptions and within each family.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from cirflow.data.cirr import CirrDataset
+from cirflow.data.tables import ImageTable, pad_tokens
+from cirflow.data.transforms import normalize
+from cirflow.device import resolve_device
+from cirflow.errors import CirflowError
+from cirflow.io import read_json, write_json_atomic, write_text_atomic
+from cirflow.model.checkpoints import save_atomic
+from cirflow.model.presets import get_preset
+from cirflow.model.sprc import SPRC, contrastive_loss
+from cirflow.train.history import csv_text
+from cirflow.train.rng import seed_everything
+
+log = logging.getLogger(__name__)
+
+DESCRIPTIONS_FILE = "descriptions.json"
+# What a BLIP-2 first stage holds (SPRC adds prompt tokens and, in stage 2, a region head).
+BLIP2_PREFIXES = (
+    "visual_encoder.",
+    "ln_vision.",
+    "Qformer.",
+    "query_tokens",
+    "vision_proj.",
+    "text_proj.",
+    "temp",
+)
+
+
+@dataclass
+class PretrainSettings:
+    """The `pretrain:` section of config.yaml."""
+
+    epochs: int = 20
+    families_per_batch: int = 8
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    threads: int | None = None
+    progress: bool = True
+
+    def check(self) -> None:
+        for name in ("epochs", "families_per_batch"):
+            if int(getattr(self, name)) < 1:
+                raise CirflowError(f"pretrain.{name} must be ≥ 1 (got {getattr(self, name)!r})")
+        if not self.learning_rate > 0:
+            raise CirflowError(f"pretrain.learning_rate must be > 0 (got {self.learning_rate!r})")
+
+
+def load_descriptions(root: str | Path) -> dict[str, str]:
+    """{image name: scene description} written by the demo generator."""
+    path = Path(root) / DESCRIPTIONS_FILE
+    data = read_json(path, what="scene descriptions")
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise CirflowError(f"{path}: expected an object of image name -> description")
+    return data
+
+
+class DescribedImages:
+    """A split's images with their descriptions, grouped into families (img_set members)."""
+
+    def __init__(self, dataset: CirrDataset, table: ImageTable, descriptions: dict, tokenizer):
+        missing = [n for n in table.names if n not in descriptions]
+        if missing:
+            raise CirflowError(
+                f"{len(missing)} {dataset.split} images have no scene description "
+                f"(e.g. {missing[0]!r}): is {DESCRIPTIONS_FILE} from the same demo?"
+            )
+        self.table = table
+        self.texts = [descriptions[n] for n in table.names]
+        enc = tokenizer(self.texts, truncation=True, max_length=64)
+        self.tokens = enc["input_ids"]
+        self.pad_id = tokenizer.pad_token_id or 0
+        # Same text -> same id: a repeated description is not a negative of itself.
+        ids: dict[str, int] = {}
+        self.text_ids = torch.tensor([ids.setdefault(t, len(ids)) for t in self.texts])
+        families: dict = {}
+        for t in dataset.triplets:
+            members = tuple(t["img_set"]["members"])
+            families.setdefault(members, None)
+        seen: set[str] = set()
+        self.families: list[list[int]] = []
+        for members in families:
+            group = [table.index[m] for m in members if m in table.index and m not in seen]
+            seen.update(members)
+            if group:
+                self.families.append(group)
+        loose = [i for i, n in enumerate(table.names) if n not in seen]
+        self.families += [[i] for i in loose]
+
+    def batches(self, families_per_batch: int, seed: int, epoch: int):
+        """Whole families per batch, in a (seed, epoch)-seeded order (a resume-free run)."""
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.families), generator=g).tolist()
+        for start in range(0, len(order) - families_per_batch + 1, families_per_batch):
+            chosen = [
+                i for k in order[start : start + families_per_batch] for i in self.families[k]
+            ]
+            yield self.batch(chosen)
+
+    def batch(self, indices: list[int]):
+        idx = torch.tensor(indices)
+        ids, mask = pad_tokens([self.tokens[i] for i in indices], self.pad_id)
+        return self.table.get(idx), ids, mask, self.text_ids[idx]
+
+    def num_batches(self, families_per_batch: int) -> int:
+        return len(self.families) // families_per_batch
+
+
+def text_features(model: SPRC, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    """t = norm(text_proj(QFormer(T, no image)[:, 0])): the description's [CLS] feature."""
+    with model.autocast():
+        out = model.Qformer.bert(input_ids, attention_mask=attention_mask, return_dict=True)
+        return F.normalize(model.text_proj(out.last_hidden_state[:, 0, :]).float(), dim=-1)
+
+
+def itc_loss(model: SPRC, images, input_ids, attention_mask, text_ids) -> torch.Tensor:
+    k = model.gallery_features(images)  # (B, nq, D)
+    t = text_features(model, input_ids, attention_mask)  # (B, D)
+    sim = torch.einsum("ikd,jd->ijk", k, t).amax(dim=-1)  # image i vs text j
+    temp = model.temperature()
+    i2t = contrastive_loss(sim, temp, text_ids)
+    t2i = contrastive_loss(sim.t(), temp, text_ids)
+    return (i2t + t2i) / 2
+
+
+@torch.no_grad()
+def retrieval_figures(model: SPRC, data: DescribedImages, device, batch: int = 256) -> dict:
+    """Image -> description R@1 over all of the split's descriptions and within each family."""
+    model.eval()
+    n = len(data.table)
+    feats, texts = [], []
+    for s in range(0, n, batch):
+        idx = list(range(s, min(n, s + batch)))
+        images, ids, mask, _ = data.batch(idx)
+        feats.append(model.gallery_features(normalize(images.to(device))))
+        texts.append(text_features(model, ids.to(device), mask.to(device)))
+    k, t = torch.cat(feats), torch.cat(texts)
+    # One column per distinct description; an image is right when its own text scores highest.
+    unique_ids, first = torch.unique(data.text_ids, return_inverse=True)
+    columns = torch.zeros(len(unique_ids), t.shape[1], device=t.device)
+    columns[first] = t
+    sim = torch.einsum("ikd,jd->ijk", k, columns).amax(dim=-1)
+    own = sim.gather(1, first.to(sim.device)[:, None])
+    r1 = float((sim.gt(own).sum(dim=1) == 0).float().mean() * 100)
+    in_family, total = 0, 0
+    for group in data.families:
+        if len(group) < 2:
+            continue
+        g = torch.tensor(group, device=sim.device)
+        sub = torch.einsum("ikd,jd->ijk", k[g], t[g]).amax(dim=-1)
+        in_family += int((sub.argmax(dim=1) == torch.arange(len(group), device=sim.device)).sum())
+        total += len(group)
+    sizes = [len(g) for g in data.families if len(g) > 1]
+    model.train()
+    return {
+        "image_to_text_r1": r1,
+        "image_to_text_r1_chance": 100.0 / len(unique_ids),
+        "in_family_r1": 100.0 * in_family / max(total, 1),
+        "in_family_r1_chance": 100.0 * len(sizes) / max(sum(sizes), 1),
+        "images": n,
+    }
+
+
+def backbone_state(model: SPRC) -> dict[str, torch.Tensor]:
+    return {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if k.startswith(BLIP2_PREFIXES) and not k.endswith("position_ids")
+    }
+
+
+def pretrain_backbone(
+    cirr_root: str | Path, out: str | Path, metrics_out: str | Path, settings: PretrainSettings
+) -> dict:
+    """Train the tiny backbone on the demo's train split; write `out` and `metrics_out`."""
+    s = settings
+    s.check()
+    if s.threads:
+        torch.set_num_threads(int(s.threads))
+    device = resolve_device(s.device, "pretrain.device")
+    seed_everything(s.seed)
+    model = SPRC(get_preset("tiny_scratch")).to(device)
+    descriptions = load_descriptions(cirr_root)
+
+    def described(split: str) -> DescribedImages:
+        ds = CirrDataset(cirr_root, split)
+        table = ImageTable(ds, model.preset.image_size, "memory", s.num_workers, s.progress)
+        return DescribedImages(ds, table, descriptions, model.tokenizer)
+
+    train, val = described("train"), described("val")
+    steps_per_epoch = train.num_batches(s.families_per_batch)
+    if steps_per_epoch == 0:
+        raise CirflowError(
+            f"pretrain.families_per_batch {s.families_per_batch} is more than the "
+            f"{len(train.families)} train families"
+        )
+    params = [p for p in model.parameters() if p.requires_grad and p is not model.prompt_tokens]
+    optimizer = torch.optim.AdamW(
+        params, lr=s.learning_rate, betas=(0.9, 0.98), eps=1e-7, weight_decay=s.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=s.learning_rate,
+        total_steps=steps_per_epoch * s.epochs,
+        pct_start=min(s.warmup_epochs / s.epochs, 0.5),
+        div_factor=100.0,
+    )
+    log.info(
+        "pretraining the tiny backbone on %d train images (%d families), %d epochs x %d steps",
+        len(train.table),
+        len(train.families),
+        s.epochs,
+        steps_per_epoch,
+    )
+    rows = []
+    model.train()
+    for epoch in range(s.epochs):
+        t0, total = time.perf_counter(), 0.0
+        bar = tqdm(
+            train.batches(s.families_per_batch, s.seed, epoch),
+            total=steps_per_epoch,
+            desc=f"pretrain {epoch + 1}/{s.epochs}",
+            disable=not s.progress,
+            mininterval=10,
+        )
+        for images, ids, mask, text_ids in bar:
+            loss = itc_loss(
+                model,
+                normalize(images.to(device)),
+                ids.to(device),
+                mask.to(device),
+                text_ids.to(device),
+            )
+            if not math.isfinite(float(loss.detach())):
+                raise CirflowError(f"pretrain: non-finite loss at epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach())
+        rows.append({"epoch": epoch + 1, "loss_itc": total / steps_per_epoch})
+        log.info(
+            "pretrain epoch %d/%d: loss_itc %.4f (%.1f s)",
+            epoch + 1,
+            s.epochs,
+            rows[-1]["loss_itc"],
+            time.perf_counter() - t0,
+        )
+    figures = retrieval_figures(model, val, device)
+    save_atomic({"model": backbone_state(model)}, out)
+    result = {
+        "split": "val",
+        **figures,
+        "train_images": len(train.table),
+        "settings": asdict(s),
+        "history": rows,
+    }
+    write_json_atomic(metrics_out, result, indent=2)
+    write_text_atomic(Path(metrics_out).with_suffix(".csv"), csv_text(rows, ["epoch", "loss_itc"]))
+    log.info(
+        "val image -> description R@1 %.2f (chance %.2f); within a family %.2f (chance %.2f)",
+        figures["image_to_text_r1"],
+        figures["image_to_text_r1_chance"],
+        figures["in_family_r1"],
+        figures["in_family_r1_chance"],
+    )
+    return result

@@ -1,0 +1,54 @@
+# The model's first stage for the demo (pretrain_backbone) and the cached ViT tokens of every
+# split (image_features): with a frozen ViT, training and evaluation read these instead of
+# decoding pixels and running the ViT again.
+
+
+rule pretrain_backbone:
+    input:
+        data=training_data(),
+        descriptions="results/demo/dataset/descriptions.json",
+        code=code_of("pretrain_backbone"),
+    output:
+        backbone=DEMO_BACKBONE,
+        metrics="results/demo/backbone/pretrain_metrics.json",
+    log:
+        "logs/demo/pretrain_backbone.log",
+    benchmark:
+        "benchmarks/runs/demo/pretrain_backbone.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["pretrain"]["threads"]
+    resources:
+        gpu=0 if config["pretrain"]["device"] == "cpu" else 1,
+    params:
+        pretrain={k: v for k, v in config["pretrain"].items() if k != "threads"},
+    script:
+        "../workflow_scripts/pretrain_backbone.py"
+
+
+rule image_features:
+    input:
+        split_file=lambda w: split_file(w.split),
+        weights=backbone_file(),
+        code=code_of("image_features"),
+    output:
+        array="results/{ds}/features/{split}/shard-{shard}-of-{n}.npy",
+        index="results/{ds}/features/{split}/shard-{shard}-of-{n}.index.json",
+    log:
+        "logs/{ds}/features/{split}/shard-{shard}-of-{n}.log",
+    benchmark:
+        "benchmarks/runs/{ds}/features/{split}/shard-{shard}-of-{n}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["features"]["resources"]["threads"]
+    resources:
+        gpu=feature_gpus(),
+        mem_mb=config["features"]["resources"]["mem_mb"],
+        runtime=config["features"]["resources"]["runtime"],
+    params:
+        root=dataset_root(),
+        # What the tokens depend on (a change reruns the stage); batch size, device and
+        # workers are read from the config at run time.
+        model=config["model"],
+    script:
+        "../workflow_scripts/image_features.py"

@@ -1,0 +1,26 @@
+"""Adapter for rule image_features: cached ViT tokens of one shard of a split."""
+
+from cirflow.logs import job_log
+from cirflow.model.features import extract_shard
+from cirflow.model.presets import get_preset
+
+model = snakemake.params.model
+features = snakemake.config["features"]  # run-time settings (no rerun when changed)
+with job_log(snakemake.log[0]):
+    extract_shard(
+        get_preset(
+            model["preset"],
+            freeze_vit=model.get("freeze_vit"),
+            vit_precision=model.get("vit_precision"),
+            weights=model.get("weights"),
+        ),
+        snakemake.params.root,
+        split=snakemake.wildcards.split,
+        shard=int(snakemake.wildcards.shard),
+        num_shards=int(snakemake.wildcards.n),
+        out=snakemake.output.array,
+        batch_size=features["batch_size"],
+        device=features["device"],
+        num_workers=features["num_workers"],
+        max_unreadable_fraction=features["max_unreadable_fraction"],
+    )
