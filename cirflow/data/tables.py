@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cirflow.data.captions import blip_captions
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.image_cache import check_cache_mode, keep_in_memory
 from cirflow.data.images import read_image
@@ -167,7 +168,11 @@ def pad_boxes(per_item: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class TripletData:
-    """The triplets of a split, tokenised once, with the images of the split's table."""
+    """The triplets of a split, tokenised once, with the images of the split's table.
+
+    Captions go through LAVIS's ``blip_caption`` preprocessing first, as SPRC does at training
+    and evaluation (`cirflow.data.captions`).
+    """
 
     def __init__(
         self,
@@ -191,7 +196,9 @@ class TripletData:
             else None
         )
         enc = tokenizer(
-            [t["caption"] for t in self.triplets], truncation=True, max_length=max_txt_len
+            blip_captions([t["caption"] for t in self.triplets]),
+            truncation=True,
+            max_length=max_txt_len,
         )
         self.tokens: list[list[int]] = enc["input_ids"]
         self.pad_id = tokenizer.pad_token_id or 0

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cirflow.data.captions import blip_captions
 from cirflow.errors import CirflowError
 from cirflow.model.presets import TINY_VOCAB_FILE, ModelPreset, check_weights_available
 
@@ -232,8 +233,9 @@ class SPRC(Blip2Base):
         return contextlib.nullcontext()
 
     def tokenize(self, captions: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) of `captions` after SPRC's blip_caption preprocessing."""
         tok = self.tokenizer(
-            captions,
+            blip_captions(captions),
             padding="longest",
             truncation=True,
             max_length=self.max_txt_len,
