@@ -6,9 +6,11 @@ product of L2-normalised vectors and τ the learnable temperature.
 
     P   = QFormer(queries ⊕ T, cross-attending E_r)[:, :nq]                      sentence-level prompt
     q   = norm(text_proj(QFormer(P ⊕ T, no image)[:, nq]))                       composed query
+          (P takes no position embeddings, the words take 0..L-1: LAVIS's embeddings, as SPRC)
     K_t = norm(vision_proj(QFormer(queries, cross-attending E_t)))               nq target tokens
     s(i, j) = max_k ⟨q_i, K_{t_j,k}⟩                       L_itc   = CE(s / τ, diagonal)
     u   = norm(text_proj(QFormer([CLS] ⊕ prompt_tokens ⊕ T[1:], no image)[:, 0]))
+          (positions 0..nq+L-1 over that whole sequence: the prompt tokens take 1..nq)
                                                            L_rtc   = CE(max_k ⟨u_i, K_{t_j,k}⟩ / τ, diagonal)
     L_align = MSE(mean_k P_k, stopgrad(mean_k prompt_tokens_k))
 
@@ -325,14 +327,26 @@ class SPRC(Blip2Base):
             return F.normalize(self.text_proj(hidden[:, nq, :]).float(), dim=-1)
 
     def prompt_text_query(self, input_ids, attention_mask) -> torch.Tensor:
-        """u = norm(text_proj(QFormer([CLS] ⊕ prompt_tokens ⊕ T[1:], no image)[:, 0]))."""
+        """u = norm(text_proj(QFormer([CLS] ⊕ prompt_tokens ⊕ T[1:], no image)[:, 0])).
+
+        As in SPRC's Q-Former (`no_img`), position embeddings run over the whole interleaved
+        sequence of nq + L tokens: [CLS] takes position 0, the prompt tokens 1..nq and the words
+        T[1:] positions nq+1..nq+L-1 (docs/design.md §5).
+        """
         with self.autocast():
             emb = self.Qformer.bert.embeddings
             bsz, length = input_ids.shape
-            pos = emb.position_ids[:, :length]
-            words = emb.word_embeddings(input_ids) + emb.position_embeddings(pos)
+            nq = self.prompt_tokens.shape[1]
+            n = nq + length
+            if n > emb.position_embeddings.num_embeddings:
+                raise CirflowError(
+                    f"{nq} prompt tokens + {length} text tokens exceed the Q-Former's "
+                    f"{emb.position_embeddings.num_embeddings} position embeddings"
+                )
+            words = emb.word_embeddings(input_ids)
             prompt = self.prompt_tokens.expand(bsz, -1, -1).to(words.dtype)
             x = torch.cat([words[:, :1], prompt, words[:, 1:]], dim=1)
+            x = x + emb.position_embeddings(emb.position_ids[:, :n])
             x = emb.dropout(emb.LayerNorm(x))
             prompt_atts = torch.ones(prompt.shape[:-1], dtype=attention_mask.dtype, device=x.device)
             mask = torch.cat([attention_mask[:, :1], prompt_atts, attention_mask[:, 1:]], dim=1)
