@@ -91,7 +91,9 @@ class Trainer:
         # A full init checkpoint replaces the BLIP-2 weights: do not load those first.
         model = SPRC(preset, with_region=s.use_region_loss, load_pretrained=init_sd is None)
         if init_sd is not None:
-            load_weights(model, init_sd, s.init_checkpoint, allow_missing=("region_proj.",))
+            load_weights(
+                model, init_sd, s.init_checkpoint, kind=kind, allow_missing=("region_proj.",)
+            )
             log.info("initialised from %s", s.init_checkpoint)
         model.prepare_for_device(self.device)
         self.model = model.to(self.device)
