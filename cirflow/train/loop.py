@@ -46,6 +46,7 @@ from cirflow.model.sprc import SPRC
 from cirflow.train.config import TrainSettings, fingerprint
 from cirflow.train.history import RunState, loss_columns, write_tables
 from cirflow.train.rng import rng_state, seed_everything, set_rng_state
+from cirflow.train.schedule import one_cycle
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +149,7 @@ class Trainer:
             eps=1e-7,
             weight_decay=s.weight_decay,
         )
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer,
-            max_lr=s.learning_rate,
-            total_steps=self.total_steps,
-            pct_start=min(s.warmup_epochs / s.num_epochs, 0.5),
-            div_factor=100.0,
-        )
+        self.scheduler = one_cycle(self.optimizer, s, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.fingerprint = fingerprint(s)
 
@@ -239,6 +234,7 @@ class Trainer:
                 "train_triplets": len(self.train_data),
                 "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.total_steps,
+                "schedule_steps": self.steps_per_epoch * self.s.schedule_length,
                 "parameters": {"total": n_all, "trainable": n_train},
                 "box_counts": self.box_counts,
                 "fingerprint": self.fingerprint,
