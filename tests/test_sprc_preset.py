@@ -71,6 +71,27 @@ def test_preset_stage1_is_sprcs_recipe(preset_config, tmp_path):
         None,
     )
     assert (s.schedule_epochs, s.div_factor) == (80, 25) and s.amp
+    assert s.mask_false_negatives is False  # SPRC's plain contrastive losses
+
+
+def test_false_negative_masking_switch(preset_config, tmp_path):
+    """Masking on (default): the losses get the image ids; off (SPRC): they get none."""
+    from types import SimpleNamespace
+
+    from cirflow.train.loop import Trainer
+
+    batch = SimpleNamespace(target_ids=torch.tensor([3, 3]), reference_ids=torch.tensor([1, 2]))
+    sprc = Trainer(_settings("stage1", preset_config, tmp_path))
+    default = Trainer(TrainSettings(cirr_root="x", out="y"))
+    for trainer in (sprc, default):
+        trainer.device = torch.device("cpu")
+    assert sprc.loss_ids(batch) == (None, None)
+    t, r = default.loss_ids(batch)
+    assert t.tolist() == [3, 3] and r.tolist() == [1, 2]
+    with pytest.raises(CirflowError, match=r"train\.mask_false_negatives false needs"):
+        TrainSettings(
+            cirr_root=str(tmp_path), out="o", mask_false_negatives=False, negatives="batch_images"
+        ).check()
 
 
 def test_preset_schedule_is_sprcs_onecycle(preset_config, tmp_path):
@@ -137,15 +158,14 @@ def test_cli_flags_reach_the_settings(monkeypatch, tmp_path):
 
     monkeypatch.setattr(loop, "train", lambda settings: seen.setdefault("s", settings) and State)
     argv = ["train", "--backbone", "tiny", "--cirr-root", str(tmp_path), "--out", str(tmp_path)]
-    main([*argv, "--schedule-epochs", "80", "--div-factor", "25", "--warmup-epochs", "1.6"])
-    assert (seen["s"].schedule_epochs, seen["s"].div_factor, seen["s"].warmup_epochs) == (
-        80,
-        25,
-        1.6,
-    )
-    seen.clear()
+    flags = ["--schedule-epochs", "80", "--div-factor", "25", "--warmup-epochs", "1.6"]
+    main([*argv, *flags, "--no-false-negative-masking"])
+    s = seen.pop("s")
+    assert (s.schedule_epochs, s.div_factor, s.warmup_epochs) == (80, 25, 1.6)
+    assert s.mask_false_negatives is False
     main(argv)
-    assert (seen["s"].schedule_epochs, seen["s"].div_factor) == (None, 100.0)
+    s = seen.pop("s")
+    assert (s.schedule_epochs, s.div_factor, s.mask_false_negatives) == (None, 100.0, True)
 
 
 def test_preset_dry_run_on_a_cirr_layout_dataset(tmp_path):

@@ -123,6 +123,12 @@ def register(subparsers) -> None:
         help="targets (SPRC) or + the batch's reference images",
     )
     p.add_argument(
+        "--no-false-negative-masking",
+        action="store_true",
+        help="SPRC's plain losses: a duplicate target or the query's reference image in the "
+        "batch counts as a negative (needs --negatives targets)",
+    )
+    p.add_argument(
         "--validation-frequency", type=int, default=1, help="validate on CIRR val every N epochs"
     )
     p.add_argument(
@@ -194,6 +200,7 @@ def run_train(args) -> int:
         grad_clip=args.grad_clip,
         batching=args.batching,
         negatives=args.negatives,
+        mask_false_negatives=not args.no_false_negative_masking,
         validation_frequency=args.validation_frequency,
         seed=args.seed,
         device=args.device,

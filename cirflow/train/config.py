@@ -39,6 +39,7 @@ STAGE_KEYS = (
     "grad_clip",
     "batching",
     "negatives",
+    "mask_false_negatives",
     "validation_frequency",
 )
 RUNTIME_KEYS = ("device", "num_workers", "image_cache", "resume", "eval_batch_size")
@@ -70,6 +71,9 @@ class TrainSettings:
     init_checkpoint: str | None = None  # stage 2: stage 1's best.pt; or a published SPRC file
     batching: str = "random"  # random (SPRC) | img_set (a set's triplets share a batch)
     negatives: str = "targets"  # targets (SPRC) | batch_images (+ the batch's reference images)
+    # Mask false negatives in the contrastive losses (a duplicate of the query's target, the
+    # query's own reference image); SPRC does not (docs/sprc-departures.md).
+    mask_false_negatives: bool = True
     # OneCycle (docs/design.md §5): over schedule_epochs (None: the run's num_epochs; SPRC's own
     # script: 80 while training 50), pct_start = min(warmup_epochs / schedule_epochs, 0.5), the
     # start learning rate = learning_rate / div_factor (torch's default, and SPRC's, is 25).
@@ -145,6 +149,12 @@ class TrainSettings:
             raise CirflowError(
                 f"{self.key('negatives')} must be one of {', '.join(NEGATIVES)} "
                 f"(got {self.negatives!r})"
+            )
+        if not self.mask_false_negatives and self.negatives != "targets":
+            raise CirflowError(
+                f"{self.key('mask_false_negatives')} false needs {self.key('negatives')}: "
+                f"targets (with {self.negatives}, each query's own reference image would be a "
+                "negative)"
             )
         check_cache_mode(self.image_cache, self.key("image_cache"))
         if self.use_region_loss and not self.box_file:

@@ -245,6 +245,13 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------------------------ run
+    def loss_ids(self, batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Image ids of the batch's targets and references, with which the losses mask false
+        negatives (`SPRC.forward`); (None, None) with train.*.mask_false_negatives false (SPRC)."""
+        if not self.s.mask_false_negatives:
+            return None, None
+        return batch.target_ids.to(self.device), batch.reference_ids.to(self.device)
+
     def train_epoch(self, epoch: int) -> dict:
         s = self.s
         self.model.train()
@@ -267,8 +274,7 @@ class Trainer:
             boxes = valid = None
             if s.use_region_loss:
                 boxes, valid = batch.boxes.to(self.device), batch.box_valid.to(self.device)
-            target_ids = batch.target_ids.to(self.device)
-            reference_ids = batch.reference_ids.to(self.device)
+            target_ids, reference_ids = self.loss_ids(batch)
             losses = self.model(
                 ref_images=ref,
                 target_images=tgt,
