@@ -260,8 +260,10 @@ class SPRC(Blip2Base):
         vit = cls.build_vit(preset)
         if preset.vit_model in VIT_WEIGHTS and not preset.random_init:
             load_vit_file(vit, VIT_WEIGHTS[preset.vit_model], preset)
-        if preset.vit_precision == "fp16":
-            convert_weights_to_fp16(vit)  # LAVIS's: Linear/Conv weights (run under autocast)
+        if preset.vit_precision == "fp16" and preset.vit_model != "eva_tiny":
+            # LAVIS's conversion (Linear/Conv weights; they run under autocast). The tiny ViT
+            # stays fp32 whatever vit_precision says, as it always has.
+            convert_weights_to_fp16(vit)
         return vit, LayerNorm(vit.num_features)
 
     @staticmethod
