@@ -129,6 +129,7 @@ def test_an_unreadable_image_is_listed_once_and_its_triplets_left_out(
     paths = extract(preset, root, "train", tmp_path / "f")
     listed = [e for p in paths for e in read_index(p)["unreadable"]]
     assert [e["image"] for e in listed] == [victim] and listed[0]["error"]
+    assert victim not in {n for p in paths for n in read_index(p)["sizes"]}
     # Its row stays zero; the table still answers for every image of the split.
     table = FeatureTable(CirrDataset(root, "train"), FeatureStore(paths))
     assert not table.is_readable(victim)

@@ -277,3 +277,43 @@ def test_reference_images_as_extra_negatives(tiny, batch):
         expect = F.cross_entropy(sim, torch.arange(4))
     assert float(losses["loss_itc"]) == pytest.approx(float(expect), rel=1e-5)
     tiny.train()
+
+
+def test_rtc_positions_run_over_the_interleaved_sequence(tiny, batch):
+    """The encoder input of u is LayerNorm(E + pos) over [CLS] ⊕ prompt_tokens ⊕ T[1:], positions
+    0..nq+L-1 (SPRC's Q-Former, no_img): built here from the embedding tables, by hand."""
+    _, _, ids, mask = batch
+    emb = tiny.Qformer.bert.embeddings
+    nq, length = tiny.prompt_tokens.shape[1], ids.shape[1]
+    seen = []
+    hook = tiny.Qformer.bert.encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(args[0] if args else kwargs["hidden_states"]),
+        with_kwargs=True,
+    )
+    tiny.eval()
+    try:
+        with torch.no_grad():
+            tiny.prompt_text_query(ids, mask)
+            words = emb.word_embeddings.weight[ids]  # (B, L, H)
+            prompt = tiny.prompt_tokens[0].expand(ids.shape[0], -1, -1)
+            sequence = torch.cat([words[:, :1], prompt, words[:, 1:]], dim=1)
+            positions = emb.position_embeddings.weight[: nq + length]  # CLS 0, prompts 1..nq
+            expected = F.layer_norm(
+                sequence + positions,
+                (sequence.shape[-1],),
+                emb.LayerNorm.weight,
+                emb.LayerNorm.bias,
+                emb.LayerNorm.eps,
+            )
+            assert len(seen) == 1 and seen[0].shape == expected.shape
+            assert torch.allclose(seen[0], expected, atol=1e-6)
+            # Positions make the prompt tokens' order matter (without them u would not change).
+            u = tiny.prompt_text_query(ids, mask)
+            saved = tiny.prompt_tokens.data.clone()
+            tiny.prompt_tokens.data = saved.flip(1)
+            flipped = tiny.prompt_text_query(ids, mask)
+            tiny.prompt_tokens.data.copy_(saved)
+            assert not torch.allclose(u, flipped, atol=1e-4)
+    finally:
+        hook.remove()
+        tiny.train()

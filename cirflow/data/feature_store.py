@@ -10,9 +10,9 @@ One shard = two files, written by `cirflow.model.features`:
 
 The arrays are opened with `numpy.load(mmap_mode="r")`: a batch reads only its own rows, so a
 split never has to fit in RAM (ViT-g: 257 × 1408 × 2 B ≈ 0.72 MB per image, ≈ 12 GB for CIRR
-train). `FeatureTable` has the interface of `tables.ImageTable` (names, index, get, image_size),
-so `TripletData` batches cached tokens exactly as it batches pixels; unreadable images are not
-in its index, and the triplets that need them are left out there, with a count.
+train). `FeatureTable` has the interface of `tables.ImageTable` (names, index, get, image_size,
+unreadable), so `TripletData` batches cached tokens exactly as it batches pixels and leaves out
+the triplets that need an unreadable image, with a count.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class FeatureStore:
         self.arrays: list[np.ndarray] = []
         self.where: dict[str, tuple[int, int]] = {}
         self.sizes: dict[str, tuple[int, int]] = {}
-        self.unreadable: list[dict] = []
+        self.unreadable: dict[str, str] = {}  # name -> why it could not be read
         self.fingerprints: set[str] = set()
         shape = None
         for k, path in enumerate(array_paths):
@@ -54,12 +54,11 @@ class FeatureStore:
             if shape is not None and array.shape[1:] != shape:
                 raise CirflowError(f"{path}: tokens {array.shape[1:]} differ from {shape}")
             shape = array.shape[1:]
-            bad = {e["image"] for e in index["unreadable"]}
-            self.unreadable += index["unreadable"]
+            self.unreadable.update({e["image"]: e["error"] for e in index["unreadable"]})
             self.fingerprints.add(index["fingerprint"])
             for row, name in enumerate(names):
-                if name not in bad:
-                    self.where[name] = (k, row)
+                self.where[name] = (k, row)  # an unreadable image's row is zeros
+                if name in index["sizes"]:
                     self.sizes[name] = tuple(index["sizes"][name])
             self.arrays.append(array)
         if len(self.fingerprints) > 1:
@@ -78,7 +77,8 @@ class FeatureStore:
 
 
 class FeatureTable:
-    """A split's readable images as cached ViT tokens: the `ImageTable` interface."""
+    """A split's images as cached ViT tokens: the `ImageTable` interface (names in split-file
+    order, `index`, `get`, `image_size`, `unreadable`, `is_readable`)."""
 
     cached = True  # batches are gathered in the main process (reads are page-cache hits)
 
@@ -90,26 +90,31 @@ class FeatureTable:
                 f"image features hold {len(unknown)} images that are not in the {dataset.split} "
                 f"split (e.g. {unknown[0]!r}): features of another split?"
             )
-        self.store = store
-        self.names = [n for n in dataset.images if n in store.where]
-        self.index = {n: i for i, n in enumerate(self.names)}
-        missing = [n for n in dataset.images if n not in store.where]
-        listed = {e["image"] for e in store.unreadable}
-        absent = [n for n in missing if n not in listed]
+        absent = [n for n in dataset.images if n not in store.where]
         if absent:
             raise CirflowError(
                 f"{len(absent)} {dataset.split} images have no cached features (e.g. "
                 f"{absent[0]!r}): the feature shards do not cover the split"
             )
-        self.unreadable = [e for e in store.unreadable if e["image"] in dataset.images]
+        self.store = store
+        self.names = list(dataset.images)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        # name -> why it cannot be read (found once, by the image-features stage).
+        self.unreadable = {n: e for n, e in store.unreadable.items() if n in self.index}
 
     def __len__(self) -> int:
         return len(self.names)
 
+    def is_readable(self, name: str) -> bool:
+        return name not in self.unreadable
+
     def get(self, indices: list[int] | torch.Tensor) -> torch.Tensor:
-        """float16 (B, T, D) cached tokens of these image indices."""
+        """float16 (B, T, D) cached tokens of these image indices (zeros if unreadable)."""
         names = [self.names[i] for i in torch.as_tensor(indices).tolist()]
         return torch.from_numpy(self.store.rows(names))
 
     def image_size(self, i: int) -> tuple[int, int]:
-        return self.store.sizes[self.names[i]]
+        name = self.names[i]
+        if name in self.unreadable:
+            raise CirflowError(f"image {name} could not be read: {self.unreadable[name]}")
+        return self.store.sizes[name]

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cirflow.data.captions import blip_captions
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.image_cache import check_cache_mode, keep_in_memory
 from cirflow.data.images import read_image
@@ -179,7 +180,11 @@ def pad_boxes(per_item: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class TripletData:
-    """The triplets of a split, tokenised once, with the images of the split's table."""
+    """The triplets of a split, tokenised once, with the images of the split's table.
+
+    Captions go through LAVIS's ``blip_caption`` preprocessing first, as SPRC does at training
+    and evaluation (`cirflow.data.captions`).
+    """
 
     def __init__(
         self,
@@ -195,13 +200,12 @@ class TripletData:
             raise CirflowError(
                 f"no triplets in {dataset.root}/cirr/captions/cap.rc2.{dataset.split}.json"
             )
-        # A table may lack unreadable images (cached features list them): their triplets are
-        # left out here, and counted.
+        # Triplets that need an image the table could not read are left out here, and counted.
+        bad = getattr(table, "unreadable", {})
         self.triplets = [
             t
             for t in dataset.triplets
-            if t["reference"] in table.index
-            and (not with_targets or t["target_hard"] in table.index)
+            if t["reference"] not in bad and (not with_targets or t["target_hard"] not in bad)
         ]
         self.left_out = len(dataset.triplets) - len(self.triplets)
         if not self.triplets:
@@ -216,7 +220,9 @@ class TripletData:
             else None
         )
         enc = tokenizer(
-            [t["caption"] for t in self.triplets], truncation=True, max_length=max_txt_len
+            blip_captions([t["caption"] for t in self.triplets]),
+            truncation=True,
+            max_length=max_txt_len,
         )
         self.tokens: list[list[int]] = enc["input_ids"]
         self.pad_id = tokenizer.pad_token_id or 0

@@ -83,7 +83,7 @@ def score_split(
                 "queries": len(ev.data),
                 "queries_left_out": ev.data.left_out,
                 "gallery": len(ev.table),
-                "unreadable": getattr(ev.table, "unreadable", []),
+                "unreadable": getattr(ev.table, "unreadable", {}),
                 "chance": chance,
                 "seconds": round(time.perf_counter() - t0, 2),
             },

@@ -18,6 +18,18 @@ killed job, and the link keeps the best weights for the resumed run without a se
 Published SPRC checkpoint: ``{"Blip2QformerCirAlignPrompt": state_dict, ...}`` (what SPRC's
 ``save_model`` writes), LAVIS parameter names, possibly with a DDP ``module.`` prefix; its
 `itm_head.*` and `Qformer.cls.*` weights are not used by SPRC's retrieval and are ignored.
+
+Loading is strict (`load_weights`): the file's keys must be exactly the model's, except
+
+    absent, allowed       ``*position_ids`` buffers; the region head (``region_proj.``) in BLIP-2 /
+                          SPRC files, and where the caller allows it (stage 2 from stage 1); the
+                          prompt tokens in BLIP-2 files; the ViT as a whole where it is frozen
+                          (cirflow files never hold it) or in BLIP-2 files (it has its own file)
+    present, ignored      ``itm_head.*``, ``Qformer.cls.*`` (heads SPRC's retrieval never uses)
+
+A ViT present in part, or any other missing or extra key, is a CirflowError that names the keys:
+a silently dropped or added block (e.g. ViT-L built with 21 blocks while the file holds 23) is
+the most dangerous failure here (docs/design.md §5, "strict loading").
 """
 
 from __future__ import annotations
@@ -38,6 +50,8 @@ log = logging.getLogger(__name__)
 FORMAT = "cirflow-sprc/1"
 SPRC_KEY = "Blip2QformerCirAlignPrompt"
 IGNORED_PREFIXES = ("itm_head.", "Qformer.cls.")
+KINDS = ("cirflow", "sprc", "state_dict", "blip2")
+VIT_PREFIX = "visual_encoder."
 
 
 def saved_state_dict(model) -> dict[str, torch.Tensor]:
@@ -144,45 +158,99 @@ def extract_state_dict(obj: dict, path: str | Path) -> tuple[dict[str, torch.Ten
     return sd, kind
 
 
-def load_weights(
-    model, state_dict: dict[str, torch.Tensor], source: str, allow_missing: tuple[str, ...] = ()
-) -> None:
-    """Load `state_dict` into `model`; fail on any weight the model needs that is absent.
+def summarise_keys(keys: list[str], limit: int = 8) -> str:
+    """Keys grouped by module, e.g. ``visual_encoder.blocks.2.* (12 keys), temp``: up to the
+    first numbered part (a block), else the parent module."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        parts = key.split(".")
+        numbered = [i for i, p in enumerate(parts[:-1]) if p.isdigit()]
+        head = ".".join(parts[: numbered[0] + 1] if numbered else parts[:-1]) or key
+        groups.setdefault(head, []).append(key)
+    items = [f"{g}.* ({len(ks)} keys)" if len(ks) > 1 else ks[0] for g, ks in groups.items()]
+    more = f", ... ({len(items) - limit} more groups)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
-    Allowed absent: a frozen ViT (rebuilt by LAVIS) and the prefixes in `allow_missing`
-    (e.g. ``region_proj.`` when stage 2 starts from a stage-1 checkpoint).
+
+def key_problems(
+    model_keys,
+    file_keys,
+    kind: str,
+    frozen_vit: bool,
+    allow_missing: tuple[str, ...] = (),
+) -> tuple[list[str], list[str]]:
+    """(missing, unexpected): the keys that break the rules of the module docstring."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}")
+    model_keys = set(model_keys)
+    file_keys = {k for k in file_keys if not k.startswith(IGNORED_PREFIXES)}
+    allowed = tuple(allow_missing)
+    if kind in ("sprc", "state_dict", "blip2"):
+        allowed += ("region_proj.",)
+    if kind == "blip2":
+        allowed += ("prompt_tokens",)
+    file_has_vit = any(k.startswith(VIT_PREFIX) for k in file_keys)
+    vit_may_be_absent = not file_has_vit and (frozen_vit or kind == "blip2")
+    missing = sorted(
+        k
+        for k in model_keys - file_keys
+        if not k.endswith("position_ids")
+        and not k.startswith(allowed)
+        and not (vit_may_be_absent and k.startswith(VIT_PREFIX))
+    )
+    unexpected = sorted(k for k in file_keys - model_keys if not k.endswith("position_ids"))
+    return missing, unexpected
+
+
+def load_weights(
+    model,
+    state_dict: dict[str, torch.Tensor],
+    source: str,
+    kind: str = "cirflow",
+    allow_missing: tuple[str, ...] = (),
+) -> None:
+    """Load `state_dict` (a file of `kind`, see KINDS) into `model`, strictly (module docstring).
+
+    `allow_missing`: further key prefixes that may be absent (e.g. ``region_proj.`` when stage
+    2 starts from a stage-1 checkpoint).
     """
-    sd = {k: v for k, v in state_dict.items() if not k.startswith(IGNORED_PREFIXES)}
     own = model.state_dict()
+    frozen_vit = bool(getattr(model, "freeze_vit", False))
+    missing, unexpected = key_problems(own, state_dict, kind, frozen_vit, allow_missing)
+    if missing or unexpected:
+        preset = getattr(getattr(model, "preset", None), "name", "?")
+        parts = []
+        if missing:
+            parts.append(
+                f"{len(missing)} model weights missing from the file: {summarise_keys(missing)}"
+            )
+        if unexpected:
+            parts.append(
+                f"{len(unexpected)} unexpected keys in the file: {summarise_keys(unexpected)}"
+            )
+        raise CirflowError(
+            f"{source}: this {kind} file does not match the model (preset {preset!r}; wrong "
+            "--backbone, or a file from another LAVIS version?): " + "; ".join(parts)
+        )
+    sd = {k: v for k, v in state_dict.items() if k in own}
     shape_errors = [
         f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in sd.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
+        if tuple(v.shape) != tuple(own[k].shape)
     ]
     if shape_errors:
         raise CirflowError(
             f"{source}: weights do not fit this model (wrong --backbone/preset?): "
             + "; ".join(shape_errors[:5])
         )
-    msg = model.load_state_dict(sd, strict=False)
-    frozen_vit = getattr(model, "freeze_vit", False)
-    missing = [
-        k
-        for k in msg.missing_keys
-        if not (frozen_vit and k.startswith("visual_encoder."))
-        and not k.startswith(allow_missing)
-        and not k.endswith("position_ids")
-    ]
-    if missing:
-        raise CirflowError(
-            f"{source}: {len(missing)} model weights missing from the file, e.g. {missing[:5]}"
-        )
-    if msg.unexpected_keys:
-        log.warning(
-            "%s: %d weights in the file are not in the model (ignored), e.g. %s",
+    model.load_state_dict(sd, strict=False)
+    ignored = [k for k in state_dict if k.startswith(IGNORED_PREFIXES)]
+    if ignored:
+        log.info(
+            "%s: ignored %d weights of heads SPRC does not use (%s)",
             source,
-            len(msg.unexpected_keys),
-            msg.unexpected_keys[:5],
+            len(ignored),
+            summarise_keys(ignored),
         )
 
 
@@ -218,7 +286,7 @@ def build_model_from_checkpoint(
                 f"{path} is an SPRC checkpoint: say which backbone it uses (--backbone pretrain)"
             )
         model = SPRC(get_preset(preset_name), load_pretrained=False)
-    load_weights(model, sd, str(path))
+    load_weights(model, sd, str(path), kind=kind)
     model.prepare_for_device(torch.device(device))
     log.info("loaded %s checkpoint %s (preset %s)", kind, path, model.preset.name)
     return model.to(device), obj

@@ -8,6 +8,14 @@
                       takes the path real users take with ``pretrain``. Fully offline.
 * ``tiny_scratch``  — ``tiny`` randomly initialised with a trainable ViT (for tests, and for the
                       backbone's own pretraining).
+* ``pretrain_random`` — the ``pretrain`` architecture (EVA ViT-g + a BERT-base-sized Q-Former)
+                      with random weights and the tiny vocabulary file: nothing to download; for
+                      speed and memory measurements only (benchmarks/gpu_check.py), never results.
+
+Each ViT is built by this package at the sizes below (the LAVIS classes, then the LAVIS weight
+file), so that the depth is the one the published checkpoints were trained with: for
+``pretrain_vitL`` that is the 23 residual blocks of SPRC's bundled LAVIS ``clip_vit.py``, where
+the installed LAVIS 1.0.2 would build 21 (docs/design.md §5, "ViT-L depth").
 
 The two ``pretrain*`` presets load their weights the way LAVIS does (its download cache, i.e.
 ``$TORCH_HOME/hub/checkpoints`` for the ViT and BLIP-2 files, the Hugging Face cache for
@@ -35,8 +43,9 @@ LAVIS_BLIP2 = "https://storage.googleapis.com/sfr-vision-language-research/LAVIS
 @dataclass(frozen=True)
 class ModelPreset:
     name: str
-    # Vision encoder: "eva_clip_g" | "clip_L" (LAVIS factories, pretrained) | "eva_tiny"
-    # (lavis.models.eva_vit.VisionTransformer at the sizes below, random init).
+    # Vision encoder family and weights: "eva_clip_g" (EVA ViT-g, eva_vit_g.pth) | "clip_L" (CLIP
+    # ViT-L, clip_vit_L.pth) | "eva_tiny" (random init). eva_* use lavis.models.eva_vit's
+    # VisionTransformer, clip_L lavis.models.clip_vit's, at the vit_* sizes below.
     vit_model: str
     image_size: int
     freeze_vit: bool
@@ -52,13 +61,19 @@ class ModelPreset:
     # Where a frozen ViT's weights come from when a checkpoint leaves them out: None for the
     # LAVIS backbones (their factory loads them), the BLIP-2-layout file for tiny.
     vit_weights: str | None = None
-    # "bert-base-uncased" (Hugging Face) or a local WordPiece vocab file.
+    # "bert-base-uncased" (Hugging Face) or a local WordPiece vocab file ("tiny": the shipped one).
     vocab: str = "bert-base-uncased"
-    # Tiny sizes (eva_tiny / from_dict Q-Former only).
+    # ViT sizes: patch, width, residual blocks (as built, i.e. after BLIP-2's "drop the last
+    # layer"), heads, MLP ratio.
     vit_patch_size: int = 14
     vit_width: int = 0
     vit_depth: int = 0
     vit_heads: int = 0
+    vit_mlp_ratio: float = 4.0
+    # True: no ViT file is loaded (random ViT weights), whatever vit_model says.
+    random_init: bool = False
+    # Q-Former config for BertConfig.from_dict (random init). Empty: LAVIS's bert-base-uncased
+    # Q-Former with BERT's weights (then the BLIP-2 file).
     qformer: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,7 +96,12 @@ PRESETS: dict[str, ModelPreset] = {
         embed_dim=256,
         max_txt_len=32,
         pretrained=LAVIS_BLIP2 + "blip2_pretrained.pth",
+        # LAVIS's (and SPRC's bundled) create_eva_vit_g: 39 of EVA-CLIP-g's 40 blocks.
         vit_patch_size=14,
+        vit_width=1408,
+        vit_depth=39,
+        vit_heads=1408 // 88,
+        vit_mlp_ratio=4.3637,
     ),
     "pretrain_vitL": ModelPreset(
         name="pretrain_vitL",
@@ -93,7 +113,13 @@ PRESETS: dict[str, ModelPreset] = {
         embed_dim=256,
         max_txt_len=32,
         pretrained=LAVIS_BLIP2 + "blip2_pretrained_vitL.pth",
+        # SPRC's bundled clip_vit.py: create_clip_vit_L(layers=23), Transformer(width, layers):
+        # 23 residual blocks. Installed LAVIS 1.0.2: layers=22, Transformer(width, layers - 1),
+        # i.e. 21 (LAVIS issues #216, #609).
         vit_patch_size=14,
+        vit_width=1024,
+        vit_depth=23,
+        vit_heads=16,
     ),
     "tiny": ModelPreset(
         name="tiny",
@@ -129,6 +155,26 @@ PRESETS: dict[str, ModelPreset] = {
 }
 PRESETS["tiny_scratch"] = dataclasses.replace(
     PRESETS["tiny"], name="tiny_scratch", freeze_vit=False, pretrained=None, vit_weights=None
+)
+# BERT-base sizes (bert-base-uncased's config.json) + the [DEC] token LAVIS adds: 30523 words.
+BERT_BASE = {
+    "vocab_size": 30523,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512,
+    "initializer_range": 0.02,
+}
+PRESETS["pretrain_random"] = dataclasses.replace(
+    PRESETS["pretrain"],
+    name="pretrain_random",
+    pretrained=None,
+    random_init=True,
+    vocab="tiny",
+    qformer=BERT_BASE,
 )
 
 # Files LAVIS downloads for the ViT of each pretrained backbone.
@@ -185,9 +231,16 @@ def offline() -> bool:
     ) not in ("", "0")
 
 
+def needs_downloads(preset: ModelPreset) -> bool:
+    """Whether building `preset` reads LAVIS / Hugging Face files (the ViT, BLIP-2, BERT)."""
+    if preset.random_init or preset.vit_model == "eva_tiny":
+        return False
+    return preset.vit_model in VIT_WEIGHTS or bool(preset.pretrained) or not preset.qformer
+
+
 def check_weights_available(preset: ModelPreset) -> None:
     """On an offline machine, fail fast with the missing files named (no network hang)."""
-    if preset.vit_model == "eva_tiny":
+    if preset.vit_model == "eva_tiny":  # local files only
         for path in {preset.pretrained, preset.vit_weights} - {None}:
             if not Path(path).is_file():
                 hint = (
@@ -199,7 +252,7 @@ def check_weights_available(preset: ModelPreset) -> None:
                     f"model preset {preset.name!r} starts from {path}, which does not exist{hint}"
                 )
         return
-    if not offline():
+    if not needs_downloads(preset) or not offline():
         return
     missing = []
     for url in (VIT_WEIGHTS.get(preset.vit_model), preset.pretrained):

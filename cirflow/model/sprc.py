@@ -6,9 +6,11 @@ product of L2-normalised vectors and τ the learnable temperature.
 
     P   = QFormer(queries ⊕ T, cross-attending E_r)[:, :nq]                      sentence-level prompt
     q   = norm(text_proj(QFormer(P ⊕ T, no image)[:, nq]))                       composed query
+          (P takes no position embeddings, the words take 0..L-1: LAVIS's embeddings, as SPRC)
     K_t = norm(vision_proj(QFormer(queries, cross-attending E_t)))               nq target tokens
     s(i, j) = max_k ⟨q_i, K_{t_j,k}⟩                       L_itc   = CE(s / τ, diagonal)
     u   = norm(text_proj(QFormer([CLS] ⊕ prompt_tokens ⊕ T[1:], no image)[:, 0]))
+          (positions 0..nq+L-1 over that whole sequence: the prompt tokens take 1..nq)
                                                            L_rtc   = CE(max_k ⟨u_i, K_{t_j,k}⟩ / τ, diagonal)
     L_align = MSE(mean_k P_k, stopgrad(mean_k prompt_tokens_k))
 
@@ -37,8 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cirflow.data.captions import blip_captions
 from cirflow.errors import CirflowError
-from cirflow.model.presets import TINY_VOCAB_FILE, ModelPreset, check_weights_available
+from cirflow.model.checkpoints import load_weights, summarise_keys
+from cirflow.model.presets import (
+    TINY_VOCAB_FILE,
+    VIT_WEIGHTS,
+    ModelPreset,
+    check_weights_available,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +114,57 @@ def load_vit_weights(vit: nn.Module, path: str) -> None:
         )
 
 
+def _local_file(url_or_path: str) -> str:
+    """A LAVIS URL through LAVIS's download cache ($TORCH_HOME/hub/checkpoints), or a path."""
+    from lavis.common.dist_utils import download_cached_file
+    from lavis.common.utils import is_url
+
+    if is_url(url_or_path):
+        return download_cached_file(url_or_path, check_hash=False, progress=True)
+    return url_or_path
+
+
+def load_vit_file(vit: nn.Module, url_or_path: str, preset: ModelPreset) -> None:
+    """Load a LAVIS ViT file (eva_vit_g.pth, clip_vit_L.pth) into `vit`: every weight of the
+    built ViT must be in the file (a CirflowError names the missing ones). The file's blocks
+    beyond the built depth are not used (BLIP-2 drops the ViT's last layer) and are logged."""
+    path = _local_file(url_or_path)
+    state = torch.load(path, map_location="cpu", weights_only=False)  # LAVIS's own files
+    if not isinstance(state, dict):
+        raise CirflowError(f"{url_or_path}: expected a ViT state dict, got {type(state).__name__}")
+    if preset.vit_model.startswith("eva"):
+        from lavis.models.eva_vit import interpolate_pos_embed
+    else:
+        from lavis.models.clip_vit import interpolate_pos_embed
+    interpolate_pos_embed(vit, state)
+    own = vit.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    if missing:
+        raise CirflowError(
+            f"{url_or_path}: the ViT file lacks {len(missing)} weights of preset "
+            f"{preset.name!r} ({preset.vit_depth} blocks): {summarise_keys(missing)}"
+        )
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if shapes:
+        raise CirflowError(
+            f"{url_or_path}: ViT weights of the wrong shape: {'; '.join(shapes[:5])}"
+        )
+    vit.load_state_dict({k: state[k] for k in own})
+    unused = sorted(k for k in state if k not in own)
+    if unused:
+        log.info(
+            "%s: %d entries not used by the %d-block ViT: %s",
+            url_or_path,
+            len(unused),
+            preset.vit_depth,
+            summarise_keys(unused),
+        )
+
+
 class SPRC(Blip2Base):
     """Blip2QformerCirAlignPrompt, written from the equations above.
 
@@ -160,37 +220,77 @@ class SPRC(Blip2Base):
         return tokenizer
 
     @staticmethod
-    def build_vision_encoder(preset: ModelPreset):
-        if preset.vit_model in ("eva_clip_g", "clip_L"):
-            return Blip2Base.init_vision_encoder(
-                preset.vit_model,
-                preset.image_size,
-                preset.drop_path_rate,
-                preset.use_grad_checkpoint,
-                preset.vit_precision,
+    def build_vit(preset: ModelPreset) -> nn.Module:
+        """The preset's ViT architecture with random weights (LAVIS classes at the preset's sizes).
+
+        eva_*: lavis.models.eva_vit.VisionTransformer, as LAVIS's create_eva_vit_g builds it.
+        clip_L: lavis.models.clip_vit.VisionTransformer with `vit_depth` residual blocks. That
+        class builds one block fewer than its `layers` argument in LAVIS 1.0.2 (not in SPRC's
+        bundled copy), so the count is measured on a small probe, and checked after building.
+        """
+        if preset.vit_model.startswith("eva"):
+            return VisionTransformer(
+                img_size=preset.image_size,
+                patch_size=preset.vit_patch_size,
+                embed_dim=preset.vit_width,
+                depth=preset.vit_depth,
+                num_heads=preset.vit_heads,
+                mlp_ratio=preset.vit_mlp_ratio,
+                qkv_bias=True,
+                drop_path_rate=preset.drop_path_rate,
+                norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                use_mean_pooling=False,
+                use_checkpoint=preset.use_grad_checkpoint,
             )
-        if preset.vit_model != "eva_tiny":
+        if preset.vit_model != "clip_L":
             raise CirflowError(f"unknown vit_model {preset.vit_model!r} in preset {preset.name!r}")
-        vit = VisionTransformer(
-            img_size=preset.image_size,
-            patch_size=preset.vit_patch_size,
-            embed_dim=preset.vit_width,
-            depth=preset.vit_depth,
-            num_heads=preset.vit_heads,
-            mlp_ratio=4.0,
-            qkv_bias=True,
-            drop_path_rate=preset.drop_path_rate,
-            norm_layer=partial(nn.LayerNorm, eps=1e-6),
-            use_mean_pooling=False,
-            use_checkpoint=preset.use_grad_checkpoint,
+        from lavis.models.clip_vit import VisionTransformer as ClipVisionTransformer
+
+        def clip_vit(layers: int, width: int, heads: int, size: int, checkpointing: bool):
+            return ClipVisionTransformer(
+                input_resolution=size,
+                patch_size=preset.vit_patch_size,
+                width=width,
+                layers=layers,
+                heads=heads,
+                use_grad_checkpointing=checkpointing,
+            )
+
+        probe = clip_vit(3, 8, 1, preset.vit_patch_size, False)
+        dropped = 3 - len(probe.transformer.resblocks)  # 1 in LAVIS 1.0.2, 0 in SPRC's copy
+        vit = clip_vit(
+            preset.vit_depth + dropped,
+            preset.vit_width,
+            preset.vit_heads,
+            preset.image_size,
+            preset.use_grad_checkpoint,
         )
-        if preset.vit_weights:
+        if len(vit.transformer.resblocks) != preset.vit_depth:
+            raise CirflowError(
+                f"preset {preset.name!r}: built {len(vit.transformer.resblocks)} ViT blocks, "
+                f"expected {preset.vit_depth}"
+            )
+        return vit
+
+    @classmethod
+    def build_vision_encoder(cls, preset: ModelPreset):
+        """(ViT, ln_vision): the architecture, the preset's ViT file (unless random), fp16 if asked."""
+        from lavis.models.eva_vit import convert_weights_to_fp16
+
+        vit = cls.build_vit(preset)
+        if preset.vit_model in VIT_WEIGHTS and not preset.random_init:
+            load_vit_file(vit, VIT_WEIGHTS[preset.vit_model], preset)
+        elif preset.vit_weights:  # tiny: the demo's first stage
             load_vit_weights(vit, preset.vit_weights)
+        if preset.vit_precision == "fp16" and preset.vit_model != "eva_tiny":
+            # LAVIS's conversion (Linear/Conv weights; they run under autocast). The tiny ViT
+            # stays fp32 whatever vit_precision says, as it always has.
+            convert_weights_to_fp16(vit)
         return vit, LayerNorm(vit.num_features)
 
     @staticmethod
     def build_qformer(preset: ModelPreset, vision_width: int, vocab_size: int):
-        if preset.vit_model in ("eva_clip_g", "clip_L"):
+        if not preset.qformer:  # LAVIS's BLIP-2 Q-Former: bert-base-uncased weights
             qformer, query_tokens = Blip2Base.init_Qformer(
                 preset.num_query_token, vision_width, preset.cross_attention_freq
             )
@@ -224,22 +324,17 @@ class SPRC(Blip2Base):
         return qformer, query_tokens
 
     def load_blip2_weights(self, url_or_path: str) -> None:
-        from lavis.common.dist_utils import download_cached_file
-        from lavis.common.utils import is_url
-
-        path = (
-            download_cached_file(url_or_path, check_hash=False, progress=True)
-            if is_url(url_or_path)
-            else url_or_path
-        )
+        """Load a BLIP-2 file (``{"model": state_dict}``), checking its keys against this model:
+        only the prompt tokens, the region head and the ViT (it has its own file) may be absent;
+        itm_head / Qformer.cls are known and ignored; anything else is an error
+        (`cirflow.model.checkpoints.load_weights`)."""
+        path = _local_file(url_or_path)
         # The official BLIP-2 files are trusted pickles (they hold more than tensors).
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        msg = self.load_state_dict(checkpoint["model"], strict=False)
-        log.info(
-            "loaded BLIP-2 weights from %s (%d keys not in the file: prompt tokens, ...)",
-            url_or_path,
-            len(msg.missing_keys),
-        )
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+            raise CirflowError(f"{url_or_path}: not a BLIP-2 checkpoint ({{'model': state_dict}})")
+        load_weights(self, checkpoint["model"], str(url_or_path), kind="blip2")
+        log.info("loaded BLIP-2 weights from %s", url_or_path)
 
     def prepare_for_device(self, device: torch.device) -> None:
         """fp16 ViT weights only run on CUDA: on CPU they are turned back into fp32."""
@@ -254,8 +349,9 @@ class SPRC(Blip2Base):
         return contextlib.nullcontext()
 
     def tokenize(self, captions: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask) of `captions` after SPRC's blip_caption preprocessing."""
         tok = self.tokenizer(
-            captions,
+            blip_captions(captions),
             padding="longest",
             truncation=True,
             max_length=self.max_txt_len,
@@ -355,14 +451,26 @@ class SPRC(Blip2Base):
             return F.normalize(self.text_proj(hidden[:, nq, :]).float(), dim=-1)
 
     def prompt_text_query(self, input_ids, attention_mask) -> torch.Tensor:
-        """u = norm(text_proj(QFormer([CLS] ⊕ prompt_tokens ⊕ T[1:], no image)[:, 0]))."""
+        """u = norm(text_proj(QFormer([CLS] ⊕ prompt_tokens ⊕ T[1:], no image)[:, 0])).
+
+        As in SPRC's Q-Former (`no_img`), position embeddings run over the whole interleaved
+        sequence of nq + L tokens: [CLS] takes position 0, the prompt tokens 1..nq and the words
+        T[1:] positions nq+1..nq+L-1 (docs/design.md §5).
+        """
         with self.autocast():
             emb = self.Qformer.bert.embeddings
             bsz, length = input_ids.shape
-            pos = emb.position_ids[:, :length]
-            words = emb.word_embeddings(input_ids) + emb.position_embeddings(pos)
+            nq = self.prompt_tokens.shape[1]
+            n = nq + length
+            if n > emb.position_embeddings.num_embeddings:
+                raise CirflowError(
+                    f"{nq} prompt tokens + {length} text tokens exceed the Q-Former's "
+                    f"{emb.position_embeddings.num_embeddings} position embeddings"
+                )
+            words = emb.word_embeddings(input_ids)
             prompt = self.prompt_tokens.expand(bsz, -1, -1).to(words.dtype)
             x = torch.cat([words[:, :1], prompt, words[:, 1:]], dim=1)
+            x = x + emb.position_embeddings(emb.position_ids[:, :n])
             x = emb.dropout(emb.LayerNorm(x))
             prompt_atts = torch.ones(prompt.shape[:-1], dtype=attention_mask.dtype, device=x.device)
             mask = torch.cat([attention_mask[:, :1], prompt_atts, attention_mask[:, 1:]], dim=1)

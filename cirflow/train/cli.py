@@ -4,6 +4,9 @@
         --num-epochs 50 --batch-size 128 --learning-rate 1e-5 --loss-align 0.4 --loss-rtc 0.4 \\
         --validation-frequency 1 --save-training --save-best --cirr-root CIRR --out runs/stage1
 
+    # SPRC's exact schedule (OneCycle over 80 epochs while training 50, div_factor 25):
+    cirflow train ... --num-epochs 50 --schedule-epochs 80 --warmup-epochs 1.6 --div-factor 25
+
     # stage 2 / the original scripts' region variant:
     cirflow train ... --use-region-loss --box-file boxes/train.json --loss-region 0.5 \\
         [--init-checkpoint runs/stage1/best.pt]
@@ -57,7 +60,10 @@ def register(subparsers) -> None:
         "--out", required=True, help="output folder (best.pt, last.pt, CSVs, hparams.json)"
     )
     p.add_argument(
-        "--num-epochs", type=int, default=50, help="epochs (OneCycle spans exactly these)"
+        "--num-epochs",
+        type=int,
+        default=50,
+        help="epochs (OneCycle spans these unless --schedule-epochs is given)",
     )
     p.add_argument("--batch-size", type=int, default=128, help="triplets per step")
     p.add_argument(
@@ -68,7 +74,20 @@ def register(subparsers) -> None:
         "--warmup-epochs",
         type=float,
         default=1.5,
-        help="OneCycle warm-up (pct_start = min(this/epochs, 0.5))",
+        help="OneCycle warm-up (pct_start = min(this / schedule epochs, 0.5))",
+    )
+    p.add_argument(
+        "--schedule-epochs",
+        type=int,
+        default=None,
+        help="epochs the OneCycle schedule spans (default: --num-epochs; SPRC's script: 80 "
+        "while training 50)",
+    )
+    p.add_argument(
+        "--div-factor",
+        type=float,
+        default=100.0,
+        help="OneCycle start learning rate = learning rate / this (SPRC's script: 25)",
     )
     p.add_argument("--loss-align", type=float, default=0.4, help="weight of L_align")
     p.add_argument("--loss-rtc", type=float, default=0.4, help="weight of L_rtc")
@@ -102,6 +121,12 @@ def register(subparsers) -> None:
         default="targets",
         choices=["targets", "batch_images"],
         help="targets (SPRC) or + the batch's reference images",
+    )
+    p.add_argument(
+        "--no-false-negative-masking",
+        action="store_true",
+        help="SPRC's plain losses: a duplicate target or the query's reference image in the "
+        "batch counts as a negative (needs --negatives targets)",
     )
     p.add_argument(
         "--validation-frequency", type=int, default=1, help="validate on CIRR val every N epochs"
@@ -164,6 +189,8 @@ def run_train(args) -> int:
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs,
+        schedule_epochs=args.schedule_epochs,
+        div_factor=args.div_factor,
         loss_rtc=args.loss_rtc,
         loss_align=args.loss_align,
         loss_region=args.loss_region,
@@ -173,6 +200,7 @@ def run_train(args) -> int:
         grad_clip=args.grad_clip,
         batching=args.batching,
         negatives=args.negatives,
+        mask_false_negatives=not args.no_false_negative_masking,
         validation_frequency=args.validation_frequency,
         seed=args.seed,
         device=args.device,

@@ -33,11 +33,14 @@ STAGE_KEYS = (
     "learning_rate",
     "weight_decay",
     "warmup_epochs",
+    "schedule_epochs",
+    "div_factor",
     "loss_rtc",
     "loss_align",
     "grad_clip",
     "batching",
     "negatives",
+    "mask_false_negatives",
     "validation_frequency",
 )
 RUNTIME_KEYS = ("device", "num_workers", "image_cache", "resume", "eval_batch_size")
@@ -72,7 +75,15 @@ class TrainSettings:
     init_checkpoint: str | None = None  # stage 2: stage 1's best.pt; or a published SPRC file
     batching: str = "random"  # random (SPRC) | img_set (a set's triplets share a batch)
     negatives: str = "targets"  # targets (SPRC) | batch_images (+ the batch's reference images)
-    warmup_epochs: float = 1.5  # OneCycle pct_start = min(warmup_epochs / num_epochs, 0.5)
+    # Mask false negatives in the contrastive losses (a duplicate of the query's target, the
+    # query's own reference image); SPRC does not (docs/sprc-departures.md).
+    mask_false_negatives: bool = True
+    # OneCycle (docs/design.md §5): over schedule_epochs (None: the run's num_epochs; SPRC's own
+    # script: 80 while training 50), pct_start = min(warmup_epochs / schedule_epochs, 0.5), the
+    # start learning rate = learning_rate / div_factor (torch's default, and SPRC's, is 25).
+    warmup_epochs: float = 1.5
+    schedule_epochs: int | None = None
+    div_factor: float = 100.0
     grad_clip: float | None = None
     validation_frequency: int = 1
     seed: int = 0
@@ -109,6 +120,15 @@ class TrainSettings:
             return f"train.{name}"
         return f"{self.config_section}.{name}"
 
+    @property
+    def schedule_length(self) -> int:
+        """Epochs the OneCycle schedule spans (schedule_epochs, else num_epochs)."""
+        return int(self.schedule_epochs or self.num_epochs)
+
+    @property
+    def pct_start(self) -> float:
+        return min(self.warmup_epochs / self.schedule_length, 0.5)
+
     def check(self) -> None:
         """Every value a run cannot use, named by its config key (before any work starts)."""
         for name in ("num_epochs", "batch_size", "validation_frequency"):
@@ -118,6 +138,13 @@ class TrainSettings:
             raise CirflowError(
                 f"{self.key('learning_rate')} must be > 0 (got {self.learning_rate!r})"
             )
+        if self.schedule_epochs is not None and int(self.schedule_epochs) < int(self.num_epochs):
+            raise CirflowError(
+                f"{self.key('schedule_epochs')} ({self.schedule_epochs}) must be ≥ "
+                f"{self.key('num_epochs')} ({self.num_epochs}), or null (= num_epochs)"
+            )
+        if not self.div_factor > 0:
+            raise CirflowError(f"{self.key('div_factor')} must be > 0 (got {self.div_factor!r})")
         if self.batching not in BATCHING:
             raise CirflowError(
                 f"{self.key('batching')} must be one of {', '.join(BATCHING)} (got {self.batching!r})"
@@ -126,6 +153,12 @@ class TrainSettings:
             raise CirflowError(
                 f"{self.key('negatives')} must be one of {', '.join(NEGATIVES)} "
                 f"(got {self.negatives!r})"
+            )
+        if not self.mask_false_negatives and self.negatives != "targets":
+            raise CirflowError(
+                f"{self.key('mask_false_negatives')} false needs {self.key('negatives')}: "
+                f"targets (with {self.negatives}, each query's own reference image would be a "
+                "negative)"
             )
         check_cache_mode(self.image_cache, self.key("image_cache"))
         if self.use_region_loss and not self.box_file:

@@ -46,6 +46,7 @@ from cirflow.model.sprc import SPRC
 from cirflow.train.config import TrainSettings, fingerprint
 from cirflow.train.history import RunState, loss_columns, write_tables
 from cirflow.train.rng import rng_state, seed_everything, set_rng_state
+from cirflow.train.schedule import one_cycle
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ class Trainer:
         # A full init checkpoint replaces the BLIP-2 weights: do not load those first.
         model = SPRC(preset, with_region=s.use_region_loss, load_pretrained=init_sd is None)
         if init_sd is not None:
-            load_weights(model, init_sd, s.init_checkpoint, allow_missing=("region_proj.",))
+            load_weights(
+                model, init_sd, s.init_checkpoint, kind=kind, allow_missing=("region_proj.",)
+            )
             log.info("initialised from %s", s.init_checkpoint)
         model.prepare_for_device(self.device)
         self.model = model.to(self.device)
@@ -157,13 +160,7 @@ class Trainer:
             eps=1e-7,
             weight_decay=s.weight_decay,
         )
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer,
-            max_lr=s.learning_rate,
-            total_steps=self.total_steps,
-            pct_start=min(s.warmup_epochs / s.num_epochs, 0.5),
-            div_factor=100.0,
-        )
+        self.scheduler = one_cycle(self.optimizer, s, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.fingerprint = fingerprint(s)
 
@@ -246,8 +243,12 @@ class Trainer:
                 "device": str(self.device),
                 "amp": self.use_amp,
                 "train_triplets": len(self.train_data),
+                "train_triplets_left_out": self.train_data.left_out,
+                "unreadable_images": getattr(self.train_table, "unreadable", {}),
+                "image_source": "features" if self.s.features else "pixels",
                 "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.total_steps,
+                "schedule_steps": self.steps_per_epoch * self.s.schedule_length,
                 "parameters": {"total": n_all, "trainable": n_train},
                 "box_counts": self.box_counts,
                 "fingerprint": self.fingerprint,
@@ -258,6 +259,13 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------------------------ run
+    def loss_ids(self, batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Image ids of the batch's targets and references, with which the losses mask false
+        negatives (`SPRC.forward`); (None, None) with train.*.mask_false_negatives false (SPRC)."""
+        if not self.s.mask_false_negatives:
+            return None, None
+        return batch.target_ids.to(self.device), batch.reference_ids.to(self.device)
+
     def train_epoch(self, epoch: int) -> dict:
         s = self.s
         self.model.train()
@@ -280,8 +288,7 @@ class Trainer:
             boxes = valid = None
             if s.use_region_loss:
                 boxes, valid = batch.boxes.to(self.device), batch.box_valid.to(self.device)
-            target_ids = batch.target_ids.to(self.device)
-            reference_ids = batch.reference_ids.to(self.device)
+            target_ids, reference_ids = self.loss_ids(batch)
             losses = self.model(
                 ref_images=ref,
                 target_images=tgt,
