@@ -5,7 +5,14 @@ import shutil
 
 import pytest
 
-from cirflow.data.cirr import CirrDataset, load_captions, load_split_file
+from cirflow.data.cirr import (
+    EDIT_TYPES,
+    CirrDataset,
+    edits_file,
+    load_captions,
+    load_edit_types,
+    load_split_file,
+)
 from cirflow.errors import CirflowError
 
 
@@ -96,3 +103,51 @@ def test_invalid_json_names_file_and_line(slice_copy):
 def test_unknown_split():
     with pytest.raises(CirflowError, match="unknown CIRR split 'dev'"):
         CirrDataset(".", "dev")
+
+
+# --- the edit-type sidecar (docs/design.md §3) --------------------------------------------------
+
+
+def _write_sidecar(root, mapping):
+    path = edits_file(root, "val")
+    path.write_text(json.dumps(mapping))
+    return path
+
+
+def _val_pairids(root):
+    return [t["pairid"] for t in json.loads((root / "cirr/captions/cap.rc2.val.json").read_text())]
+
+
+def test_edit_types_absent_is_none(slice_copy):
+    assert not edits_file(slice_copy, "val").exists()
+    assert load_edit_types(slice_copy, "val") is None
+
+
+def test_edit_types_load_as_int_pairids(slice_copy):
+    pairids = _val_pairids(slice_copy)
+    _write_sidecar(slice_copy, {str(p): EDIT_TYPES[p % 7] for p in pairids})
+    assert load_edit_types(slice_copy, "val") == {p: EDIT_TYPES[p % 7] for p in pairids}
+    # The triplets may be given instead of being read again.
+    triplets = CirrDataset(slice_copy, "val").triplets
+    assert load_edit_types(slice_copy, "val", triplets) == {p: EDIT_TYPES[p % 7] for p in pairids}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: list(m.items()), "expected a JSON object of pairid -> edit type"),
+        (lambda m: {**m, "pair-1": "color"}, "key 'pair-1' is not a pairid"),
+        (lambda m: {**m, next(iter(m)): ""}, "has no edit type"),
+        (
+            lambda m: dict(list(m.items())[1:]),
+            "does not match the captions: no edit type for pairid",
+        ),
+        (lambda m: {**m, "999999": "move"}, r"pairid 999999 not in .*cap\.rc2\.val\.json"),
+    ],
+    ids=["not-an-object", "bad-key", "empty-type", "missing-pairid", "extra-pairid"],
+)
+def test_bad_edit_types_name_the_file(slice_copy, change, message):
+    pairids = _val_pairids(slice_copy)
+    _write_sidecar(slice_copy, change({str(p): "color" for p in pairids}))
+    with pytest.raises(CirflowError, match=r"edits\.rc2\.val\.json.*" + message):
+        load_edit_types(slice_copy, "val")

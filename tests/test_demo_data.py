@@ -13,7 +13,8 @@ from PIL import Image
 
 from cirflow import cli
 from cirflow.data import demo
-from cirflow.data.cirr import SPLITS, CirrDataset
+from cirflow.data.cirr import EDIT_TYPES, SPLITS, CirrDataset, edits_file, load_edit_types
+from cirflow.data.descriptions import DESCRIPTIONS_FILE, load_descriptions
 from cirflow.errors import CirflowError
 
 COUNTS = {"train": 42, "val": 21, "test1": 19}  # not multiples of 4: partial last families
@@ -64,6 +65,9 @@ def test_same_seed_same_bytes_whatever_the_workers(dataset, tmp_path):
     demo.generate_demo(again, seed=0, workers=1, **KWARGS)
     first, second = _files(dataset), _files(again)
     assert sorted(first) == sorted(second)
+    # The descriptions and the edit-type sidecars are among the files compared.
+    assert DESCRIPTIONS_FILE in first
+    assert {f"cirr/captions/edits.rc2.{s}.json" for s in SPLITS} <= set(first)
     different = [name for name in first if first[name] != second[name]]
     assert different == []
 
@@ -73,6 +77,7 @@ def test_other_seed_other_data(dataset, tmp_path):
     demo.generate_demo(other, seed=1, workers=1, **KWARGS)
     first, second = _files(dataset), _files(other)
     assert first["boxes_gt.json"] != second["boxes_gt.json"]
+    assert first[DESCRIPTIONS_FILE] != second[DESCRIPTIONS_FILE]
     for split in SPLITS:
         name = f"cirr/captions/cap.rc2.{split}.json"
         assert first[name] != second[name]
@@ -209,6 +214,16 @@ def test_manifest(dataset):
         s: -(-COUNTS[s] // demo.TRIPLETS_PER_FAMILY) * demo.IMAGES_PER_FAMILY for s in SPLITS
     }
     assert sum(manifest["edits"].values()) == sum(COUNTS.values())
+    # The manifest counts the sidecars' types and lists the files beside the CIRR ones.
+    sidecar_types = Counter(
+        e for s in SPLITS for e in json.loads((dataset / edits_file(".", s)).read_text()).values()
+    )
+    assert manifest["edits"] == {e: sidecar_types[e] for e in EDIT_TYPES}
+    files = manifest["files"]
+    assert (dataset / files["descriptions"]).is_file()
+    assert files["descriptions"] == DESCRIPTIONS_FILE
+    for split in SPLITS:
+        assert dataset / files["edit_types"][split] == edits_file(dataset, split)
 
 
 def test_caption_vocabulary_covers_every_caption(dataset):
@@ -327,3 +342,182 @@ def test_never_clears_a_folder_that_is_not_a_demo(tmp_path):
         progress=False,
     )
     assert precious.read_bytes() == b"user data"
+
+
+# --- scene descriptions and edit types --------------------------------------------------------
+
+SIZE_OF_WORD = {w: size for size, words in demo.SIZE_WORDS.items() for w in words}
+
+
+def _parse_description(text: str) -> list[tuple[str, str, str, int]]:
+    """(size, colour, shape, cell) of every object a description names, in its order. Position
+    words are read as keywords (top/upper, bottom/lower, left, right; else the middle)."""
+    objects = []
+    for phrase in text.split(" and "):
+        words = phrase.split()
+        (i,) = [k for k, w in enumerate(words) if w in demo.SHAPES]
+        assert i == 3 and words[0] == ("an" if words[1][0] in "aeiou" else "a"), phrase
+        size, color, shape = SIZE_OF_WORD[words[1]], words[2], words[3]
+        assert color in demo.COLORS, phrase
+        where = set(words[4:])
+        row = 0 if where & {"top", "upper"} else 2 if where & {"bottom", "lower"} else 1
+        col = 0 if "left" in where else 2 if "right" in where else 1
+        objects.append((size, color, shape, 3 * row + col))
+    return objects
+
+
+def _box_cell(box: list[float]) -> int:
+    """The grid cell that holds a ground-truth box's centre."""
+    cw = (1 - 2 * demo.MARGIN) / 3
+    col, row = (
+        int(((a + b) / 2 - demo.MARGIN) // cw) for a, b in ((box[0], box[2]), (box[1], box[3]))
+    )
+    return 3 * min(max(row, 0), 2) + min(max(col, 0), 2)
+
+
+def _edit_between(ref: list[tuple], target: list[tuple]) -> str:
+    """The edit that turns the parsed reference scene into the parsed target scene."""
+    gone, new = set(ref) - set(target), set(target) - set(ref)
+    if len(gone) == 1 and len(new) == 1:
+        ((g,), (n,)) = gone, new
+        differ = [
+            field
+            for field, a, b in zip(("resize", "color", "shape", "move"), g, n, strict=True)
+            if a != b
+        ]
+        assert len(differ) == 1, (ref, target)
+        return differ[0]
+    pairs_ref, pairs_target = {o[1:3] for o in ref}, {o[1:3] for o in target}
+    if new and not gone:
+        return "count" if all(o[1:3] in pairs_ref for o in new) else "add"
+    if gone and not new:
+        return "count" if all(o[1:3] in pairs_target for o in gone) else "remove"
+    raise AssertionError(f"no single edit between {ref} and {target}")
+
+
+def test_descriptions_cover_every_image_of_every_split(dataset):
+    _, splits = _load(dataset)
+    text = (dataset / DESCRIPTIONS_FILE).read_text()
+    descriptions = json.loads(text)
+    assert list(descriptions) == sorted(descriptions)  # keys sorted
+    assert set(descriptions) == {n for s in SPLITS for n in splits[s]}
+    assert load_descriptions(dataset) == descriptions
+    val = load_descriptions(dataset, splits["val"])
+    assert list(val) == list(splits["val"])
+
+
+def test_descriptions_name_every_object_where_it_is(dataset):
+    """One shape word per object (= boxes_gt.json's box count), row-major by cell, each at the
+    cell its ground-truth box is in."""
+    descriptions = load_descriptions(dataset)
+    boxes = json.loads((dataset / "boxes_gt.json").read_text())
+    for name, text in descriptions.items():
+        words = text.split()
+        assert sum(w in demo.SHAPES for w in words) == len(boxes[name]), (name, text)
+        objects = _parse_description(text)
+        cells = [o[3] for o in objects]
+        assert cells == sorted(set(cells)), text  # fixed order: row-major by cell
+        assert sorted(cells) == sorted(_box_cell(b) for b in boxes[name]), (name, text)
+        assert text == " ".join(words)  # single spaces, no punctuation
+
+
+def test_descriptions_are_deterministic_and_vary_only_in_wording():
+    """Same family -> same text; the description stream never changes the scenes or captions."""
+    for i in range(30):
+        a = demo._family(demo.family_rng(0, "train", i))
+        b = demo._family(demo.family_rng(0, "train", i))
+        assert [v.forward for v in a.variants] == [v.forward for v in b.variants]
+        texts = [demo.describe(demo.description_rng(0, "train", i), a.base) for _ in range(2)]
+        assert texts[0] == texts[1]
+        assert _parse_description(texts[0]) == sorted(
+            ((demo.SIZES[o.size], o.color, o.shape, o.cell) for o in a.base), key=lambda o: o[3]
+        )
+
+
+def test_descriptions_use_only_vocabulary_words(dataset):
+    """Every description word is one whole token of the tiny vocabulary (no [UNK], no pieces)."""
+    from transformers import BertTokenizer
+
+    from cirflow.model.presets import TINY_VOCAB_FILE
+    from cirflow.model.vocab import build_tiny_vocab
+
+    vocab = set(demo.description_vocabulary())
+    assert vocab <= set(build_tiny_vocab())
+    tokenizer = BertTokenizer(vocab_file=str(TINY_VOCAB_FILE), do_lower_case=True)
+    texts = list(load_descriptions(dataset).values())
+    # Many more scenes than the dataset holds, without rendering: every phrasing is drawn.
+    for i in range(200):
+        family = demo._family(np.random.default_rng([11, i]))
+        rng = np.random.default_rng([11, i, 1])
+        texts += [demo.describe(rng, s) for s in (family.base, *(v.scene for v in family.variants))]
+    seen = set()
+    for text in texts:
+        words = text.split()
+        assert set(words) <= vocab, text
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.unk_token_id not in ids and len(ids) == len(words), text
+        seen.update(words)
+    assert seen == vocab, sorted(vocab - seen)
+
+
+def _sidecar(root: Path, split: str) -> dict[str, str]:
+    return json.loads(edits_file(root, split).read_text())
+
+
+def test_edit_type_sidecar_matches_the_captions(dataset):
+    captions, _ = _load(dataset)
+    for split in SPLITS:
+        sidecar = _sidecar(dataset, split)
+        assert list(sidecar) == [str(t["pairid"]) for t in captions[split]]
+        assert set(sidecar.values()) <= set(EDIT_TYPES)
+        assert load_edit_types(dataset, split) == {int(k): v for k, v in sidecar.items()}
+    # The caption files stay exactly CIRR's: no extra field anywhere.
+    for t in captions["val"]:
+        assert "edit" not in json.dumps(t)
+
+
+def test_edit_types_are_what_the_scenes_show(dataset):
+    """Reference -> target, read from the two images' descriptions, is the recorded edit (a
+    variant -> base triplet of an `add` is a `remove`), and the caption's words fit it."""
+    captions, _ = _load(dataset)
+    descriptions = load_descriptions(dataset)
+    number_words = {*demo.NUMBERS.values(), "another", "duplicate", "single"}
+    resize_words = {
+        *SIZE_OF_WORD,
+        "bigger",
+        "larger",
+        "enlarge",
+        "smaller",
+        "shrink",
+        "size",
+        "scale",
+    }
+    place_words = {"top", "bottom", "left", "right", "center", "centre", "middle", "upper", "lower"}
+    seen = Counter()
+    for split in ("train", "val"):
+        sidecar = _sidecar(dataset, split)
+        for t in captions[split]:
+            edit = sidecar[str(t["pairid"])]
+            ref = _parse_description(descriptions[t["reference"]])
+            target = _parse_description(descriptions[t["target_hard"]])
+            assert _edit_between(ref, target) == edit, (t["caption"], ref, target)
+            words = set(t["caption"].split())
+            gone, new = set(ref) - set(target), set(target) - set(ref)
+            if edit == "color":
+                assert next(iter(new))[1] in words, t["caption"]  # the colour it changes to
+            elif edit == "shape":
+                assert next(iter(new))[2] in words, t["caption"]  # the shape it becomes
+            elif edit == "add":
+                (obj,) = new
+                assert {obj[1], obj[2]} <= words, t["caption"]
+            elif edit == "remove":
+                (obj,) = gone
+                assert obj[1] in words or obj[2] in words, t["caption"]
+            elif edit == "count":
+                assert words & number_words, t["caption"]
+            elif edit == "resize":
+                assert words & resize_words, t["caption"]
+            else:
+                assert words & place_words, t["caption"]
+            seen[edit] += 1
+    assert set(seen) == set(EDIT_TYPES)

@@ -37,14 +37,15 @@ def batch(tiny):
 
 
 def test_vocab_file_is_up_to_date():
-    """The shipped tiny vocabulary equals what the demo captions need (python -m cirflow.model.vocab)."""
+    """The shipped tiny vocabulary equals what the demo captions and descriptions need
+    (python -m cirflow.model.vocab)."""
     assert TINY_VOCAB_FILE.read_text() == vocab_text(build_tiny_vocab())
 
 
 def test_tokenizer_knows_every_demo_word(tiny):
-    from cirflow.data.demo import caption_vocabulary
+    from cirflow.data.demo import caption_vocabulary, description_vocabulary
 
-    words = caption_vocabulary()
+    words = sorted({*caption_vocabulary(), *description_vocabulary()})
     ids = tiny.tokenizer(" ".join(words))["input_ids"]
     assert tiny.tokenizer.unk_token_id not in ids
     assert len(ids) == len(words) + 2  # one token per word + [CLS] [SEP]

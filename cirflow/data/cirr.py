@@ -3,6 +3,8 @@
     {root}/cirr/captions/cap.rc2.{split}.json       triplets
     {root}/cirr/image_splits/split.rc2.{split}.json  image name -> "./train/34/train-….png"
     {root}/<relative path>                           the images
+    {root}/cirr/captions/edits.rc2.{split}.json      optional sidecar: pairid -> edit type (the
+                                                     demo writes it; CIRR itself has none)
 
 Every problem is reported as a CirflowError naming the file and the field, so that a user with
 a half-downloaded dataset learns what is missing instead of meeting a KeyError mid-training.
@@ -21,6 +23,9 @@ SPLITS = ("train", "val", "test1")
 # The folder (and name prefix) CIRR uses for each split's images: val lives in dev/.
 IMAGE_DIR = {"train": "train", "val": "dev", "test1": "test1"}
 TARGET_FIELDS = ("target_hard", "target_soft")
+# The edit types of the demo's sidecar (edits_file), in display order. Defined here, not in the
+# generator, so that evaluation reads the sidecar without importing the generator.
+EDIT_TYPES = ("color", "shape", "add", "remove", "move", "resize", "count")
 
 
 def split_file(root: str | Path, split: str) -> Path:
@@ -29,6 +34,11 @@ def split_file(root: str | Path, split: str) -> Path:
 
 def captions_file(root: str | Path, split: str) -> Path:
     return Path(root) / "cirr" / "captions" / f"cap.rc2.{split}.json"
+
+
+def edits_file(root: str | Path, split: str) -> Path:
+    """The edit-type sidecar of a split, beside its captions file (docs/design.md §3)."""
+    return Path(root) / "cirr" / "captions" / f"edits.rc2.{split}.json"
 
 
 def check_split_name(split: str) -> None:
@@ -98,6 +108,50 @@ def load_captions(path: str | Path, split: str, images: dict[str, str] | None = 
     for i, t in enumerate(data):
         _check_triplet(path, i, t, split, images)
     return data
+
+
+def _pairid_list(pairids: list) -> str:
+    shown = ", ".join(str(p) for p in sorted(pairids)[:5])
+    return shown + (f" and {len(pairids) - 5} more" if len(pairids) > 5 else "")
+
+
+def load_edit_types(
+    root: str | Path, split: str, triplets: list[dict] | None = None
+) -> dict[int, str] | None:
+    """The split's edit-type sidecar as {pairid: edit type}, or None when the file is absent.
+
+    The sidecar must name exactly the pairids of the split's captions (`triplets`, read from the
+    captions file when not given); anything else is a CirflowError naming the file.
+    """
+    path = edits_file(root, split)
+    if not path.exists():
+        return None
+    data = read_json(path, what="edit-type sidecar")
+    if not isinstance(data, dict):
+        raise CirflowError(f"{path}: expected a JSON object of pairid -> edit type")
+    out: dict[int, str] = {}
+    for key, edit in data.items():
+        if not (isinstance(key, str) and key.isdigit()):
+            raise CirflowError(f"{path}: key {key!r} is not a pairid (a non-negative integer)")
+        if not isinstance(edit, str) or not edit:
+            raise CirflowError(f"{path}: pairid {key} has no edit type (got {edit!r})")
+        out[int(key)] = edit
+    if triplets is None:
+        triplets = load_captions(captions_file(root, split), split)
+    expected = {t["pairid"] for t in triplets}
+    missing = sorted(expected - set(out))
+    extra = sorted(set(out) - expected)
+    if missing or extra:
+        problems = []
+        if missing:
+            problems.append(f"no edit type for pairid {_pairid_list(missing)}")
+        if extra:
+            problems.append(f"pairid {_pairid_list(extra)} not in {captions_file(root, split)}")
+        raise CirflowError(
+            f"{path} does not match the captions: {'; '.join(problems)} "
+            "(regenerate the demo dataset, or delete the sidecar)"
+        )
+    return out
 
 
 @dataclass

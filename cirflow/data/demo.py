@@ -5,10 +5,12 @@
 writes, under `out_dir`, exactly what a real CIRR copy holds (the SPRC layout):
 
     cirr/captions/cap.rc2.{train,val,test1}.json     triplets (test1 without target fields)
+    cirr/captions/edits.rc2.{train,val,test1}.json   sidecar {"<pairid>": edit type} (not CIRR's)
     cirr/image_splits/split.rc2.{split}.json          name -> "./train/<k>/train-<n>-<i>-img<j>.png",
                                                       "./dev/dev-<n>-<i>-img<j>.png", "./test1/..."
     train/<k>/*.png, dev/*.png, test1/*.png           the images
     boxes_gt.json                                     the tight box of every object (seed box format)
+    descriptions.json                                 {image name: scene description}, every split
     demo_manifest.json                                seed, counts, generator version (written last)
 
 How the data is built
@@ -32,9 +34,19 @@ Determinism: every family draws from its own numpy Generator seeded with (seed, 
 family index), families are assembled in order, and PNGs are written without timestamps, so the
 same seed gives byte-identical files whatever the number of worker processes.
 
+Edit types: the sidecar records the edit that takes each triplet's reference to its target, as
+its caption asks it: a (V_k -> B) triplet of an `add` variant is a `remove` (and vice versa); the
+other edits are their own inverse. `demo_manifest.json` counts the same types.
+
+Scene descriptions: every image gets one, the objects in row-major cell order, each as
+"<article> <size> <colour> <shape> <position>" joined by "and" ("a small red star at the top
+left and a large blue circle in the center"). Size and position words vary as in the captions,
+drawn from a second stream of the family's seed (`description_rng`), so the images and captions
+do not depend on them.
+
 Captions are lowercase words separated by single spaces, without punctuation or digits;
-`caption_vocabulary()` lists every word they can contain (the tiny model's vocab file is built
-from it).
+`caption_vocabulary()` lists every word they can contain, `description_vocabulary()` every word
+of a description (the tiny model's vocab file is built from both).
 """
 
 from __future__ import annotations
@@ -55,11 +67,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from cirflow.data.cirr import IMAGE_DIR, SPLITS, captions_file, split_file
+from cirflow.data.cirr import EDIT_TYPES, IMAGE_DIR, SPLITS, captions_file, edits_file, split_file
+from cirflow.data.descriptions import DESCRIPTIONS_FILE, descriptions_file
 from cirflow.errors import CirflowError
 from cirflow.io import write_bytes_atomic, write_json_atomic
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: descriptions.json, edit-type sidecars
 TRIPLETS_PER_FAMILY = 4
 IMAGES_PER_FAMILY = 6  # base scene + 5 variants = img_set.members
 TRAIN_FOLDERS = 20  # train images are spread over train/0 .. train/19 (by family)
@@ -90,7 +103,9 @@ SIZES = ("small", "medium", "large")
 SIZE_SCALE = (0.52, 0.74, 0.94)
 SIZE_WORDS = {"small": ("small", "little"), "medium": ("medium",), "large": ("large", "big")}
 NUMBERS = {1: "one", 2: "two", 3: "three"}
-EDIT_TYPES = ("color", "shape", "add", "remove", "move", "resize", "count")
+# EDIT_TYPES (cirflow/data/cirr.py): color, shape, add, remove, move, resize, count.
+# The edit a (variant -> base) triplet asks for, by the edit that made the variant.
+INVERSE_EDIT = {"add": "remove", "remove": "add"}
 
 MARGIN = 0.04  # fraction of the image kept free on each side
 JITTER = 0.8  # objects move at most this fraction of their cell's slack
@@ -228,6 +243,8 @@ _COUNT_DOWN_T = (
     "a single {cs} instead of {n}",
 )
 _ARTICLES = ("a", "an")
+# Scene descriptions: "<noun phrase with size> <position>" per object, joined by this word.
+_DESCRIPTION_JOIN = ("and",)
 
 _ALL_TEMPLATES: tuple[tuple[str, ...], ...] = (
     _AT_CORNER,
@@ -269,6 +286,23 @@ def caption_vocabulary() -> list[str]:
         words.update(group)
     words.update(("left", "right"))
     words.update(NUMBERS.values())
+    return sorted(words)
+
+
+def description_vocabulary() -> list[str]:
+    """Every lowercase word a scene description can contain (sorted, unique)."""
+    words: set[str] = set()
+    for group in (_AT_CORNER, *_AT_EDGE.values(), _DESCRIPTION_JOIN):
+        for template in group:
+            words.update(_PLACEHOLDER.sub(" ", template).split())
+    words.update(COLORS)
+    words.update(SHAPES)
+    for group in SIZE_WORDS.values():
+        words.update(group)
+        words.update(_article(w) for w in group)  # the size word comes first
+    for group in _VERTICAL.values():
+        words.update(group)
+    words.update(("left", "right"))
     return sorted(words)
 
 
@@ -356,6 +390,15 @@ def _noun_phrase(rng: np.random.Generator, obj: Obj, with_size: bool) -> str:
     if with_size:
         words.insert(0, _pick(rng, SIZE_WORDS[SIZES[obj.size]]))
     return " ".join([_article(words[0]), *words])
+
+
+def describe(rng: np.random.Generator, scene: Scene) -> str:
+    """Every object of `scene` with its size, colour, shape and position, row-major by cell."""
+    phrases = [
+        f"{_noun_phrase(rng, o, with_size=True)} {_at(rng, o.cell)}"
+        for o in sorted(scene, key=lambda o: o.cell)
+    ]
+    return f" {_DESCRIPTION_JOIN[0]} ".join(phrases)
 
 
 def _replace(scene: Scene, old: Obj, new: Obj | None) -> Scene:
@@ -741,6 +784,12 @@ def family_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS.index(split), index])
 
 
+def description_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The family's stream for its scene descriptions (apart from `family_rng`, so that the
+    images and captions never depend on how descriptions are phrased)."""
+    return np.random.default_rng([seed, SPLITS.index(split), index, 1])
+
+
 def image_relpath(split: str, name: str, family: int) -> str:
     folder = IMAGE_DIR[split]
     if split == "train":
@@ -765,6 +814,8 @@ def _build_family(job: _Job) -> dict:
     out_dir = Path(job.out_dir)
     images: list[tuple[str, str]] = []
     boxes: dict[str, list[list[float]]] = {}
+    descriptions: dict[str, str] = {}
+    text_rng = description_rng(job.seed, job.split, job.index)
     for slot in range(IMAGES_PER_FAMILY):  # write (and list) images in name order
         k = slots.index(slot)
         name = names[k]
@@ -774,15 +825,18 @@ def _build_family(job: _Job) -> dict:
         )
         images.append((name, rel))
         boxes[name] = scene_boxes(scenes[k], fam.width, fam.height)
+        descriptions[name] = describe(text_rng, scenes[k])
     candidates = []
     for k, variant in enumerate(fam.variants, start=1):
+        backward = INVERSE_EDIT.get(variant.edit, variant.edit)
         candidates.append((names[0], names[k], variant.forward, variant.edit))
-        candidates.append((names[k], names[0], variant.backward, variant.edit))
+        candidates.append((names[k], names[0], variant.backward, backward))
     chosen = rng.choice(len(candidates), size=job.triplets, replace=False)
     members = [names[int(k)] for k in rng.permutation(IMAGES_PER_FAMILY)]
     return {
         "images": images,
         "boxes": boxes,
+        "descriptions": descriptions,
         "members": members,
         "triplets": [candidates[int(k)] for k in chosen],
         "size": [fam.width, fam.height],
@@ -874,8 +928,10 @@ def generate_demo(
     results = iter(_run_jobs(jobs, workers or _default_workers(), progress))
 
     boxes: dict[str, list[list[float]]] = {}
+    descriptions: dict[str, str] = {}
     splits: dict[str, dict[str, str]] = {s: {} for s in SPLITS}
     captions: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    edit_types: dict[str, dict[str, str]] = {s: {} for s in SPLITS}
     edits: dict[str, int] = {e: 0 for e in EDIT_TYPES}
     pairid = 0
     for job in jobs:
@@ -883,9 +939,11 @@ def generate_demo(
         split = job.split
         splits[split].update(family["images"])
         boxes.update(family["boxes"])
+        descriptions.update(family["descriptions"])
         members = family["members"]
         for reference, target, caption, edit in family["triplets"]:
             edits[edit] += 1
+            edit_types[split][str(pairid)] = edit
             triplet: dict = {"pairid": pairid, "reference": reference}
             if split != "test1":
                 triplet["target_hard"] = target
@@ -903,9 +961,11 @@ def generate_demo(
             pairid += 1
 
     write_json_atomic(out / BOXES_FILE, boxes)
+    write_json_atomic(descriptions_file(out), dict(sorted(descriptions.items())))
     for split in SPLITS:
         write_json_atomic(split_file(out, split), splits[split])
         write_json_atomic(captions_file(out, split), captions[split])
+        write_json_atomic(edits_file(out, split), edit_types[split])
     manifest = {
         "generator": "cirflow.data.demo",
         "version": GENERATOR_VERSION,
@@ -915,6 +975,11 @@ def generate_demo(
         "families": {s: sum(j.split == s for j in jobs) for s in SPLITS},
         "boxes": sum(len(b) for b in boxes.values()),
         "edits": edits,
+        "files": {
+            "boxes": BOXES_FILE,
+            "descriptions": DESCRIPTIONS_FILE,
+            "edit_types": {s: edits_file(".", s).as_posix() for s in SPLITS},
+        },
         "triplets_per_family": TRIPLETS_PER_FAMILY,
         "images_per_family": IMAGES_PER_FAMILY,
     }

@@ -1,11 +1,11 @@
-"""The tiny preset's WordPiece vocabulary, built from the demo's caption words.
+"""The tiny preset's WordPiece vocabulary, built from the demo's caption and description words.
 
     [PAD] [UNK] [CLS] [SEP] [MASK] [DEC]   special tokens (ids 0..5; [DEC] is LAVIS's bos token)
-    every caption word of cirflow.data.demo.caption_vocabulary()
+    every word of cirflow.data.demo.caption_vocabulary() and description_vocabulary()
     a-z, 0-9, ##a-##z, ##0-##9, punctuation  so that any other word still tokenises (as pieces)
 
 `python -m cirflow.model.vocab` rewrites ``tiny_vocab.txt``; a test checks that the shipped file
-equals `build_tiny_vocab()`, so a new caption word cannot silently become [UNK].
+equals `build_tiny_vocab()`, so a new caption or description word cannot silently become [UNK].
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ PUNCTUATION = tuple(".,!?'\"-:;()/&")
 
 def build_tiny_vocab(words: list[str] | None = None) -> list[str]:
     if words is None:
-        from cirflow.data.demo import caption_vocabulary
+        from cirflow.data.demo import caption_vocabulary, description_vocabulary
 
-        words = caption_vocabulary()
+        words = [*caption_vocabulary(), *description_vocabulary()]
     chars = list(string.ascii_lowercase + string.digits)
     tokens = list(SPECIAL_TOKENS)
     for tok in [*sorted(set(words)), *chars, *(f"##{c}" for c in chars), *PUNCTUATION]:
