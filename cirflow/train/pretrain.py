@@ -35,11 +35,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cirflow.data.cirr import CirrDataset
+from cirflow.data.descriptions import DESCRIPTIONS_FILE, load_descriptions
 from cirflow.data.tables import ImageTable, pad_tokens
 from cirflow.data.transforms import normalize
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
-from cirflow.io import read_json, write_json_atomic, write_text_atomic
+from cirflow.io import write_json_atomic, write_text_atomic
 from cirflow.model.checkpoints import save_atomic
 from cirflow.model.presets import get_preset
 from cirflow.model.sprc import SPRC, contrastive_loss
@@ -48,7 +49,6 @@ from cirflow.train.rng import seed_everything
 
 log = logging.getLogger(__name__)
 
-DESCRIPTIONS_FILE = "descriptions.json"
 # What a BLIP-2 first stage holds (SPRC adds prompt tokens and, in stage 2, a region head).
 BLIP2_PREFIXES = (
     "visual_encoder.",
@@ -82,15 +82,6 @@ class PretrainSettings:
                 raise CirflowError(f"pretrain.{name} must be ≥ 1 (got {getattr(self, name)!r})")
         if not self.learning_rate > 0:
             raise CirflowError(f"pretrain.learning_rate must be > 0 (got {self.learning_rate!r})")
-
-
-def load_descriptions(root: str | Path) -> dict[str, str]:
-    """{image name: scene description} written by the demo generator."""
-    path = Path(root) / DESCRIPTIONS_FILE
-    data = read_json(path, what="scene descriptions")
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise CirflowError(f"{path}: expected an object of image name -> description")
-    return data
 
 
 class DescribedImages:
