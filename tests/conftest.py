@@ -114,6 +114,8 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 # included: rule all ends in the stage comparison).
 SMALL_DEMO = {
     "demo": {"seed": 0, "train_triplets": 60, "val_triplets": 24, "test1_triplets": 16},
+    # The first stage on the real path, at a size that takes seconds.
+    "pretrain": {"epochs": 2, "families_per_batch": 4, "threads": 1},
     "train": {
         "num_workers": 0,
         "resources": {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 1},
