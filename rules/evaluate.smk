@@ -11,6 +11,7 @@ rule evaluate:
             split_file("test1"),
             captions_file("test1"),
         ],
+        edit_types=edit_type_inputs("val"),
         code=code_of("evaluate"),
     output:
         metrics="results/{ds}/eval/{stage}/val_metrics.json",
