@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cirflow.boxes.stats import format_seed_summary
 from cirflow.errors import CirflowError
+from cirflow.evaluate.per_edit import PER_EDIT_KEY, format_edit_types
 
 
 def summarise(results_dir: str | Path) -> str:
@@ -34,10 +35,24 @@ def summarise(results_dir: str | Path) -> str:
         metrics = json.loads(metrics_path.read_text())
         shown = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, (int, float)))
         lines.append(f"\nValidation ({metrics_path.parent.name}): {shown}")
+        per_edit = metrics.get(PER_EDIT_KEY)
+        if per_edit:
+            chance = _chance(metrics_path.with_name("val_details.json"))
+            lines.append(f"Per edit type ({metrics_path.parent.name}, %):")
+            lines.append(format_edit_types(per_edit, chance, overall=metrics))
     comparison = results / "eval" / "comparison.csv"
     if comparison.exists():
         lines.append(f"\nStage 1 vs stage 2 ({comparison}):\n{comparison.read_text().rstrip()}")
     return "\n".join(lines)
+
+
+def _chance(details_path: Path) -> dict | None:
+    """The chance levels recorded beside val_metrics.json, if any."""
+    try:
+        chance = json.loads(details_path.read_text()).get("chance")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return chance if isinstance(chance, dict) else None
 
 
 def cmd_summary(args) -> int:

@@ -46,6 +46,18 @@ def captions_file(split):
     return f"{dataset_root()}/cirr/captions/cap.rc2.{split}.json"
 
 
+def edits_file(split):
+    """The edit-type sidecar beside a split's captions (docs/design.md §3)."""
+    return f"{dataset_root()}/cirr/captions/edits.rc2.{split}.json"
+
+
+def edit_type_inputs(split):
+    """The sidecar as an input where there is one: always for the demo (rule demo_dataset
+    writes it), for CIRR only if the user put one beside the captions."""
+    path = edits_file(split)
+    return [path] if DATASET == "demo" or os.path.exists(path) else []
+
+
 def gt_boxes_file():
     """Ground-truth boxes exist only for the generated demo."""
     return f"{dataset_root()}/boxes_gt.json" if DATASET == "demo" else None

@@ -14,6 +14,7 @@ rule evaluate:
         backbone=backbone_file(),
         features_val=feature_files("val"),
         features_test1=feature_files("test1"),
+        edit_types=edit_type_inputs("val"),
         code=code_of("evaluate"),
     output:
         metrics="results/{ds}/eval/{stage}/val_metrics.json",

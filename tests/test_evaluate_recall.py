@@ -5,11 +5,16 @@ import json
 import pytest
 import torch
 
+from cirflow.data.cirr import EDIT_TYPES
 from cirflow.evaluate.ranking import max_token_scores
 from cirflow.evaluate.recall import (
     METRIC_KEYS,
     chance_levels,
     cirr_metrics,
+    member_matrix,
+    metrics_from_ranks,
+    per_edit_type_metrics,
+    recall_ranks,
     submission_files,
 )
 
@@ -76,6 +81,71 @@ def test_hand_computed_example():
     assert m["arithmetic_mean"] == pytest.approx(sum(seven) / 7)
     assert m["harmonic_mean"] == pytest.approx(7 / sum(1 / v for v in seven))
     assert list(m) == list(METRIC_KEYS)
+
+
+def test_per_edit_type_metrics_by_hand():
+    rank = torch.tensor([0, 3, 5, 0, 1, 0])
+    subset_rank = torch.tensor([0, 1, 2, 0, 0, 3])
+    types = ["move", "color", "color", "count", "color", "move"]
+    table = per_edit_type_metrics(rank, subset_rank, types, EDIT_TYPES)
+    assert list(table) == ["color", "move", "count"]  # EDIT_TYPES order, absent types left out
+    # color = queries 1, 2, 4: ranks 3, 5, 1 (5 is not in the top 5) and subset ranks 1, 2, 0.
+    assert table["color"] == pytest.approx(
+        {"recall_at1": 0.0, "recall_at5": 200 / 3, "group_recall_at1": 100 / 3, "queries": 3}
+    )
+    # move = queries 0, 5: ranks 0, 0 and subset ranks 0, 3.
+    assert table["move"] == pytest.approx(
+        {"recall_at1": 100.0, "recall_at5": 100.0, "group_recall_at1": 50.0, "queries": 2}
+    )
+    assert table["count"] == {
+        "recall_at1": 100.0,
+        "recall_at5": 100.0,
+        "group_recall_at1": 100.0,
+        "queries": 1,
+    }
+    assert isinstance(table["color"]["queries"], int)
+    # Types outside `order` come after it, sorted.
+    assert list(per_edit_type_metrics(rank, subset_rank, types, ("move",))) == [
+        "move",
+        "color",
+        "count",
+    ]
+    # One type for every query: the overall R@1 / R@5 / Rs@1.
+    (only,) = per_edit_type_metrics(rank, subset_rank, ["x"] * 6).values()
+    overall = metrics_from_ranks(rank, subset_rank)
+    for key in ("recall_at1", "recall_at5", "group_recall_at1"):
+        assert only[key] == pytest.approx(overall[key])
+    with pytest.raises(ValueError, match="5 edit types for 6 ranks"):
+        per_edit_type_metrics(rank, subset_rank, types[:5])
+
+
+def test_per_edit_type_metrics_from_the_ranks_of_scores():
+    """The hand-computed example above, split by type: full ranks 1, 5, 0, subset ranks 2, 4, 0."""
+    names = list("abcdefg")
+    scores = torch.tensor(
+        [
+            [9.0, 0.8, 0.7, 0.9, 0.1, 0.2, 0.3],
+            [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+            [0.5, 0.9, 0.1, 0.2, 0.3, 0.4, 0.0],
+        ]
+    )
+    triplets = [
+        _triplet(0, "a", "c", list("abcdef")),
+        _triplet(1, "g", "a", list("gabcde")),
+        _triplet(2, "c", "b", list("cbadef")),
+    ]
+    index = {n: i for i, n in enumerate(names)}
+    rank, subset_rank = recall_ranks(
+        scores,
+        torch.tensor([index[t["reference"]] for t in triplets]),
+        torch.tensor([index[t["target_hard"]] for t in triplets]),
+        member_matrix(triplets, index),
+    )
+    table = per_edit_type_metrics(rank, subset_rank, ["add", "remove", "add"], EDIT_TYPES)
+    assert table == {
+        "add": {"recall_at1": 50.0, "recall_at5": 100.0, "group_recall_at1": 50.0, "queries": 2},
+        "remove": {"recall_at1": 0.0, "recall_at5": 0.0, "group_recall_at1": 0.0, "queries": 1},
+    }
 
 
 def test_reference_is_removed_even_when_it_is_the_target_column_neighbour():

@@ -15,7 +15,9 @@ def register(subparsers) -> None:
         description=(
             "Generate the synthetic shape-edit dataset in CIRR's on-disk layout: "
             "cirr/captions, cirr/image_splits, train/<k>/, dev/, test1/, plus boxes_gt.json "
-            "(ground-truth object boxes) and demo_manifest.json. Same seed -> same bytes."
+            "(ground-truth object boxes), descriptions.json (a scene description per image), "
+            "cirr/captions/edits.rc2.<split>.json (each triplet's edit type) and "
+            "demo_manifest.json. Same seed -> same bytes."
         ),
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from cirflow.data.cirr import CirrDataset
+from cirflow.data.cirr import EDIT_TYPES, CirrDataset, edits_file, load_edit_types
 from cirflow.data.feature_store import FeatureStore, FeatureTable
 from cirflow.data.tables import ImageTable, TripletData
 from cirflow.device import resolve_device
@@ -18,6 +18,7 @@ from cirflow.evaluate.recall import (
     chance_levels,
     member_matrix,
     metrics_from_ranks,
+    per_edit_type_metrics,
     submission_files,
 )
 from cirflow.evaluate.settings import EvalSettings
@@ -69,6 +70,18 @@ class SplitEvaluator:
     def gallery_names(self) -> list[str]:
         return self.table.names
 
+    def edit_types(self) -> list[str] | None:
+        """Each query's edit type from the split's sidecar (the demo), or None without one."""
+        if self.split == "test1":
+            return None
+        by_pairid = load_edit_types(self.dataset.root, self.split, self.dataset.triplets)
+        if by_pairid is None:
+            return None
+        return [by_pairid[t["pairid"]] for t in self.data.triplets]
+
+    def edits_source(self) -> Path:
+        return edits_file(self.dataset.root, self.split)
+
     def chance(self) -> dict[str, float]:
         return chance_levels(len(self.table))
 
@@ -97,8 +110,9 @@ class SplitEvaluator:
         return max_token_scores(*self.features(model))
 
     @torch.no_grad()
-    def metrics(self, model) -> dict[str, float]:
-        """The CIRR recalls from exact ranks (bf16 first pass where the CPU has native bf16)."""
+    def ranks(self, model) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact 0-based ranks of every query's target, in the gallery and in its subset
+        (bf16 first pass where the CPU has native bf16)."""
         queries, gallery = self.features(model)
         t0 = time.perf_counter()
         index, triplets, dev = self.table.index, self.data.triplets, queries.device
@@ -107,7 +121,23 @@ class SplitEvaluator:
         members = member_matrix(triplets, index).to(dev)
         rank, subset_rank = exact_ranks(queries, gallery, reference, target, members)
         log.info("%s: ranking in %.2f s", self.split, time.perf_counter() - t0)
-        return metrics_from_ranks(rank, subset_rank)
+        return rank, subset_rank
+
+    @torch.no_grad()
+    def metrics(self, model) -> dict[str, float]:
+        """The CIRR recalls (METRIC_KEYS, percent): what training validates with."""
+        return metrics_from_ranks(*self.ranks(model))
+
+    @torch.no_grad()
+    def metrics_and_edit_types(self, model) -> tuple[dict[str, float], dict | None]:
+        """The CIRR recalls and, where the split has an edit-type sidecar, the same ranks'
+        R@1 / R@5 / Rs@1 per edit type (else None)."""
+        edit_types = self.edit_types()  # a bad sidecar fails before the features are computed
+        rank, subset_rank = self.ranks(model)
+        metrics = metrics_from_ranks(rank, subset_rank)
+        if edit_types is None:
+            return metrics, None
+        return metrics, per_edit_type_metrics(rank, subset_rank, edit_types, EDIT_TYPES)
 
     def submission(self, model) -> tuple[dict, dict]:
         return submission_files(self.scores(model), self.gallery_names, self.data.triplets)

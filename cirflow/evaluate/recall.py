@@ -65,6 +65,38 @@ def metrics_from_ranks(rank: torch.Tensor, subset_rank: torch.Tensor) -> dict[st
     return add_means(out)
 
 
+def per_edit_type_metrics(
+    rank: torch.Tensor,
+    subset_rank: torch.Tensor,
+    edit_types: Sequence[str],
+    order: Sequence[str] = (),
+) -> dict[str, dict[str, float | int]]:
+    """R@1, R@5 and Rs@1 (percent) and the number of queries of each edit type.
+
+    `rank` and `subset_rank` are those of `recall_ranks` / `exact_ranks`; `edit_types[i]` is
+    query i's type. Types are listed in `order` first, then any others sorted; a type in
+    `order` that no query has is left out.
+    """
+    if len(edit_types) != len(rank) or len(rank) != len(subset_rank):
+        raise ValueError(
+            f"{len(edit_types)} edit types for {len(rank)} ranks and {len(subset_rank)} subset ranks"
+        )
+    rank, subset_rank = rank.cpu(), subset_rank.cpu()
+    present = set(edit_types)
+    names = [t for t in order if t in present] + sorted(present - set(order))
+    out: dict[str, dict[str, float | int]] = {}
+    for name in names:
+        rows = torch.tensor([t == name for t in edit_types])
+        r, s = rank[rows], subset_rank[rows]
+        out[name] = {
+            "recall_at1": float((r < 1).float().mean() * 100),
+            "recall_at5": float((r < 5).float().mean() * 100),
+            "group_recall_at1": float((s < 1).float().mean() * 100),
+            "queries": int(rows.sum()),
+        }
+    return out
+
+
 def add_means(m: dict[str, float]) -> dict[str, float]:
     seven = [m[k] for k in (*RECALL_KEYS, *SUBSET_KEYS)]
     m["mean(R@5+R_s@1)"] = (m["recall_at5"] + m["group_recall_at1"]) / 2

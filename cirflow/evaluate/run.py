@@ -19,6 +19,7 @@ import torch
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
+from cirflow.evaluate.per_edit import PER_EDIT_KEY, format_edit_types
 from cirflow.evaluate.recall import METRIC_KEYS
 from cirflow.evaluate.settings import EvalSettings
 from cirflow.io import read_json, write_json_atomic, write_text_atomic
@@ -61,7 +62,12 @@ def score_split(
     split: str = "val",
     features: list[str] | None = None,
 ) -> dict[str, float]:
-    """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out` (JSON, percent)."""
+    """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out` (JSON, percent).
+
+    `out` holds the METRIC_KEYS numbers and, where the split has an edit-type sidecar, one more
+    key, PER_EDIT_KEY: {edit type: {recall_at1, recall_at5, group_recall_at1, queries}}. The
+    returned dict is the METRIC_KEYS numbers only.
+    """
     if split == "test1":
         raise CirflowError(
             "test1 has no targets: use `cirflow submission` for the test-server files"
@@ -69,9 +75,12 @@ def score_split(
     t0 = time.perf_counter()
     model = loaded.model
     ev = SplitEvaluator(cirr_root, split, model, settings, loaded.device, features)
-    metrics = ev.metrics(model)
+    metrics, per_edit = ev.metrics_and_edit_types(model)
     chance = ev.chance()
-    write_json_atomic(out, metrics, indent=2)
+    written: dict[str, Any] = dict(metrics)
+    if per_edit is not None:
+        written[PER_EDIT_KEY] = per_edit
+    write_json_atomic(out, written, indent=2)
     if details_out:
         write_json_atomic(
             details_out,
@@ -85,6 +94,7 @@ def score_split(
                 "gallery": len(ev.table),
                 "unreadable": getattr(ev.table, "unreadable", {}),
                 "chance": chance,
+                "edit_types": str(ev.edits_source()) if per_edit is not None else None,
                 "seconds": round(time.perf_counter() - t0, 2),
             },
             indent=2,
@@ -97,6 +107,13 @@ def score_split(
         len(ev.table),
         format_metrics(metrics, chance),
     )
+    if per_edit is not None:
+        log.info(
+            "%s per edit type (%s):\n%s",
+            split,
+            ev.edits_source(),
+            format_edit_types(per_edit, chance, overall=metrics),
+        )
     return metrics
 
 

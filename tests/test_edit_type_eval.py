@@ -1,0 +1,180 @@
+"""Evaluation per edit type on the demo: val_metrics.json's extra table, the METRIC_KEYS left as
+they are, `cirflow summary`, and rule evaluate's sidecar input. No model: the ranks are fixed."""
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from conftest import make_workflow_copy, run_snakemake
+
+from cirflow.data import demo
+from cirflow.data.cirr import EDIT_TYPES, edits_file
+from cirflow.evaluate.evaluator import SplitEvaluator
+from cirflow.evaluate.recall import METRIC_KEYS, metrics_from_ranks
+from cirflow.evaluate.run import LoadedModel, compare_stages, score_split
+from cirflow.evaluate.settings import EvalSettings
+from cirflow.summary import summarise
+
+SETTINGS = EvalSettings(device="cpu", image_cache="none", num_workers=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("edit_eval") / "dataset"
+    demo.generate_demo(
+        root, seed=0, train_triplets=4, val_triplets=24, test1_triplets=4, progress=False
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def model():
+    from transformers import BertTokenizer
+
+    from cirflow.model.presets import TINY_VOCAB_FILE
+
+    preset = SimpleNamespace(name="tiny", image_size=32, max_txt_len=32)
+    return SimpleNamespace(preset=preset, tokenizer=BertTokenizer(vocab_file=str(TINY_VOCAB_FILE)))
+
+
+def _fixed_ranks(self, model):
+    """Query i's target at rank i mod 7 of the gallery and i mod 4 of its subset."""
+    n = len(self.data.triplets)
+    return torch.arange(n) % 7, torch.arange(n) % 4
+
+
+@pytest.fixture
+def fixed_ranks(monkeypatch):
+    monkeypatch.setattr(SplitEvaluator, "ranks", _fixed_ranks)
+
+
+def _by_hand(triplets, sidecar):
+    """R@1, R@5, Rs@1 and the count of each edit type, from _fixed_ranks, in plain Python."""
+    out = {}
+    for i, t in enumerate(triplets):
+        row = out.setdefault(sidecar[str(t["pairid"])], {"r1": 0, "r5": 0, "s1": 0, "n": 0})
+        row["r1"] += i % 7 < 1
+        row["r5"] += i % 7 < 5
+        row["s1"] += i % 4 < 1
+        row["n"] += 1
+    return {
+        e: {
+            "recall_at1": 100 * r["r1"] / r["n"],
+            "recall_at5": 100 * r["r5"] / r["n"],
+            "group_recall_at1": 100 * r["s1"] / r["n"],
+            "queries": r["n"],
+        }
+        for e, r in out.items()
+    }
+
+
+def _copy(root: Path, dest: Path) -> Path:
+    shutil.copytree(root, dest)
+    return dest
+
+
+def _evaluate(root, model, out_dir):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    loaded = LoadedModel(model, Path("best.pt"), 1, torch.device("cpu"))
+    returned = score_split(
+        loaded, root, SETTINGS, out_dir / "val_metrics.json", out_dir / "val_details.json"
+    )
+    return returned, json.loads((out_dir / "val_metrics.json").read_text())
+
+
+def test_val_metrics_gain_a_per_edit_type_table(demo_root, model, fixed_ranks, tmp_path):
+    # Sidecar keys in reverse order: the types must be matched to the queries by pairid.
+    demo_root = _copy(demo_root, tmp_path / "dataset")
+    sidecar = json.loads(edits_file(demo_root, "val").read_text())
+    edits_file(demo_root, "val").write_text(json.dumps(dict(reversed(sidecar.items()))))
+    returned, written = _evaluate(demo_root, model, tmp_path / "stage1")
+    triplets = json.loads((demo_root / "cirr/captions/cap.rc2.val.json").read_text())
+    n = len(triplets)
+    overall = metrics_from_ranks(torch.arange(n) % 7, torch.arange(n) % 4)
+    # The METRIC_KEYS numbers, as before, then one extra key.
+    assert list(written) == [*METRIC_KEYS, "per_edit_type"]
+    assert returned == overall == {k: written[k] for k in METRIC_KEYS}
+    table = written["per_edit_type"]
+    by_hand = _by_hand(triplets, sidecar)
+    assert set(table) == set(by_hand)
+    for edit, row in table.items():
+        assert row == pytest.approx(by_hand[edit]), edit
+    assert list(table) == [e for e in EDIT_TYPES if e in table]
+    assert sum(row["queries"] for row in table.values()) == n
+    details = json.loads((tmp_path / "stage1/val_details.json").read_text())
+    assert details["edit_types"] == str(edits_file(demo_root, "val"))
+    # Training validates with SplitEvaluator.metrics: exactly the CSV's columns.
+    ev = SplitEvaluator(demo_root, "val", model, SETTINGS, torch.device("cpu"))
+    assert list(ev.metrics(model)) == list(METRIC_KEYS)
+    # The stage comparison reads the METRIC_KEYS only.
+    _evaluate(demo_root, model, tmp_path / "stage2")
+    rows = compare_stages(
+        tmp_path / "stage1/val_metrics.json",
+        tmp_path / "stage2/val_metrics.json",
+        tmp_path / "comparison.csv",
+    )
+    assert [r["metric"] for r in rows] == list(METRIC_KEYS)
+    assert len((tmp_path / "comparison.csv").read_text().splitlines()) == 1 + len(METRIC_KEYS)
+
+
+def test_summary_shows_the_table_per_stage(demo_root, model, fixed_ranks, tmp_path):
+    results = tmp_path / "results"
+    for stage in ("stage1", "stage2"):
+        _evaluate(demo_root, model, results / "eval" / stage)
+    text = summarise(results)
+    written = json.loads((results / "eval/stage1/val_metrics.json").read_text())
+    for stage in ("stage1", "stage2"):
+        block = text.split(f"Per edit type ({stage}")[1].split("\n\n")[0].splitlines()
+        assert block[1].split() == ["edit", "type", "R@1", "R@5", "Rs@1", "queries"]
+        rows = {line.split()[0]: line.split()[1:] for line in block[2:]}
+        for edit, m in written["per_edit_type"].items():
+            expected = [f"{m[k]:.2f}" for k in ("recall_at1", "recall_at5", "group_recall_at1")]
+            assert rows[edit] == [*expected, str(m["queries"])]
+        assert rows["all"][:3] == [
+            f"{written[k]:.2f}" for k in ("recall_at1", "recall_at5", "group_recall_at1")
+        ]
+        assert rows["chance"][2] == "20.00"  # Rs@1: one of five members
+    # The one-line overall figures are unchanged: numbers only, no table inside.
+    line = next(x for x in text.splitlines() if x.startswith("Validation (stage1)"))
+    assert "per_edit_type" not in line and "group_recall_at1" in line
+
+
+def test_no_sidecar_no_table(demo_root, model, fixed_ranks, tmp_path):
+    root = _copy(demo_root, tmp_path / "copy")
+    edits_file(root, "val").unlink()
+    _, written = _evaluate(root, model, tmp_path / "results/eval/stage1")
+    assert list(written) == list(METRIC_KEYS)
+    assert "Per edit type" not in summarise(tmp_path / "results")
+
+
+def _evaluate_inputs(workdir, ds="demo"):
+    """The `input:` line of the stage-1 evaluate job in a dry run."""
+    proc = run_snakemake(workdir, "-n", f"results/{ds}/eval/stage1/val_metrics.json")
+    out = proc.stdout + proc.stderr
+    job = out.split("rule evaluate:", 1)[1].split("\n\n", 1)[0]
+    return next(line for line in job.splitlines() if line.strip().startswith("input:"))
+
+
+def test_rule_evaluate_lists_the_val_sidecar_and_demo_dataset_writes_it(tmp_path):
+    wd = make_workflow_copy(tmp_path / "wf")
+    assert "results/demo/dataset/cirr/captions/edits.rc2.val.json" in _evaluate_inputs(wd)
+    proc = run_snakemake(wd, "-n", "results/demo/dataset/descriptions.json")
+    assert "rule demo_dataset:" in proc.stdout + proc.stderr
+    for split in ("train", "val", "test1"):
+        proc = run_snakemake(wd, "-n", f"results/demo/dataset/cirr/captions/edits.rc2.{split}.json")
+        assert "rule demo_dataset:" in proc.stdout + proc.stderr
+
+
+def test_rule_evaluate_on_cirr_lists_a_sidecar_only_where_there_is_one(tmp_path, mini_cirr):
+    wd = make_workflow_copy(tmp_path / "wf")
+    config = yaml.safe_load((wd / "test_config.yaml").read_text())
+    config["dataset"] = {"name": "cirr", "cirr_root": str(mini_cirr)}
+    (wd / "test_config.yaml").write_text(yaml.safe_dump(config))
+    sidecar = edits_file(mini_cirr, "val")
+    assert "edits.rc2.val.json" not in _evaluate_inputs(wd, "cirr")
+    sidecar.write_text(json.dumps({}))
+    assert str(sidecar) in _evaluate_inputs(wd, "cirr")
