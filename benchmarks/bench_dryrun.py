@@ -105,6 +105,8 @@ def build_workdir(workdir: Path, cirr_root: Path, shards: int) -> Path:
     (workdir / "cirflow").symlink_to(REPO / "cirflow", target_is_directory=True)
     overrides = {
         "dataset": {"name": "cirr", "cirr_root": str(cirr_root)},
+        "model": {"preset": "pretrain"},
+        "features": {"shards": {split: shards for split in SPLITS}},
         "boxes": {"shards": {split: shards for split in SPLITS}},
     }
     config_file = workdir / "bench_config.yaml"

@@ -173,6 +173,7 @@ def test_rule_evaluate_on_cirr_lists_a_sidecar_only_where_there_is_one(tmp_path,
     wd = make_workflow_copy(tmp_path / "wf")
     config = yaml.safe_load((wd / "test_config.yaml").read_text())
     config["dataset"] = {"name": "cirr", "cirr_root": str(mini_cirr)}
+    config["model"] = {"preset": "pretrain"}  # what CIRR runs on (a dry run loads nothing)
     (wd / "test_config.yaml").write_text(yaml.safe_dump(config))
     sidecar = edits_file(mini_cirr, "val")
     assert "edits.rc2.val.json" not in _evaluate_inputs(wd, "cirr")
