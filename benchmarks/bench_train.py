@@ -1,6 +1,13 @@
-"""Training step speed of the tiny preset on CPU, and checkpoint size vs the full state dict.
+"""Training step speed of the tiny preset on CPU, one stage-1 epoch from cached features vs
+from pixels, and checkpoint size vs the full state dict.
 
     .venv/bin/python benchmarks/bench_train.py [--batch-sizes 32 64] [--steps 10] [--threads 2]
+        [--epoch-triplets 1000]
+
+epoch:       one stage-1 epoch (no validation) of the frozen-ViT tiny preset on a generated demo
+             of --epoch-triplets train triplets, batch 32, once reading the cached ViT tokens
+             (rule image_features) and once decoding nothing but running the ViT on in-memory
+             pixels, alternately in the same process; the ratio is features / pixels (goal <= 0.3).
 
 step:        forward (3 losses) + backward + AdamW + OneCycle step on random 64-px batches,
              median of --steps after 2 warm-up steps; samples/s = batch / step time.
@@ -50,6 +57,57 @@ def step_time(model, batch_size: int, steps: int) -> float:
         if i >= 2:
             times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def epoch_times(triplets: int, threads: int, repeat: int = 2) -> tuple[float, float]:
+    """Median seconds of one stage-1 epoch from features and from pixels (same batches)."""
+    import tempfile
+    from pathlib import Path
+
+    from cirflow.data.demo import generate_demo
+    from cirflow.model.checkpoints import save_atomic
+    from cirflow.model.features import extract_shard
+    from cirflow.train.config import TrainSettings
+    from cirflow.train.loop import Trainer
+    from cirflow.train.pretrain import backbone_state
+
+    with tempfile.TemporaryDirectory(prefix="cirflow-bench-train-") as tmp:
+        root = Path(tmp) / "demo"
+        generate_demo(root, 0, triplets, 40, 8, workers=threads, progress=False)
+        weights = Path(tmp) / "backbone.pth"
+        save_atomic({"model": backbone_state(SPRC(get_preset("tiny_scratch")))}, weights)
+        preset = get_preset("tiny", weights=str(weights))
+        features = {}
+        for split in ("train", "val"):
+            out = Path(tmp) / f"features/{split}.npy"
+            extract_shard(preset, root, split, 0, 1, out, batch_size=128, progress=False)
+            features[split] = [str(out)]
+        common = dict(
+            cirr_root=str(root),
+            preset="tiny",
+            weights=str(weights),
+            num_epochs=3,
+            batch_size=32,
+            learning_rate=5e-4,
+            batching="img_set",
+            negatives="batch_images",
+            image_cache="memory",
+            num_workers=0,
+            threads=threads,
+            progress=False,
+        )
+        trainers = {}
+        for label, feats in (("features", features), ("pixels", None)):
+            trainer = Trainer(TrainSettings(out=str(Path(tmp) / label), features=feats, **common))
+            trainer.build()
+            trainers[label] = trainer
+        times: dict[str, list[float]] = {"features": [], "pixels": []}
+        for epoch in range(repeat):
+            for label, trainer in trainers.items():
+                t = time.perf_counter()
+                trainer.train_epoch(epoch)
+                times[label].append(time.perf_counter() - t)
+    return statistics.median(times["features"]), statistics.median(times["pixels"])
 
 
 def nbytes(sd: dict) -> int:
@@ -114,6 +172,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epoch-triplets", type=int, default=1000)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -123,6 +182,13 @@ def main() -> None:
     for bs in args.batch_sizes:
         t = step_time(model, bs, args.steps)
         print(f"  batch {bs:3d}: {t * 1000:7.1f} ms/step, {bs / t:7.1f} samples/s")
+
+    feats, pixels = epoch_times(args.epoch_triplets, args.threads)
+    print(
+        f"stage-1 epoch, {args.epoch_triplets} triplets, batch 32, frozen ViT: from cached "
+        f"features {feats:.2f} s, from pixels {pixels:.2f} s; ratio {feats / pixels:.2f} "
+        f"({'within' if feats / pixels <= 0.3 else 'OVER'} the 0.3 goal)"
+    )
 
     print("checkpoint size vs full state dict:")
     for label, m in (

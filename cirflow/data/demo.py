@@ -245,6 +245,24 @@ _COUNT_DOWN_T = (
 _ARTICLES = ("a", "an")
 # Scene descriptions: "<noun phrase with size> <position>" per object, joined by this word.
 _DESCRIPTION_JOIN = ("and",)
+BACKGROUND_KINDS = ("gradient", "radial", "noise", "stripes")
+BACKGROUND_WORDS = {
+    "gradient": "shaded",
+    "radial": "glowing",
+    "noise": "cloudy",
+    "stripes": "striped",
+}
+# Upper hue limit (0-1) -> the tint's name in a description.
+_HUE_NAMES = (
+    (0.05, "red"),
+    (0.11, "orange"),
+    (0.19, "yellow"),
+    (0.45, "green"),
+    (0.55, "cyan"),
+    (0.72, "blue"),
+    (0.92, "purple"),
+    (1.01, "red"),
+)
 
 _ALL_TEMPLATES: tuple[tuple[str, ...], ...] = (
     _AT_CORNER,
@@ -297,6 +315,8 @@ def description_vocabulary() -> list[str]:
             words.update(_PLACEHOLDER.sub(" ", template).split())
     words.update(COLORS)
     words.update(SHAPES)
+    words.update(("on", "a", "background", "grey", "cyan", "dark", "light", "pale"))
+    words.update(BACKGROUND_WORDS.values())
     for group in SIZE_WORDS.values():
         words.update(group)
         words.update(_article(w) for w in group)  # the size word comes first
@@ -335,6 +355,7 @@ class Family(NamedTuple):
     background: Image.Image  # RGB, 2W x 2H: scenes are drawn at twice the size, then reduced
     base: Scene
     variants: list[Variant]
+    background_words: str  # e.g. "dark blue striped" (descriptions only)
 
 
 def _signature(scene: Scene) -> tuple:
@@ -392,13 +413,17 @@ def _noun_phrase(rng: np.random.Generator, obj: Obj, with_size: bool) -> str:
     return " ".join([_article(words[0]), *words])
 
 
-def describe(rng: np.random.Generator, scene: Scene) -> str:
-    """Every object of `scene` with its size, colour, shape and position, row-major by cell."""
+def describe(rng: np.random.Generator, scene: Scene, background: str = "") -> str:
+    """Every object of `scene` with its size, colour, shape and position, row-major by cell,
+    then the background (`background_words`), e.g. "... on a dark blue striped background"."""
     phrases = [
         f"{_noun_phrase(rng, o, with_size=True)} {_at(rng, o.cell)}"
         for o in sorted(scene, key=lambda o: o.cell)
     ]
-    return f" {_DESCRIPTION_JOIN[0]} ".join(phrases)
+    text = f" {_DESCRIPTION_JOIN[0]} ".join(phrases)
+    if background:
+        text += f" on a {background} background"
+    return text
 
 
 def _replace(scene: Scene, old: Obj, new: Obj | None) -> Scene:
@@ -613,9 +638,9 @@ def _tint(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A muted textured background (float32, height x width x 3)."""
-    kind = _pick(rng, ("gradient", "radial", "noise", "stripes"))
+def _background(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, str]:
+    """A muted textured background (float32, height x width x 3) and its kind."""
+    kind = _pick(rng, BACKGROUND_KINDS)
     scale = float(max(width, height))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) / scale
     if kind == "gradient":
@@ -647,7 +672,21 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
         fine = rng.standard_normal((gh, gw)).astype(np.float32)
         fine = np.asarray(Image.fromarray(fine).resize((width, height), Image.Resampling.BILINEAR))
         image = image + amplitude * fine[..., None]
-    return np.clip(image, 0, 255)
+    return np.clip(image, 0, 255), kind
+
+
+def background_words(background: np.ndarray, kind: str) -> str:
+    """How a description names a background: its mean tint and texture, e.g. "dark blue
+    striped" (the family's images share it, so it is what tells families apart)."""
+    r, g, b = (float(v) / 255 for v in background.reshape(-1, 3).mean(axis=0))
+    hue, sat, val = colorsys.rgb_to_hsv(r, g, b)
+    if sat < 0.12:
+        tint = "grey"
+    else:
+        tint = next(name for limit, name in _HUE_NAMES if hue < limit)
+    # Always a shade first: the article before it is then always "a".
+    shade = "dark" if val < 0.45 else "light" if val > 0.65 else "pale"
+    return f"{shade} {tint} {BACKGROUND_WORDS[kind]}"
 
 
 def _usable_colors(background: np.ndarray) -> list[str]:
@@ -753,7 +792,7 @@ def _family(rng: np.random.Generator) -> Family:
     height = round(width / aspect)
     height = min(max(height, math.ceil(width / MAX_ASPECT)), math.floor(width / MIN_ASPECT))
     for _ in range(100):
-        background = _background(rng, width, height)
+        background, kind = _background(rng, width, height)
         colors = _usable_colors(background)
         if len(colors) >= MIN_COLORS:
             break
@@ -765,7 +804,7 @@ def _family(rng: np.random.Generator) -> Family:
     background_2x = Image.fromarray(np.round(background).astype(np.uint8)).resize(
         (2 * width, 2 * height), Image.Resampling.BILINEAR
     )
-    return Family(width, height, background_2x, base, variants)
+    return Family(width, height, background_2x, base, variants, background_words(background, kind))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -825,7 +864,7 @@ def _build_family(job: _Job) -> dict:
         )
         images.append((name, rel))
         boxes[name] = scene_boxes(scenes[k], fam.width, fam.height)
-        descriptions[name] = describe(text_rng, scenes[k])
+        descriptions[name] = describe(text_rng, scenes[k], fam.background_words)
     candidates = []
     for k, variant in enumerate(fam.variants, start=1):
         backward = INVERSE_EDIT.get(variant.edit, variant.edit)
