@@ -61,6 +61,6 @@ rule box_report:
     conda:
         "../envs/report.yaml"
     params:
-        report=config["report"],
+        report=canonical(config["report"]),
     script:
         "../workflow_scripts/box_report.py"
