@@ -32,9 +32,13 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_cirr() -> Path:
-    """The real CIRR annotation files beside the checkout (skips where they are absent)."""
+    """The real CIRR annotation files beside the checkout: skips where they are absent, except
+    with CIRFLOW_REQUIRE_SHARED_CIRR=1 (CI, `.ci/run`), where their absence fails the test."""
     if not SHARED_CIRR.is_dir():
-        pytest.skip(f"real CIRR files not found at {SHARED_CIRR}")
+        message = f"real CIRR files not found at {SHARED_CIRR}"
+        if os.environ.get("CIRFLOW_REQUIRE_SHARED_CIRR", "") not in ("", "0"):
+            pytest.fail(message + " (CIRFLOW_REQUIRE_SHARED_CIRR is set)", pytrace=False)
+        pytest.skip(message)
     return SHARED_CIRR
 
 
