@@ -47,6 +47,25 @@ def test_data() -> Path:
     return TEST_DATA
 
 
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """A tiny generated demo dataset (32/16/8 triplets) shared by the library-level training and
+    evaluation tests; they must not change it (copy it first)."""
+    from cirflow.data.demo import generate_demo
+
+    root = tmp_path_factory.mktemp("tiny_demo")
+    generate_demo(
+        root,
+        seed=0,
+        train_triplets=32,
+        val_triplets=16,
+        test1_triplets=8,
+        workers=1,
+        progress=False,
+    )
+    return root
+
+
 def write_mini_cirr(root: Path, n_images: int = 9) -> dict[str, list[str]]:
     """A small CIRR-layout dataset (split files, captions, PNGs with one bright square each).
 

@@ -5,7 +5,7 @@ from cirflow.evaluate.settings import EvalSettings
 from cirflow.logs import job_log
 
 out = snakemake.output
-with job_log(snakemake.log[0]):
+with job_log(snakemake.log[0], snakemake.output):
     evaluate_stage(
         snakemake.input.checkpoint,
         snakemake.params.cirr_root,

@@ -10,7 +10,8 @@ Resume: when ``last.pt`` exists, comes from an unfinished run and was made with 
 settings (same fingerprint, `cirflow.train.config.fingerprint`: hyper-parameters, preset,
 dataset, init checkpoint and box file), training continues after its epoch, with its optimizer,
 scheduler and RNG state, so the result is the same as an uninterrupted run. Otherwise training
-starts afresh (the reason is logged).
+starts afresh (the reason is logged). A run first removes the temporary files that killed writes
+of its own outputs left behind (`cirflow.io.remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
 from cirflow.evaluate.settings import EvalSettings
-from cirflow.io import write_json_atomic
+from cirflow.io import remove_stale_temps, write_json_atomic
 from cirflow.model.checkpoints import (
     extract_state_dict,
     load_weights,
@@ -68,6 +69,15 @@ class Trainer:
     @property
     def best_path(self) -> Path:
         return self.out / "best.pt"
+
+    def output_files(self) -> list[Path]:
+        """Every file a run writes (their stale temporaries are removed when it starts)."""
+        names = ("best.pt", "last.pt", "train_metrics.csv", "validation_metrics.csv")
+        return [
+            *(self.out / n for n in names),
+            self.out / "hparams.json",
+            self.resume_dir / "best.pt",
+        ]
 
     def build(self) -> None:
         s = self.s
@@ -320,6 +330,7 @@ class Trainer:
         return row
 
     def run(self) -> RunState:
+        remove_stale_temps(self.output_files())
         self.build()
         self.out.mkdir(parents=True, exist_ok=True)
         state = self._try_resume()
