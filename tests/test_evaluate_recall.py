@@ -218,3 +218,46 @@ def test_bf16_first_pass_gives_the_exact_ranks():
     within = ref_rank < 50
     assert torch.equal(rank[within], ref_rank[within])
     assert (rank[~within] >= 50).all()
+
+
+def _test1_triplet(pairid, members):
+    return {
+        "pairid": pairid,
+        "reference": members[0],
+        "caption": "x",
+        "img_set": {"id": pairid, "members": members},
+    }
+
+
+def test_submission_content_without_the_real_files():
+    """Reference never listed (it scores highest on purpose), subset ⊆ members, both lists in
+    ranking order with ties by gallery order — no ../shared needed."""
+    names = [f"test1-{k}-0-img{k % 2}" for k in range(70)]
+    g = torch.Generator().manual_seed(1)
+    triplets = [
+        _test1_triplet(200 + k, [names[(7 * k + 3 * j) % 70] for j in range(6)]) for k in range(5)
+    ]
+    scores = torch.rand(len(triplets), len(names), generator=g)
+    for i, t in enumerate(triplets):
+        scores[i, names.index(t["reference"])] = 10.0  # the reference would top every list
+    scores[0, 5] = scores[0, 9] = 5.0  # a tie: gallery order decides (5 before 9)
+    recall, subset = submission_files(scores, names, triplets)
+    assert set(recall) == {"version", "metric"} | {str(t["pairid"]) for t in triplets}
+    for i, t in enumerate(triplets):
+        pid, row = str(t["pairid"]), scores[i].tolist()
+        ranking = sorted(
+            (n for n in names if n != t["reference"]),
+            key=lambda n: (-row[names.index(n)], names.index(n)),
+        )
+        assert recall[pid] == ranking[:50]
+        others = [m for m in t["img_set"]["members"] if m != t["reference"]]
+        assert t["reference"] not in subset[pid] and set(subset[pid]) <= set(others)
+        assert subset[pid] == [n for n in ranking if n in others][:3]
+    assert recall["200"][:2] == [names[5], names[9]]
+    # A gallery smaller than 50 and a set of 3: a kept reference would show even scored last.
+    small = names[:30]
+    few = [_test1_triplet(300, [small[4], small[7], small[2]])]
+    recall, subset = submission_files(torch.rand(1, 30, generator=g), small, few)
+    assert len(recall["300"]) == 29 and small[4] not in recall["300"]
+    assert sorted(subset["300"]) == sorted([small[7], small[2]])
+
