@@ -261,3 +261,21 @@ def test_submission_content_without_the_real_files():
     assert len(recall["300"]) == 29 and small[4] not in recall["300"]
     assert sorted(subset["300"]) == sorted([small[7], small[2]])
 
+
+def test_submission_keeps_every_pairid_when_images_are_unreadable():
+    """The gallery holds only readable images: a query whose reference is not in it keeps its
+    lists (fallback ranking), and a member missing from it comes after the ranked members."""
+    names = [f"test1-{k}-0-img0" for k in range(60)]
+    gallery = [n for n in names if n not in (names[0], names[8])]  # 0 and 8 cannot be read
+    triplets = [
+        _test1_triplet(1, [names[0], names[1], names[2], names[3], names[4], names[5]]),
+        _test1_triplet(2, [names[6], names[7], names[8], names[9], names[10], names[11]]),
+    ]
+    scores = torch.rand(2, len(gallery), generator=torch.Generator().manual_seed(2))
+    recall, subset = submission_files(scores, gallery, triplets)
+    assert len(recall["1"]) == 50 and names[0] not in recall["1"] and names[8] not in recall["2"]
+    assert len(subset["1"]) == 3 and set(subset["1"]) <= set(names[1:6])
+    readable = [names[k] for k in (7, 9, 10, 11)]
+    ranked = sorted(readable, key=lambda n: -float(scores[1, gallery.index(n)]))
+    assert subset["2"][:3] == (ranked + [names[8]])[:3]
+    assert names[6] not in recall["2"] and names[6] not in subset["2"]

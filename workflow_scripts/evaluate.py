@@ -14,4 +14,5 @@ with job_log(snakemake.log[0], snakemake.output):
         details_out=out.details,
         recall_out=out.recall,
         subset_out=out.subset,
+        test1_details_out=out.test1_details,
     )

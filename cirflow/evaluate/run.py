@@ -80,8 +80,9 @@ def score_split(
                 "preset": model.preset.name,
                 "split": split,
                 "queries": len(ev.data),
-                "gallery": len(ev.table),
+                "gallery": len(ev.gallery_names),
                 "chance": chance,
+                **ev.unreadable_report(),
                 "seconds": round(time.perf_counter() - t0, 2),
             },
             indent=2,
@@ -91,7 +92,7 @@ def score_split(
         loaded.checkpoint,
         split,
         len(ev.data),
-        len(ev.table),
+        len(ev.gallery_names),
         format_metrics(metrics, chance),
     )
     return metrics
@@ -103,13 +104,30 @@ def submission_for_model(
     settings: EvalSettings,
     recall_out: str | Path,
     subset_out: str | Path,
-) -> None:
-    """CIRR test-server files for test1: recall.json (top-50) and recall_subset.json (top-3)."""
+    details_out: str | Path | None = None,
+) -> dict:
+    """CIRR test-server files for test1: recall.json (top-50) and recall_subset.json (top-3).
+
+    Every pairid is in both files; `details_out` (JSON) lists the unreadable images left out of
+    the gallery and the queries ranked with the fallback (black reference). Returns that dict."""
     ev = SplitEvaluator(cirr_root, "test1", loaded.model, settings, loaded.device)
     recall, subset = ev.submission(loaded.model)
     write_json_atomic(recall_out, recall)
     write_json_atomic(subset_out, subset)
+    details = {
+        "checkpoint": str(loaded.checkpoint),
+        "epoch": loaded.epoch,
+        "split": "test1",
+        "queries": len(ev.data),
+        "gallery": len(ev.gallery_names),
+        "fallback": "a query whose reference cannot be read is ranked from its caption with a "
+        "black reference image; members missing from the gallery follow the ranked ones",
+        **ev.unreadable_report(),
+    }
+    if details_out:
+        write_json_atomic(details_out, details, indent=2)
     log.info("wrote %s and %s (%d queries)", recall_out, subset_out, len(ev.data))
+    return details
 
 
 def evaluate_checkpoint(
@@ -133,10 +151,11 @@ def write_submission(
     recall_out: str | Path,
     subset_out: str | Path,
     backbone: str | None = None,
-) -> None:
+    details_out: str | Path | None = None,
+) -> dict:
     """`cirflow submission`: the test-server files of `checkpoint`."""
     loaded = load_for_evaluation(checkpoint, settings, backbone)
-    submission_for_model(loaded, cirr_root, settings, recall_out, subset_out)
+    return submission_for_model(loaded, cirr_root, settings, recall_out, subset_out, details_out)
 
 
 def evaluate_stage(
@@ -147,11 +166,12 @@ def evaluate_stage(
     details_out: str | Path,
     recall_out: str | Path,
     subset_out: str | Path,
+    test1_details_out: str | Path | None = None,
 ) -> dict[str, float]:
     """Rule evaluate: val recalls and test1 server files of one stage, the model built once."""
     loaded = load_for_evaluation(checkpoint, settings)
     metrics = score_split(loaded, cirr_root, settings, metrics_out, details_out, "val")
-    submission_for_model(loaded, cirr_root, settings, recall_out, subset_out)
+    submission_for_model(loaded, cirr_root, settings, recall_out, subset_out, test1_details_out)
     return metrics
 
 

@@ -12,6 +12,10 @@ dataset, init checkpoint and box file), training continues after its epoch, with
 scheduler and RNG state, so the result is the same as an uninterrupted run. Otherwise training
 starts afresh (the reason is logged). A run first removes the temporary files that killed writes
 of its own outputs left behind (`cirflow.io.remove_stale_temps`).
+
+Unreadable images: the train and val tables find them before epoch 1 (`ImageTable`); the
+triplets that need them are left out (counts in the log and `hparams.json`), and more than
+`max_unreadable_fraction` of either split stops the run at once with the list.
 """
 
 from __future__ import annotations
@@ -116,14 +120,23 @@ class Trainer:
             progress=s.progress,
             cache_key=s.key("image_cache"),
         )
+        self.train_table.check_unreadable(
+            s.max_unreadable_fraction, s.key("max_unreadable_fraction")
+        )
         self.train_data = TripletData(
             train_ds, self.train_table, model.tokenizer, preset.max_txt_len
         )
         self.box_counts = None
         if s.use_region_loss:
-            targets = {t["target_hard"] for t in train_ds.triplets}
+            targets = {t["target_hard"] for t in self.train_data.triplets}
             boxes, self.box_counts = load_training_boxes(
-                s.box_file, self.train_table, preset.image_size, targets, s.box_meta_file
+                s.box_file,
+                self.train_table,
+                preset.image_size,
+                targets,
+                s.box_meta_file,
+                min_targets_with_boxes=s.min_targets_with_boxes,
+                min_key=s.key("min_targets_with_boxes"),
             )
             self.train_data.target_boxes = boxes
         self.steps_per_epoch = self.train_data.num_batches(s.batch_size)
@@ -142,6 +155,7 @@ class Trainer:
                 batch_size=s.eval_batch_size,
                 num_workers=s.num_workers,
                 image_cache=s.image_cache,
+                max_unreadable_fraction=s.max_unreadable_fraction,
                 progress=False,
                 section="train",
                 batch_size_key="eval_batch_size",
@@ -164,7 +178,8 @@ class Trainer:
             div_factor=100.0,
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.fingerprint = fingerprint(s)
+        # Resume only onto the same data: which train images are left out is part of it.
+        self.fingerprint = fingerprint(s, sorted(self.train_table.unreadable))
 
     # ----------------------------------------------------------------------------- checkpoints
     def _save_last(self, state: RunState) -> None:
@@ -249,12 +264,28 @@ class Trainer:
                 "total_steps": self.total_steps,
                 "parameters": {"total": n_all, "trainable": n_train},
                 "box_counts": self.box_counts,
+                "unreadable": self.unreadable_counts(),
                 "fingerprint": self.fingerprint,
                 "resumed_after_epoch": resumed_from,
                 "torch": torch.__version__,
             },
             indent=2,
         )
+
+    def unreadable_counts(self) -> dict:
+        """Images that cannot be read and the triplets left out for them, per split."""
+        out = {}
+        for split, table, data in (
+            ("train", self.train_table, self.train_data),
+            ("val", self.evaluator.table, self.evaluator.data),
+        ):
+            out[split] = {
+                "images": len(table.unreadable),
+                "triplets_left_out": len(data.left_out),
+                "triplets_used": len(data),
+                "list": [{"image": n, "error": e} for n, e in table.unreadable.items()],
+            }
+        return out
 
     # ------------------------------------------------------------------------------------ run
     def train_epoch(self, epoch: int) -> dict:
@@ -348,6 +379,15 @@ class Trainer:
             " + AMP" if self.use_amp else "",
             sum(p.numel() for p in self.params),
         )
+        for split, c in self.unreadable_counts().items():
+            if c["images"]:
+                log.warning(
+                    "%s: %d unreadable images, %d triplets left out, %d used",
+                    split,
+                    c["images"],
+                    c["triplets_left_out"],
+                    c["triplets_used"],
+                )
         for epoch in range(state.epoch, s.num_epochs):
             t0 = time.perf_counter()
             row = self.train_epoch(epoch)
