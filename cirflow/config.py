@@ -43,6 +43,11 @@ _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _TRUE = {"true", "yes", "on"}
 _FALSE = {"false", "no", "off"}
 _NULL = {"null", "~", "none"}
+# Keys that existed once: an old config names them with what replaced them.
+REMOVED_KEYS = {
+    "report.training_comparison": "removed: the box report never waits for training; the stage "
+    "comparison has its own page, results/{ds}/report/stages.html (rule stage_report)",
+}
 
 
 # ------------------------------------------------------------------------------ canonical params
@@ -195,9 +200,13 @@ def _describe(error: jsonschema.ValidationError, root: dict) -> list[str]:
         known = sorted((error.schema.get("properties") or {}).keys())
         lines = []
         for name in sorted(set(error.instance) - set(known), key=str):
+            key = _key([*path, name])
+            if key in REMOVED_KEYS:
+                lines.append(f"{key}: {REMOVED_KEYS[key]}")
+                continue
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            lines.append(f"{_key([*path, name])}: unknown key{hint}")
+            lines.append(f"{key}: unknown key{hint}")
         return lines
     if error.validator == "required":
         lines = []

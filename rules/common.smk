@@ -127,7 +127,12 @@ def evaluation_targets():
 
 
 def all_targets():
-    return box_stats_targets() + box_report_targets() + evaluation_targets()
+    return (
+        box_stats_targets()
+        + box_report_targets()
+        + evaluation_targets()
+        + [f"results/{DATASET}/report/stages.html"]
+    )
 
 
 # --- demo detector (rules/detector.smk) ---

@@ -117,3 +117,17 @@ def test_stage2_training_stops_on_an_all_empty_box_file_before_any_step(tiny_dem
         train(settings)
     assert not (tmp_path / "stage2/last.pt").exists()
 
+
+# ------------------------------------------------------------------------------------- report
+def test_the_report_names_an_empty_box_file_as_empty(tmp_path, capsys):
+    from cirflow.cli import main
+
+    empty = tmp_path / "train.json"
+    empty.write_text("{}")
+    out = tmp_path / "page.html"
+    assert main(["boxes", "report", "--boxes", str(empty), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "the box file is empty" in printed and "images are missing" not in printed
+    html = out.read_text()
+    assert f"The box file is empty: {empty} holds {{}}" in html
+    assert "images are missing" not in html.lower()
