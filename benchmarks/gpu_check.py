@@ -225,7 +225,7 @@ def bench_vit(model: SPRC, s: Sizes, device: torch.device) -> dict:
 def bench_tiny_devices(s: Sizes, device: torch.device) -> dict:
     """Same init, same batch, s.tiny_steps steps: CPU vs `device` in fp32 and with AMP."""
     torch.manual_seed(0)
-    start_model = SPRC(get_preset("tiny"))
+    start_model = SPRC(get_preset("tiny_scratch"))  # no first-stage file needed
     runs = {}
     for label, dev, amp in (
         ("cpu", torch.device("cpu"), False),

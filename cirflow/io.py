@@ -3,19 +3,30 @@
 Every output of the workflow goes through `atomic_path`: it is written to a temporary file in the
 same directory and renamed with `os.replace`, so a killed job never leaves a half-written file
 that Snakemake (or a user) could mistake for a finished one.
+
+The temporary file of `<dir>/<name>` is `<dir>/.<name>.XXXXXXXX.tmp<suffix>` (XXXXXXXX from
+`tempfile.mkstemp`). A job killed mid-write leaves it behind (a GB for a CIRR checkpoint), so each
+job starts with `remove_stale_temps(its outputs)`: only the temporaries of its own output names,
+never another job's (Snakemake never runs two jobs with the same output at once).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from cirflow.errors import CirflowError
+
+log = logging.getLogger(__name__)
+# The random part of a `tempfile.mkstemp` name.
+_RANDOM = "[a-z0-9_]{8}"
 
 
 @contextlib.contextmanager
@@ -37,6 +48,47 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def temp_name_pattern(path: str | os.PathLike, suffix: str | None = None) -> re.Pattern:
+    """The names `atomic_path(path, suffix)` gives its temporary files (beside `path`)."""
+    target = Path(path)
+    tail = suffix or f".tmp{target.suffix}"
+    return re.compile(rf"\.{re.escape(target.name)}\.{_RANDOM}{re.escape(tail)}")
+
+
+def stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Temporary files of `path` left by killed writes (`atomic_path`, or a link being made)."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    pattern = temp_name_pattern(target)
+    link = f".{target.name}.link"
+    return sorted(
+        p
+        for p in target.parent.iterdir()
+        if (pattern.fullmatch(p.name) or p.name == link) and not p.is_dir()
+    )
+
+
+def remove_stale_temps(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Remove the leftovers of killed writes of exactly these output files; returns them.
+    A directory output is skipped (Snakemake removes it, contents included, before the job)."""
+    removed = []
+    for path in paths:
+        if Path(path).is_dir():
+            continue
+        for stale in stale_temps(path):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+                removed.append(stale)
+    if removed:
+        log.info(
+            "removed %d stale temporary file(s) of killed writes: %s",
+            len(removed),
+            ", ".join(map(str, removed)),
+        )
+    return removed
 
 
 def _current_umask() -> int:

@@ -1,20 +1,25 @@
-"""Route a job's logging, warnings and progress bars into its Snakemake log file."""
+"""Route a job's logging, warnings and progress bars into its Snakemake log file, and clear the
+temporaries that killed earlier attempts left beside the job's outputs."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from cirflow.io import remove_stale_temps
 
 
 @contextlib.contextmanager
-def job_log(path: str | Path | None) -> Iterator[None]:
-    """Send logging, stderr (tqdm) and stdout to `path` for the duration of the block."""
+def job_log(path: str | Path | None, outputs: Iterable[str | Path] = ()) -> Iterator[None]:
+    """Send logging, stderr (tqdm) and stdout to `path` for the duration of the block; first
+    remove the stale temporary files of `outputs` (the job's own output files)."""
     if path is None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        remove_stale_temps(outputs)
         yield
         return
     path = Path(path)
@@ -30,6 +35,7 @@ def job_log(path: str | Path | None) -> Iterator[None]:
         try:
             with contextlib.redirect_stderr(stream), contextlib.redirect_stdout(stream):
                 try:
+                    remove_stale_temps(outputs)
                     yield
                 except Exception:
                     logging.getLogger("cirflow").exception("job failed")

@@ -41,6 +41,8 @@ rule merge_boxes:
         "logs/{ds}/boxes/{method}/{split}.merge.log",
     conda:
         "../envs/detect.yaml"
+    params:
+        max_unreadable_fraction=config["boxes"]["max_unreadable_fraction"],
     script:
         "../workflow_scripts/merge_boxes.py"
 

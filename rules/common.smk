@@ -8,14 +8,19 @@ from snakemake.utils import validate
 # Torch-free imports only (tests/test_workflow.py checks it): every job parses this again.
 from cirflow.boxes.detectors import METHODS, method_config, uses_gpu
 from cirflow.code_inputs import script_sources
-from cirflow.config import check_config
+from cirflow.config import canonical, check_config, load_schema, normalise_config
 from cirflow.data.cirr import SPLITS
 from cirflow.model.presets import DEMO_BACKBONE, get_preset
 from cirflow.train.config import STAGES, semantic_params
 
-# Every bad key listed by name first, then Snakemake's own validation (fills defaults).
-check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+# Types as the schema says (YAML's `1e-3` and nested --config values arrive as strings), every
+# bad key listed by name, then Snakemake's own validation (fills defaults). Every rule's params
+# go through canonical() (keys sorted): reordering or restating keys reruns nothing.
+SCHEMA = load_schema(workflow.source_path("../schemas/config.schema.yaml"))
+normalise_config(config, SCHEMA)
+check_config(config, SCHEMA)
 validate(config, schema="../schemas/config.schema.yaml")
+normalise_config(config, SCHEMA)
 
 DATASET = config["dataset"]["name"]
 BOX_METHODS = config["boxes"]["methods"]
@@ -88,11 +93,13 @@ def shard_files(wildcards):
 
 def detect_params(wildcards):
     """Exactly the config a detect_shard job uses (so unrelated keys trigger no rerun)."""
-    return {
-        "method_config": method_config(config["boxes"], wildcards.method),
-        "postfilter": config["boxes"]["postfilter"],
-        "max_images": config["boxes"]["max_images"],
-    }
+    return canonical(
+        {
+            "method_config": method_config(config["boxes"], wildcards.method),
+            "postfilter": config["boxes"]["postfilter"],
+            "max_images": config["boxes"]["max_images"],
+        }
+    )
 
 
 def detect_gpus(wildcards):
@@ -133,7 +140,12 @@ def evaluation_targets():
 
 
 def all_targets():
-    return box_stats_targets() + box_report_targets() + evaluation_targets()
+    return (
+        box_stats_targets()
+        + box_report_targets()
+        + evaluation_targets()
+        + [f"results/{DATASET}/report/stages.html"]
+    )
 
 
 # --- demo detector (rules/detector.smk) ---
@@ -248,4 +260,9 @@ def stage_outputs(stage):
 
 def eval_params():
     """The evaluate: section without its resources (evaluation is cheap to redo)."""
-    return {k: v for k, v in config["evaluate"].items() if k != "resources"}
+    return canonical({k: v for k, v in config["evaluate"].items() if k != "resources"})
+
+
+def train_params(stage):
+    """What determines a stage's weights (cirflow.train.config.semantic_params), canonical."""
+    return canonical(semantic_params(config["train"], stage))

@@ -27,6 +27,6 @@ rule demo_dataset:
         "../envs/detect.yaml"
     threads: 2
     params:
-        demo=config["demo"],
+        demo=canonical(config["demo"]),
     script:
         "../workflow_scripts/demo_dataset.py"

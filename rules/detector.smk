@@ -26,8 +26,8 @@ rule train_detector:
     resources:
         gpu=0 if config["boxes"]["detector"]["device"] == "cpu" else 1,
     params:
-        detector={
-            k: v for k, v in config["boxes"]["detector"].items() if k != "threads"
-        },
+        detector=canonical(
+            {k: v for k, v in config["boxes"]["detector"].items() if k != "threads"}
+        ),
     script:
         "../workflow_scripts/train_detector.py"

@@ -21,6 +21,7 @@ rule evaluate:
         details="results/{ds}/eval/{stage}/val_details.json",
         recall="results/{ds}/eval/{stage}/submission/recall.json",
         subset="results/{ds}/eval/{stage}/submission/recall_subset.json",
+        test1_details="results/{ds}/eval/{stage}/test1_details.json",
     log:
         "logs/{ds}/evaluate_{stage}.log",
     benchmark:

@@ -1,8 +1,8 @@
 # Validation report: one self-contained HTML page per box method, plus its key plots, both
 # shown by `snakemake --report report.html` (captions in rules/report/*.rst).
 # The page of one method also compares the other configured methods (their stats only: stats
-# never depend on a report, so there is no cycle). The stage 1 vs stage 2 table joins the page
-# only with report.training_comparison: true (it then waits for both trainings).
+# never depend on a report, so there is no cycle). It never waits for training: the stage 1 vs
+# stage 2 comparison has a page of its own (rule stage_report).
 
 
 rule box_report:
@@ -32,11 +32,6 @@ rule box_report:
             method=[m for m in BOX_METHODS if m != w.method],
             split=BOX_SPLITS,
         ),
-        training=lambda w: (
-            [f"results/{w.ds}/eval/comparison.csv"]
-            if config["report"].get("training_comparison", False)
-            else []
-        ),
         code=code_of("box_report"),
     output:
         html=report(
@@ -61,6 +56,28 @@ rule box_report:
     conda:
         "../envs/report.yaml"
     params:
-        report=config["report"],
+        report=canonical(config["report"]),
     script:
         "../workflow_scripts/box_report.py"
+
+
+rule stage_report:
+    input:
+        comparison="results/{ds}/eval/comparison.csv",
+        stage1="results/{ds}/eval/stage1/val_metrics.json",
+        stage2="results/{ds}/eval/stage2/val_metrics.json",
+        code=code_of("stage_report"),
+    output:
+        report(
+            "results/{ds}/report/stages.html",
+            caption="report/stage_report.rst",
+            category="Training",
+            labels={"figure": "stage 1 vs stage 2"},
+        ),
+    log:
+        "logs/{ds}/report/stages.log",
+    localrule: True
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow_scripts/stage_report.py"

@@ -25,8 +25,8 @@ rule train_stage1:
         runtime=config["train"]["resources"]["runtime"],
     params:
         cirr_root=root_of_input,
-        model=config["model"],
-        train=semantic_params(config["train"], "stage1"),
+        model=canonical(config["model"]),
+        train=train_params("stage1"),
     script:
         "../workflow_scripts/train_stage.py"
 
@@ -56,8 +56,8 @@ rule train_stage2:
         runtime=config["train"]["resources"]["runtime"],
     params:
         cirr_root=root_of_input,
-        model=config["model"],
-        train=semantic_params(config["train"], "stage2"),
+        model=canonical(config["model"]),
+        train=train_params("stage2"),
         box_method=stage2_box_method(),
     script:
         "../workflow_scripts/train_stage.py"

@@ -65,7 +65,7 @@ def test_triplet_tables_tokenise_preprocessed_captions(tmp_path):
     triplets[0]["caption"] = raw
     path.write_text(json.dumps(triplets))
 
-    tokenizer = SPRC.build_tokenizer(get_preset("tiny"))
+    tokenizer = SPRC.build_tokenizer(get_preset("tiny_scratch"))
     dataset = CirrDataset(root, "val")
     data = TripletData(dataset, ImageTable(dataset, 64, "none", progress=False), tokenizer, 24)
     expected = tokenizer(blip_caption(raw), truncation=True, max_length=24)["input_ids"]
@@ -77,6 +77,6 @@ def test_triplet_tables_tokenise_preprocessed_captions(tmp_path):
 
     # SPRC.tokenize (benchmarks, tests) takes the same path.
     torch.manual_seed(0)
-    model = SPRC(get_preset("tiny"))
+    model = SPRC(get_preset("tiny_scratch"))
     ids, mask = model.tokenize([raw])
     assert ids[0, : int(mask[0].sum())].tolist() == expected

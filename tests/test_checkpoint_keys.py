@@ -15,7 +15,7 @@ from cirflow.model.sprc import SPRC, load_vit_file
 @pytest.fixture(scope="module")
 def source():
     torch.manual_seed(0)
-    return SPRC(get_preset("tiny"))
+    return SPRC(get_preset("tiny_scratch"))
 
 
 def _without(sd: dict, prefix: str) -> dict:
@@ -93,7 +93,7 @@ def test_sprc_file_with_module_prefix_and_unused_heads_loads(tmp_path, source):
     sd["module.Qformer.cls.predictions.bias"] = torch.zeros(10)
     path = tmp_path / "sprc.pt"
     torch.save({"epoch": 3, SPRC_KEY: sd}, path)
-    model, _ = build_model_from_checkpoint(path, "tiny")
+    model, _ = build_model_from_checkpoint(path, "tiny_scratch")
     _same_weights(model, source.state_dict())
 
 
@@ -102,10 +102,10 @@ def test_sprc_file_missing_one_vit_block_fails(tmp_path, source):
     path = tmp_path / "sprc.pt"
     torch.save({SPRC_KEY: sd}, path)
     with pytest.raises(CirflowError, match=r"missing from the file: visual_encoder\.blocks\.1\.\*"):
-        build_model_from_checkpoint(path, "tiny")
+        build_model_from_checkpoint(path, "tiny_scratch")
     # A frozen ViT may be absent as a whole (it comes from its own file), never in part.
     torch.manual_seed(1)
-    frozen = SPRC(get_preset("tiny", freeze_vit=True))
+    frozen = SPRC(get_preset("tiny_scratch", freeze_vit=True))
     with pytest.raises(CirflowError, match=r"visual_encoder\.blocks\.1\.\*"):
         load_weights(frozen, sd, "sprc.pt", kind="sprc")
     load_weights(frozen, _without(source.state_dict(), "visual_encoder."), "sprc.pt", kind="sprc")
@@ -123,7 +123,7 @@ def test_extra_key_fails_and_is_named(tmp_path, source):
         match=r"2 unexpected keys in the file: Qformer\.bert\.encoder\.layer\.3\.output\.dense\.weight, "
         r"visual_encoder\.blocks\.3\.norm1\.weight",
     ):
-        build_model_from_checkpoint(path, "tiny")
+        build_model_from_checkpoint(path, "tiny_scratch")
 
 
 # -- cirflow files ---------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def test_extra_key_fails_and_is_named(tmp_path, source):
 
 def test_cirflow_files_region_head_only_where_allowed(source):
     torch.manual_seed(2)
-    stage2 = SPRC(get_preset("tiny"), with_region=True)
+    stage2 = SPRC(get_preset("tiny_scratch"), with_region=True)
     sd = source.state_dict()  # a stage-1 file: no region head
     with pytest.raises(CirflowError, match="region_proj"):
         load_weights(stage2, sd, "stage1/best.pt", kind="cirflow")
@@ -162,7 +162,7 @@ def test_blip2_file_keys_are_checked(tmp_path, source):
     path = tmp_path / "blip2.pth"
     torch.save({"model": blip2}, path)
     torch.manual_seed(3)
-    model = SPRC(get_preset("tiny"), with_region=True)
+    model = SPRC(get_preset("tiny_scratch"), with_region=True)
     model.load_blip2_weights(str(path))  # no prompt tokens, no region head, no ViT: fine
     _same_weights(model, blip2)
 

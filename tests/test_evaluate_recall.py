@@ -288,3 +288,64 @@ def test_bf16_first_pass_gives_the_exact_ranks():
     within = ref_rank < 50
     assert torch.equal(rank[within], ref_rank[within])
     assert (rank[~within] >= 50).all()
+
+
+def _test1_triplet(pairid, members):
+    return {
+        "pairid": pairid,
+        "reference": members[0],
+        "caption": "x",
+        "img_set": {"id": pairid, "members": members},
+    }
+
+
+def test_submission_content_without_the_real_files():
+    """Reference never listed (it scores highest on purpose), subset ⊆ members, both lists in
+    ranking order with ties by gallery order — no ../shared needed."""
+    names = [f"test1-{k}-0-img{k % 2}" for k in range(70)]
+    g = torch.Generator().manual_seed(1)
+    triplets = [
+        _test1_triplet(200 + k, [names[(7 * k + 3 * j) % 70] for j in range(6)]) for k in range(5)
+    ]
+    scores = torch.rand(len(triplets), len(names), generator=g)
+    for i, t in enumerate(triplets):
+        scores[i, names.index(t["reference"])] = 10.0  # the reference would top every list
+    scores[0, 5] = scores[0, 9] = 5.0  # a tie: gallery order decides (5 before 9)
+    recall, subset = submission_files(scores, names, triplets)
+    assert set(recall) == {"version", "metric"} | {str(t["pairid"]) for t in triplets}
+    for i, t in enumerate(triplets):
+        pid, row = str(t["pairid"]), scores[i].tolist()
+        ranking = sorted(
+            (n for n in names if n != t["reference"]),
+            key=lambda n: (-row[names.index(n)], names.index(n)),
+        )
+        assert recall[pid] == ranking[:50]
+        others = [m for m in t["img_set"]["members"] if m != t["reference"]]
+        assert t["reference"] not in subset[pid] and set(subset[pid]) <= set(others)
+        assert subset[pid] == [n for n in ranking if n in others][:3]
+    assert recall["200"][:2] == [names[5], names[9]]
+    # A gallery smaller than 50 and a set of 3: a kept reference would show even scored last.
+    small = names[:30]
+    few = [_test1_triplet(300, [small[4], small[7], small[2]])]
+    recall, subset = submission_files(torch.rand(1, 30, generator=g), small, few)
+    assert len(recall["300"]) == 29 and small[4] not in recall["300"]
+    assert sorted(subset["300"]) == sorted([small[7], small[2]])
+
+
+def test_submission_keeps_every_pairid_when_images_are_unreadable():
+    """The gallery holds only readable images: a query whose reference is not in it keeps its
+    lists (fallback ranking), and a member missing from it comes after the ranked members."""
+    names = [f"test1-{k}-0-img0" for k in range(60)]
+    gallery = [n for n in names if n not in (names[0], names[8])]  # 0 and 8 cannot be read
+    triplets = [
+        _test1_triplet(1, [names[0], names[1], names[2], names[3], names[4], names[5]]),
+        _test1_triplet(2, [names[6], names[7], names[8], names[9], names[10], names[11]]),
+    ]
+    scores = torch.rand(2, len(gallery), generator=torch.Generator().manual_seed(2))
+    recall, subset = submission_files(scores, gallery, triplets)
+    assert len(recall["1"]) == 50 and names[0] not in recall["1"] and names[8] not in recall["2"]
+    assert len(subset["1"]) == 3 and set(subset["1"]) <= set(names[1:6])
+    readable = [names[k] for k in (7, 9, 10, 11)]
+    ranked = sorted(readable, key=lambda n: -float(scores[1, gallery.index(n)]))
+    assert subset["2"][:3] == (ranked + [names[8]])[:3]
+    assert names[6] not in recall["2"] and names[6] not in subset["2"]

@@ -112,7 +112,8 @@ def test_training_from_features_equals_training_from_pixels(demo_root, backbone,
     for a, b in zip(from_pixels.val_rows, from_features.val_rows, strict=True):
         assert a["arithmetic_mean"] == pytest.approx(b["arithmetic_mean"], abs=3.0)
     hparams = json.loads((tmp_path / "ft/hparams.json").read_text())
-    assert hparams["image_source"] == "features" and hparams["train_triplets_left_out"] == 0
+    assert hparams["image_source"] == "features"
+    assert hparams["unreadable"]["train"]["triplets_left_out"] == 0
 
 
 def test_an_unreadable_image_is_listed_once_and_its_triplets_left_out(
@@ -139,7 +140,8 @@ def test_an_unreadable_image_is_listed_once_and_its_triplets_left_out(
 
     model = SPRC(preset, load_pretrained=False)
     data = TripletData(CirrDataset(root, "train"), table, model.tokenizer, 24)
-    assert data.left_out == needing >= 1
+    assert len(data.left_out) == needing >= 1
+    assert {victim} == {n for t in data.left_out for n in t["images"]}
     assert len(data) == len(dataset.triplets) - needing
 
 

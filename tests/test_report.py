@@ -331,20 +331,6 @@ def test_several_methods_are_compared_side_by_side(report_inputs, tmp_path):
     assert 'id="comparison"' not in Path(single["html"]).read_text()
 
 
-def test_training_comparison_section(report_inputs, tmp_path):
-    csv_path = tmp_path / "comparison.csv"
-    csv_path.write_text(
-        "stage,recall_at1,recall_at5,arithmetic_mean\nstage1,10.5,30.25,20\nstage2,12.0,33.5,22.125\n"
-    )
-    result = _workflow_report(report_inputs, tmp_path / "r1", training_comparison=csv_path)
-    html = Path(result["html"]).read_text()
-    assert 'id="training-table"' in html and "<td>stage2</td>" in html and "33.50" in html
-    result = _workflow_report(
-        report_inputs, tmp_path / "r2", training_comparison=tmp_path / "none.csv"
-    )
-    assert "Not available yet" in Path(result["html"]).read_text()
-
-
 def test_cli_on_a_seed_slice_without_images(test_data, tmp_path, capsys):
     box_file = test_data / "report" / "seed_boxes_yolo_train_slice300.json"
     out = tmp_path / "seed.html"

@@ -7,12 +7,13 @@ from conftest import SMALL_DEMO, planned_jobs
 pytestmark = pytest.mark.slow
 
 BOX_STAGES = {"detect_shard", "merge_boxes", "box_stats", "box_report"}
-# Stage 2 and what follows it (the box report shows the stage comparison).
+# Stage 2 and what follows it (the stage comparison and its page; the box report never waits
+# for training).
 STAGE2_ON = {
     "train_stage2": 1,
     "evaluate": 1,
     "compare_stages": 1,
-    "box_report": 1,
+    "stage_report": 1,
 }
 
 
@@ -48,6 +49,34 @@ def edited(workdir, relpath):
 
 def test_nothing_changed_nothing_runs(finished):
     assert planned_jobs(finished) == {}
+
+
+def _reversed(node):
+    """The same settings with the keys of every mapping in reverse order."""
+    if isinstance(node, dict):
+        return {k: _reversed(node[k]) for k in reversed(list(node))}
+    return node
+
+
+def test_reordered_and_restated_settings_rerun_nothing(finished):
+    """The test config with every key order reversed, plus defaults restated in other spellings
+    (`5e-4`, which PyYAML reads as a string; an integer written 0.0; a formatter's sorted block):
+    the same settings, so nothing may rerun (not the demo dataset, not a training)."""
+    config = yaml.safe_load((finished / "test_config.yaml").read_text())
+    config["demo"]["seed"] = 0.0
+    config.setdefault("model", {})["freeze_vit"] = None
+    stage1 = config["train"]["stage1"]
+    stage1.update({"learning_rate": "5e-4", "weight_decay": "5e-2", "loss_rtc": 0.40})
+    config["boxes"] = {"postfilter": {"min_area": 2.0e-3, "max_boxes": 10}, "threads": 1}
+    config["report"] = dict(sorted({"seed": 0, "thumb_size": 256, "samples_per_split": 12}.items()))
+    text = yaml.safe_dump(_reversed(config), sort_keys=False)
+    text = text.replace("'5e-4'", "5e-4").replace("'5e-2'", "5e-2")
+    assert (
+        "learning_rate: 5e-4" in text
+        and yaml.safe_load(text)["train"]["stage1"]["learning_rate"] == "5e-4"
+    )
+    (finished / "reordered_config.yaml").write_text(text)
+    assert planned_jobs(finished, "--configfile", "reordered_config.yaml") == {}
 
 
 def test_detection_key_reruns_detection_and_what_follows(finished):
@@ -87,7 +116,7 @@ def test_transform_code_reruns_training_and_evaluation_only(finished):
         "train_stage2": 1,
         "evaluate": 2,
         "compare_stages": 1,
-        "box_report": 1,  # it shows the stage comparison (report.training_comparison)
+        "stage_report": 1,  # never the box report: it does not wait for training
     }
 
 

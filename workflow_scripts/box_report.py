@@ -3,7 +3,7 @@
 from cirflow.logs import job_log
 from cirflow.report.boxes_report import build_method_report
 
-with job_log(snakemake.log[0]):
+with job_log(snakemake.log[0], snakemake.output):
     inp = snakemake.input
     build_method_report(
         boxes=list(inp.boxes),
@@ -11,7 +11,6 @@ with job_log(snakemake.log[0]):
         stats=list(inp.stats),
         split_files=list(inp.split_files),
         compare_stats=list(inp.compare),
-        training_comparison=inp.training[0] if inp.training else None,
         out_html=snakemake.output.html,
         plots_dir=snakemake.output.plots,
         settings=snakemake.params.report,

@@ -5,7 +5,7 @@ from pathlib import Path
 from cirflow.data.demo import generate_demo
 from cirflow.logs import job_log
 
-with job_log(snakemake.log[0]):
+with job_log(snakemake.log[0], snakemake.output):
     demo = snakemake.params.demo
     generate_demo(
         Path(snakemake.output.manifest).parent,

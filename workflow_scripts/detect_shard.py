@@ -3,7 +3,7 @@
 from cirflow.boxes.shards import run_shard
 from cirflow.logs import job_log
 
-with job_log(snakemake.log[0]):
+with job_log(snakemake.log[0], snakemake.output):
     p = snakemake.params.detect
     run_shard(
         snakemake.params.root,

@@ -5,7 +5,7 @@ from cirflow.evaluate.settings import EvalSettings
 from cirflow.logs import job_log
 
 out = snakemake.output
-with job_log(snakemake.log[0]):
+with job_log(snakemake.log[0], snakemake.output):
     evaluate_stage(
         snakemake.input.checkpoint,
         snakemake.params.cirr_root,
@@ -18,4 +18,5 @@ with job_log(snakemake.log[0]):
             "val": list(snakemake.input.features_val),
             "test1": list(snakemake.input.features_test1),
         },
+        test1_details_out=out.test1_details,
     )

@@ -6,7 +6,7 @@ from cirflow.model.presets import get_preset
 
 model = snakemake.params.model
 features = snakemake.config["features"]  # run-time settings (no rerun when changed)
-with job_log(snakemake.log[0]):
+with job_log(snakemake.log[0], snakemake.output):
     extract_shard(
         get_preset(
             model["preset"],

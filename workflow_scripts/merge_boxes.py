@@ -3,5 +3,10 @@
 from cirflow.boxes.shards import merge_shards
 from cirflow.logs import job_log
 
-with job_log(snakemake.log[0]):
-    merge_shards(list(snakemake.input.shards), snakemake.output.boxes, snakemake.output.meta)
+with job_log(snakemake.log[0], snakemake.output):
+    merge_shards(
+        list(snakemake.input.shards),
+        snakemake.output.boxes,
+        snakemake.output.meta,
+        max_unreadable_fraction=snakemake.params.max_unreadable_fraction,
+    )

@@ -5,7 +5,7 @@ from pathlib import Path
 from cirflow.logs import job_log
 from cirflow.train.pretrain import PretrainSettings, pretrain_backbone
 
-with job_log(snakemake.log[0]):
+with job_log(snakemake.log[0], snakemake.output):
     pretrain_backbone(
         Path(snakemake.input.descriptions).parent,  # (the demo dataset root)
         snakemake.output.backbone,

@@ -5,7 +5,7 @@ from pathlib import Path
 from cirflow.boxes.detector_training import train_detector
 from cirflow.logs import job_log
 
-with job_log(snakemake.log[0]):
+with job_log(snakemake.log[0], snakemake.output):
     train_detector(
         Path(snakemake.input.gt).parent,  # (the demo dataset root)
         snakemake.input.gt,

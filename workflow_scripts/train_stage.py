@@ -8,7 +8,7 @@ from cirflow.train.loop import train
 
 stage = snakemake.rule.removeprefix("train_")
 inputs = snakemake.input
-with job_log(snakemake.log[0]):
+with job_log(snakemake.log[0], snakemake.output):
     train(
         settings_from_config(
             stage,

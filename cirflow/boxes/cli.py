@@ -66,7 +66,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             max_images=args.max_images,
             decode_workers=args.workers,
         )
-        merge_results([result], output, sidecar_path(output))
+        merge_results([result], output, sidecar_path(output), args.max_unreadable_fraction)
         print(format_seed_summary(stats_for_file(output), title=f"{args.method} {split}: {output}"))
     return 0
 
@@ -116,6 +116,12 @@ def register(subparsers) -> argparse._SubParsersAction:
     gen.add_argument("--conf", type=float, default=None, help="yolo confidence threshold")
     gen.add_argument("--device", default=None, help="yolo device: auto, cpu, cuda, cuda:0")
     gen.add_argument("--workers", type=int, default=1, help="image decoding threads")
+    gen.add_argument(
+        "--max-unreadable-fraction",
+        type=float,
+        default=0.5,
+        help="fail (writing nothing) when more than this fraction of a split's images cannot be read",
+    )
     gen.set_defaults(func=cmd_generate)
 
     st = sub.add_parser(

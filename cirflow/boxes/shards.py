@@ -24,6 +24,10 @@ from cirflow.io import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 SHARD_FORMAT = "cirflow-box-shard/1"
+# Past this fraction of unreadable images a split's boxes are an error, not a file of [] lists
+# (config boxes.max_unreadable_fraction).
+MAX_UNREADABLE_FRACTION = 0.5
+EXAMPLES = 5
 
 
 def shard_images(
@@ -145,7 +149,10 @@ def run_shard(
 
 
 def merge_shards(
-    shard_paths: list[str | Path], boxes_out: str | Path, meta_out: str | Path
+    shard_paths: list[str | Path],
+    boxes_out: str | Path,
+    meta_out: str | Path,
+    max_unreadable_fraction: float = MAX_UNREADABLE_FRACTION,
 ) -> dict:
     """Merge shard files into the box file (the original scripts' format) and the sidecar."""
     if not shard_paths:
@@ -156,11 +163,38 @@ def merge_shards(
         if not isinstance(shard, dict) or shard.get("format") != SHARD_FORMAT:
             raise CirflowError(f"{path}: not a cirflow box shard file")
         shards.append(shard)
-    return merge_results(shards, boxes_out, meta_out)
+    return merge_results(shards, boxes_out, meta_out, max_unreadable_fraction)
 
 
-def merge_results(shards: list[dict], boxes_out: str | Path, meta_out: str | Path) -> dict:
-    """Write shard results as one box file and one sidecar, both sorted by image name."""
+def check_unreadable(
+    errors: list[dict],
+    images: int,
+    where: str,
+    max_fraction: float = MAX_UNREADABLE_FRACTION,
+    key: str = "boxes.max_unreadable_fraction",
+) -> None:
+    """CirflowError naming the count and a few examples when more than `max_fraction` of the
+    `images` of a split could not be read (checked on merged results, so shards agree)."""
+    if images and len(errors) > max_fraction * images:
+        examples = "; ".join(f"{e['image']}: {e['error']}" for e in errors[:EXAMPLES])
+        more = f" (and {len(errors) - EXAMPLES:,} more)" if len(errors) > EXAMPLES else ""
+        raise CirflowError(
+            f"{where}: {len(errors):,} of {images:,} images cannot be read, more than "
+            f"{key} = {max_fraction:g}; is the dataset root complete (images beside "
+            f"cirr/)? e.g. {examples}{more}"
+        )
+
+
+def merge_results(
+    shards: list[dict],
+    boxes_out: str | Path,
+    meta_out: str | Path,
+    max_unreadable_fraction: float = MAX_UNREADABLE_FRACTION,
+) -> dict:
+    """Write shard results as one box file and one sidecar, both sorted by image name.
+
+    Fails (writing nothing) when more than `max_unreadable_fraction` of the images could not be
+    read: a root holding only annotations gives an error, not an all-[] box file."""
     boxes: dict[str, list] = {}
     meta: dict[str, dict] = {}
     errors: list[dict] = []
@@ -179,12 +213,14 @@ def merge_results(shards: list[dict], boxes_out: str | Path, meta_out: str | Pat
         boxes.update(shard["boxes"])
         meta.update(shard["meta"])
         errors.extend(shard["errors"])
+    errors = sorted(errors, key=lambda e: e["image"])
+    check_unreadable(errors, len(boxes), f"{method} boxes of {split}", max_unreadable_fraction)
     sorted_boxes = {n: boxes[n] for n in sorted(boxes)}
     sidecar = {
         "method": method,
         "split": split,
         "images": {n: meta[n] for n in sorted(meta)},
-        "errors": sorted(errors, key=lambda e: e["image"]),
+        "errors": errors,
     }
     write_json_atomic(boxes_out, sorted_boxes)
     write_json_atomic(meta_out, sidecar)

@@ -24,6 +24,7 @@ import torch
 
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.feature_index import read_index
+from cirflow.data.images import check_unreadable_fraction
 from cirflow.errors import CirflowError
 
 
@@ -107,6 +108,12 @@ class FeatureTable:
 
     def is_readable(self, name: str) -> bool:
         return name not in self.unreadable
+
+    def check_unreadable(self, max_fraction: float, key: str) -> None:
+        """Fail at once, listing the images, when more than `max_fraction` cannot be read."""
+        check_unreadable_fraction(
+            self.unreadable, len(self.names), f"split {self.split}", max_fraction, key
+        )
 
     def get(self, indices: list[int] | torch.Tensor) -> torch.Tensor:
         """float16 (B, T, D) cached tokens of these image indices (zeros if unreadable)."""

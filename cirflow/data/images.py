@@ -3,16 +3,23 @@
 Images are returned as a viewer shows them: EXIF orientation applied, converted to 8-bit RGB
 (grayscale, palette, RGBA, 16-bit and CMYK inputs included), so that box coordinates computed
 on them are normalised to the image the user sees.
+
+`check_images` decodes a whole split once and lists what cannot be read; training and
+evaluation run it before their first step, leave those images out and fail past a fraction
+(`check_unreadable_fraction`).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
+
+from cirflow.errors import CirflowError
 
 # 8000×8000 is a legitimate (if large) photo; PIL's default bomb limit (~89 Mpx) would reject
 # slightly larger ones with a warning-as-error. Keep a generous but finite cap.
@@ -78,3 +85,74 @@ def read_image(path: str | Path) -> ImageRead:
     if rgb.width < 1 or rgb.height < 1:
         return ImageRead(path, None, f"image has no pixels ({rgb.width}x{rgb.height})")
     return ImageRead(path, rgb, None)
+
+
+# ------------------------------------------------------------------------ checking a whole split
+@dataclass
+class ImageCheck:
+    """What a full decode of a split's images found."""
+
+    unreadable: dict[str, str]  # name -> reason, in the order the names were given
+    sizes: dict[str, tuple[int, int]]  # name -> (width, height) of every readable image
+
+    @property
+    def checked(self) -> int:
+        return len(self.unreadable) + len(self.sizes)
+
+
+def _probe(path: Path) -> tuple[str | None, tuple[int, int] | None]:
+    """(error, size) of one image, decoded fully and then dropped (memory stays flat)."""
+    read = read_image(path)
+    return read.error, read.size
+
+
+def check_images(
+    paths: Mapping[str, str | Path], workers: int = 1, progress: bool = False
+) -> ImageCheck:
+    """Decode every image of `paths` (name -> file) once, in `workers` threads, and say which
+    cannot be read and why. The one check of a split's images before training or evaluation
+    (the planned image-features stage of docs/design.md §9 is to take it over)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    names = list(paths)
+    unreadable: dict[str, str] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
+        results = pool.map(_probe, [Path(paths[n]) for n in names], chunksize=16)
+        for name, (error, size) in tqdm(
+            zip(names, results, strict=True),
+            total=len(names),
+            desc="check images",
+            unit="img",
+            disable=not progress,
+            mininterval=5,
+        ):
+            if error is not None or size is None:
+                unreadable[name] = error or "no pixels"
+            else:
+                sizes[name] = size
+    return ImageCheck(unreadable, sizes)
+
+
+MAX_LISTED = 20
+
+
+def unreadable_summary(unreadable: Mapping[str, str], limit: int = MAX_LISTED) -> str:
+    """'name: reason; name: reason; … (and N more)' for messages."""
+    items = [f"{n}: {e}" for n, e in unreadable.items()]
+    more = f"; … and {len(items) - limit:,} more" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
+def check_unreadable_fraction(
+    unreadable: Mapping[str, str], total: int, where: str, max_fraction: float, key: str
+) -> None:
+    """CirflowError listing the images when more than `max_fraction` of `total` cannot be read."""
+    if total and len(unreadable) > max_fraction * total:
+        raise CirflowError(
+            f"{where}: {len(unreadable):,} of {total:,} images cannot be read, more than "
+            f"{key} = {max_fraction:g}. Fix or replace them (or raise {key}): "
+            + unreadable_summary(unreadable)
+        )

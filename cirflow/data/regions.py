@@ -13,6 +13,10 @@ What happens to bad input (never a silent wrong loss):
 * an image name that is not in the split                  → ignored, counted
 * a split image missing from the file, or with []          → no region term for it, counted
 * the sidecar (<split>.meta.json) says another image size → that image's boxes rejected, counted
+* an empty file (`{}`), or boxes for fewer than `min_targets_with_boxes` of the targets
+  (`train.stage2.min_targets_with_boxes`, 10 %)          → CirflowError: the region loss would
+                                                             be 0 for most batches, and the stage
+                                                             comparison meaningless
 
 The counts are logged and returned (they go into hparams.json).
 """
@@ -46,14 +50,23 @@ def load_training_boxes(
     image_size: int,
     target_names: set[str] | None = None,
     meta_file: str | Path | None = None,
+    min_targets_with_boxes: float = 0.0,
+    min_key: str = "train.stage2.min_targets_with_boxes",
 ) -> tuple[dict[int, torch.Tensor], dict]:
     """Boxes of the split's images, in model-input pixels: {image index: (K, 4)} and counts.
 
     `target_names`: the images used as targets (only those need boxes; the counts refer to them).
     `meta_file`: the box file's sidecar (image sizes); default: next to the box file, if there.
+    `min_targets_with_boxes`: refuse the file when fewer than this fraction of the targets get
+    a box (`min_key` is the config key named in the error).
     """
     box_file = Path(box_file)
     data = read_box_file(box_file)
+    if not data:
+        raise CirflowError(
+            f"{box_file}: the box file is empty ({{}}): no training target has a box, so the "
+            "region loss would be 0 throughout; regenerate the train boxes"
+        )
     counts = {
         "file": str(box_file),
         "images_in_file": len(data),
@@ -152,6 +165,18 @@ def load_training_boxes(
         counts["dropped_by_crop"],
         counts["unknown_images"],
     )
+    if (
+        counts["targets"]
+        and counts["targets_with_boxes"] < min_targets_with_boxes * counts["targets"]
+    ):
+        raise CirflowError(
+            f"{box_file}: only {counts['targets_with_boxes']:,} of {counts['targets']:,} training "
+            f"targets have a usable box ({counts['targets_missing_from_file']:,} missing from the "
+            f"file, {counts['targets_without_boxes']:,} with none left), fewer than {min_key} = "
+            f"{min_targets_with_boxes:g}: the region loss would be 0 for most batches and stage 2 "
+            "would only repeat stage 1. Check the box file (right split? all []?) or lower "
+            f"{min_key}"
+        )
     if counts["targets"] and counts["targets_missing_from_file"] > 0.5 * counts["targets"]:
         log.warning(
             "%s: %d of %d training targets are missing from the box file: the region loss will see "

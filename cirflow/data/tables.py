@@ -15,6 +15,12 @@ holding cached ViT tokens instead of pixels (`model_input` turns either into mod
 Both modes visit the triplets in the same order (one permutation per epoch from a generator
 seeded with (seed, epoch)), so they give the same batches; that is also what makes a resumed run
 identical to an uninterrupted one.
+
+Unreadable images are found when the table is built, in both modes (`memory`: while decoding;
+`none`: one full decode of the split by `images.check_images`), and listed in
+`ImageTable.unreadable`. Such an image reads as black (zeros) wherever it is asked for;
+`TripletData` leaves out the triplets that need it (`skip_unreadable`), and the evaluation leaves
+it out of the gallery. So one bad file never stops a job, and both modes agree.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from cirflow.data.captions import blip_captions
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.image_cache import check_cache_mode, keep_in_memory
-from cirflow.data.images import read_image
+from cirflow.data.images import check_images, check_unreadable_fraction, read_image
 from cirflow.data.transforms import Geometry, normalize, preprocess
 from cirflow.errors import CirflowError
 
@@ -52,15 +58,19 @@ class _DecodeDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        img, geo = _decode(self.paths[i], self.size)
-        return i, img, (geo.width, geo.height)
+        read = read_image(self.paths[i])
+        if read.image is None:
+            return i, torch.zeros((3, self.size, self.size), dtype=torch.uint8), None, read.error
+        img, geo = preprocess(read.image, self.size)
+        return i, img, (geo.width, geo.height), None
 
 
 def _collate_decoded(items):
-    idx = torch.tensor([i for i, _, _ in items])
-    imgs = torch.stack([im for _, im, _ in items])
-    sizes = [s for _, _, s in items]
-    return idx, imgs, sizes
+    idx = torch.tensor([i for i, _, _, _ in items])
+    imgs = torch.stack([im for _, im, _, _ in items])
+    sizes = [s for _, _, s, _ in items]
+    errors = [e for _, _, _, e in items]
+    return idx, imgs, sizes, errors
 
 
 class ImageTable:
@@ -86,13 +96,39 @@ class ImageTable:
         self.cached = keep_in_memory(cache, len(self.names), size)
         self.images: torch.Tensor | None = None
         self.sizes: list[tuple[int, int] | None] = [None] * len(self.names)
+        # name -> why it cannot be read (split-file order); those images read as zeros.
+        self.unreadable: dict[str, str] = {}
         if self.cached:
             self._load_all(progress)
+        else:
+            self._check_all(progress)
+        if self.unreadable:
+            log.warning(
+                "%s: %d of %d images cannot be read and are left out: %s",
+                self.split,
+                len(self.unreadable),
+                len(self.names),
+                "; ".join(
+                    f"{n} ({self.paths[self.index[n]]}): {e}" for n, e in self.unreadable.items()
+                ),
+            )
+
+    def _check_all(self, progress: bool) -> None:
+        """Mode none: decode every image once now, so that a bad one is known before any step."""
+        check = check_images(
+            dict(zip(self.names, self.paths, strict=True)),
+            workers=max(1, self.num_workers),
+            progress=progress,
+        )
+        for name, size in check.sizes.items():
+            self.sizes[self.index[name]] = size
+        self.unreadable = check.unreadable
 
     def _load_all(self, progress: bool) -> None:
         from tqdm import tqdm
 
-        self.images = torch.empty((len(self.names), 3, self.size, self.size), dtype=torch.uint8)
+        self.images = torch.zeros((len(self.names), 3, self.size, self.size), dtype=torch.uint8)
+        errors: dict[int, str] = {}
         loader = DataLoader(
             _DecodeDataset(self.paths, self.size),
             batch_size=64,
@@ -106,20 +142,39 @@ class ImageTable:
             disable=not progress,
             mininterval=5,
         ) as bar:
-            for idx, imgs, sizes in loader:
+            for idx, imgs, sizes, errs in loader:
                 self.images[idx] = imgs
-                for i, s in zip(idx.tolist(), sizes, strict=True):
-                    self.sizes[i] = s
+                for i, s, e in zip(idx.tolist(), sizes, errs, strict=True):
+                    if e is None:
+                        self.sizes[i] = s
+                    else:
+                        errors[i] = e
                 bar.update(len(idx))
+        self.unreadable = {self.names[i]: errors[i] for i in sorted(errors)}
 
     def __len__(self) -> int:
         return len(self.names)
 
+    def is_readable(self, name: str) -> bool:
+        return name not in self.unreadable
+
+    def check_unreadable(self, max_fraction: float, key: str) -> None:
+        """Fail at once, listing the images, when more than `max_fraction` cannot be read."""
+        check_unreadable_fraction(
+            self.unreadable, len(self.names), f"split {self.split}", max_fraction, key
+        )
+
     def get(self, indices: list[int] | torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, S, S) for these image indices (decoded now when not cached)."""
+        """uint8 (B, 3, S, S) for these image indices (decoded now when not cached; an
+        unreadable image is all zeros, as in the cache)."""
         if self.images is not None:
             return self.images[torch.as_tensor(indices, dtype=torch.long)]
-        return torch.stack([_decode(self.paths[i], self.size)[0] for i in list(indices)])
+        return torch.stack([self._get_one(int(i)) for i in list(indices)])
+
+    def _get_one(self, i: int) -> torch.Tensor:
+        if self.names[i] in self.unreadable:
+            return torch.zeros((3, self.size, self.size), dtype=torch.uint8)
+        return _decode(self.paths[i], self.size)[0]
 
     def image_size(self, i: int) -> tuple[int, int]:
         """Original (width, height) of image i (decodes the header when not known yet)."""
@@ -193,25 +248,37 @@ class TripletData:
         tokenizer,
         max_txt_len: int,
         with_targets: bool = True,
+        skip_unreadable: bool = True,
     ):
+        """`skip_unreadable`: leave out the triplets whose reference (or target) cannot be read
+        (listed in `left_out`); else keep them, the unreadable reference reading as black."""
         self.dataset = dataset
         self.table = table
         if not dataset.triplets:
             raise CirflowError(
                 f"no triplets in {dataset.root}/cirr/captions/cap.rc2.{dataset.split}.json"
             )
-        # Triplets that need an image the table could not read are left out here, and counted.
-        bad = getattr(table, "unreadable", {})
-        self.triplets = [
-            t
-            for t in dataset.triplets
-            if t["reference"] not in bad and (not with_targets or t["target_hard"] not in bad)
-        ]
-        self.left_out = len(dataset.triplets) - len(self.triplets)
+        # Triplets left out, each with the images it needed that cannot be read.
+        self.left_out: list[dict] = []
+        self.triplets = []
+        for t in dataset.triplets:
+            needed = [t["reference"]] + ([t["target_hard"]] if with_targets else [])
+            bad = sorted({n for n in needed if not table.is_readable(n)})
+            if bad and skip_unreadable:
+                self.left_out.append({"pairid": t["pairid"], "images": bad})
+            else:
+                self.triplets.append(t)
+        if self.left_out:
+            log.warning(
+                "%s: %d of %d triplets left out (reference or target cannot be read)",
+                dataset.split,
+                len(self.left_out),
+                len(dataset.triplets),
+            )
         if not self.triplets:
             raise CirflowError(
-                f"every triplet of {dataset.split} needs an unreadable image "
-                f"({self.left_out} left out)"
+                f"{dataset.split}: every triplet needs an image that cannot be read "
+                f"({len(table.unreadable):,} unreadable images)"
             )
         self.ref_idx = torch.tensor([table.index[t["reference"]] for t in self.triplets])
         self.target_idx = (

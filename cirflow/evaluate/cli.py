@@ -26,6 +26,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=4)
     p.add_argument("--image-cache", default="auto", choices=["auto", "memory", "none"])
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--max-unreadable-fraction",
+        type=float,
+        default=0.01,
+        help="unreadable images are left out and listed; past this fraction of a split: an error",
+    )
 
 
 def register(subparsers) -> None:
@@ -44,6 +50,11 @@ def register(subparsers) -> None:
     )
     _common(p)
     p.add_argument("--out-dir", required=True, help="folder for recall.json and recall_subset.json")
+    p.add_argument(
+        "--details",
+        default=None,
+        help="also write the unreadable images and fallback-ranked queries here (JSON)",
+    )
     p.set_defaults(func=run_submission)
 
     p = subparsers.add_parser(
@@ -64,6 +75,7 @@ def settings_from_args(args) -> EvalSettings:
         num_workers=args.num_workers,
         image_cache=args.image_cache,
         threads=args.threads,
+        max_unreadable_fraction=args.max_unreadable_fraction,
         section=CLI,
     )
 
@@ -94,6 +106,7 @@ def run_submission(args) -> int:
         out / "recall.json",
         out / "recall_subset.json",
         backbone=args.backbone,
+        details_out=args.details,
     )
     return 0
 

@@ -27,7 +27,12 @@ log = logging.getLogger(__name__)
 
 
 class SplitEvaluator:
-    """Gallery = every image of the split file; queries = the split's triplets.
+    """Gallery = every readable image of the split file; queries = the split's triplets.
+
+    Unreadable images (found when the table is built) are left out of the gallery; more than
+    `settings.max_unreadable_fraction` of the split is an error. On val, a query whose reference
+    or target cannot be read is left out (`data.left_out`); on test1 every query stays, one with
+    an unreadable reference ranked with a black reference image (`fallback_queries`).
 
     `model` gives the tokenizer and the preset's text length and image size; `device`, when
     given, overrides `settings.device` (training validates on its own device); `features`, the
@@ -57,18 +62,44 @@ class SplitEvaluator:
                 progress=settings.progress,
                 cache_key=settings.key("image_cache"),
             )
+        self.table.check_unreadable(
+            settings.max_unreadable_fraction, settings.key("max_unreadable_fraction")
+        )
+        self.gallery_idx = [i for i, n in enumerate(self.table.names) if self.table.is_readable(n)]
+        self.gallery_names = [self.table.names[i] for i in self.gallery_idx]
+        self.gallery_index = {n: j for j, n in enumerate(self.gallery_names)}
         self.data = TripletData(
             self.dataset,
             self.table,
             model.tokenizer,
             model.preset.max_txt_len,
             with_targets=split != "test1",
+            skip_unreadable=split != "test1",
         )
+        self.fallback_queries = [
+            {"pairid": t["pairid"], "reference": t["reference"]}
+            for t in self.data.triplets
+            if not self.table.is_readable(t["reference"])
+        ]
+        if self.fallback_queries:
+            log.warning(
+                "%s: %d queries have an unreadable reference and are ranked from their caption "
+                "with a black reference image: pairids %s",
+                split,
+                len(self.fallback_queries),
+                ", ".join(str(q["pairid"]) for q in self.fallback_queries),
+            )
         self.device = device or resolve_device(settings.device, settings.key("device"))
 
-    @property
-    def gallery_names(self) -> list[str]:
-        return self.table.names
+    def unreadable_report(self) -> dict:
+        """What was left out, for the details JSON files."""
+        return {
+            "unreadable_images": [
+                {"image": n, "error": e} for n, e in self.table.unreadable.items()
+            ],
+            "queries_left_out": self.data.left_out,
+            "fallback_queries": self.fallback_queries,
+        }
 
     def edit_types(self) -> list[str] | None:
         """Each query's edit type from the split's sidecar (the demo), or None without one."""
@@ -83,7 +114,7 @@ class SplitEvaluator:
         return edits_file(self.dataset.root, self.split)
 
     def chance(self) -> dict[str, float]:
-        return chance_levels(len(self.table))
+        return chance_levels(len(self.gallery_names))
 
     @torch.no_grad()
     def features(self, model) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +122,13 @@ class SplitEvaluator:
         t0 = time.perf_counter()
         s = self.settings
         gallery = gallery_features(
-            model, self.table, self.device, s.batch_size, s.num_workers, s.progress
+            model,
+            self.table,
+            self.device,
+            s.batch_size,
+            s.num_workers,
+            s.progress,
+            indices=self.gallery_idx,
         )
         queries = query_features(
             model, self.data, self.device, s.batch_size, s.num_workers, s.progress
@@ -99,7 +136,7 @@ class SplitEvaluator:
         log.info(
             "%s: features of %d images and %d queries in %.1f s",
             self.split,
-            len(self.table),
+            len(self.gallery_idx),
             len(self.data),
             time.perf_counter() - t0,
         )
@@ -115,7 +152,7 @@ class SplitEvaluator:
         (bf16 first pass where the CPU has native bf16)."""
         queries, gallery = self.features(model)
         t0 = time.perf_counter()
-        index, triplets, dev = self.table.index, self.data.triplets, queries.device
+        index, triplets, dev = self.gallery_index, self.data.triplets, queries.device
         reference = torch.tensor([index[t["reference"]] for t in triplets], device=dev)
         target = torch.tensor([index[t["target_hard"]] for t in triplets], device=dev)
         members = member_matrix(triplets, index).to(dev)

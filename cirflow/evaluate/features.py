@@ -24,10 +24,11 @@ class _TableChunks(Dataset):
         return self.table.get(self.chunks[i])
 
 
-def _image_batches(table: ImageTable, batch_size: int, num_workers: int):
-    chunks = [
-        list(range(i, min(i + batch_size, len(table)))) for i in range(0, len(table), batch_size)
-    ]
+def _image_batches(
+    table: ImageTable, batch_size: int, num_workers: int, indices: list[int] | None = None
+):
+    order = list(range(len(table))) if indices is None else list(indices)
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if table.cached:
         for c in chunks:
             yield table.get(c)
@@ -60,12 +61,15 @@ def gallery_features(
     batch_size: int = 128,
     num_workers: int = 0,
     progress: bool = False,
+    indices: list[int] | None = None,
 ) -> torch.Tensor:
-    """K_t of every image of the table, in table order: (N, nq, embed_dim) on `device`."""
+    """K_t of the table's images `indices` (default: all), in that order: (N, nq, embed_dim) on
+    `device`."""
+    n = len(table) if indices is None else len(indices)
     return _encode(
         model,
-        _image_batches(table, batch_size, num_workers),
-        -(-len(table) // batch_size),
+        _image_batches(table, batch_size, num_workers, indices),
+        -(-n // batch_size),
         "gallery",
         progress,
         lambda images: model.gallery_features(model_input(images, device)),

@@ -11,6 +11,12 @@ image of the split file):
 
 Ties are broken by gallery order (a stable descending sort), the same rule for ranks, top-K lists
 and subset lists. All numbers are percentages.
+
+Unreadable images (docs/design.md §7) are not in the gallery: a val query that needs one is left
+out by the caller, a member that is not in the gallery is ignored for Rs@K (`member_matrix` pads
+it with -1). In the test-server files every pairid stays: a query whose reference cannot be read
+is ranked from its caption with a black reference image (the fallback), and members that are not
+in the gallery come after the ranked ones, in their listed order.
 """
 
 from __future__ import annotations
@@ -124,8 +130,7 @@ def member_matrix(triplets: Sequence[dict], index: dict[str, int]) -> torch.Tens
     width = max((len(t["img_set"]["members"]) for t in triplets), default=0)
     out = torch.full((len(triplets), max(width, 1)), -1, dtype=torch.long)
     for i, t in enumerate(triplets):
-        # A member missing from the gallery (an unreadable image) cannot be ranked.
-        ids = [index[m] for m in t["img_set"]["members"] if m in index]
+        ids = [index.get(m, -1) for m in t["img_set"]["members"]]
         out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
     return out
 
@@ -151,21 +156,31 @@ def submission_files(
     subset_k: int = 3,
 ) -> tuple[dict, dict]:
     """CIRR test-server files: {"version": "rc2", "metric": "recall", "<pairid>": [top-50 names]}
-    and the same with "recall_subset" and the top-3 members (reference excluded in both)."""
+    and the same with "recall_subset" and the top-3 members (reference excluded in both).
+
+    `gallery_names`: the readable images; a reference or member missing from it is handled as
+    the module docstring says (every pairid keeps its lists)."""
     index = {n: i for i, n in enumerate(gallery_names)}
     scores = scores.clone()
+    reference = torch.tensor(
+        [index.get(t["reference"], -1) for t in triplets], dtype=torch.long, device=scores.device
+    )
     rows = torch.arange(len(triplets), device=scores.device)
-    reference = torch.tensor([index[t["reference"]] for t in triplets], device=scores.device)
-    scores[rows, reference] = float("-inf")
+    known = reference >= 0
+    scores[rows[known], reference[known]] = float("-inf")
     top = stable_topk(scores, top_k).cpu().tolist()
     recall: dict = {"version": "rc2", "metric": "recall"}
     subset: dict = {"version": "rc2", "metric": "recall_subset"}
     for i, t in enumerate(triplets):
         pid = str(t["pairid"])
         recall[pid] = [gallery_names[j] for j in top[i] if j != reference[i]][:top_k]
+        others = [m for m in t["img_set"]["members"] if m != t["reference"]]
         # Gallery order first, so that ties fall the same way as in the full ranking.
-        members = sorted((m for m in t["img_set"]["members"] if m != t["reference"]), key=index.get)
-        cols = torch.tensor([index[m] for m in members], device=scores.device)
-        order = torch.sort(scores[i, cols], descending=True, stable=True).indices.cpu().tolist()
-        subset[pid] = [members[j] for j in order[:subset_k]]
+        members = sorted((m for m in others if m in index), key=index.get)
+        absent = [m for m in others if m not in index]
+        order: list[int] = []
+        if members:
+            cols = torch.tensor([index[m] for m in members], device=scores.device)
+            order = torch.sort(scores[i, cols], descending=True, stable=True).indices.cpu().tolist()
+        subset[pid] = ([members[j] for j in order] + absent)[:subset_k]
     return recall, subset

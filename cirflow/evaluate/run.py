@@ -90,10 +90,9 @@ def score_split(
                 "preset": model.preset.name,
                 "split": split,
                 "queries": len(ev.data),
-                "queries_left_out": ev.data.left_out,
-                "gallery": len(ev.table),
-                "unreadable": getattr(ev.table, "unreadable", {}),
+                "gallery": len(ev.gallery_names),
                 "chance": chance,
+                **ev.unreadable_report(),
                 "edit_types": str(ev.edits_source()) if per_edit is not None else None,
                 "seconds": round(time.perf_counter() - t0, 2),
             },
@@ -104,7 +103,7 @@ def score_split(
         loaded.checkpoint,
         split,
         len(ev.data),
-        len(ev.table),
+        len(ev.gallery_names),
         format_metrics(metrics, chance),
     )
     if per_edit is not None:
@@ -123,14 +122,31 @@ def submission_for_model(
     settings: EvalSettings,
     recall_out: str | Path,
     subset_out: str | Path,
+    details_out: str | Path | None = None,
     features: list[str] | None = None,
-) -> None:
-    """CIRR test-server files for test1: recall.json (top-50) and recall_subset.json (top-3)."""
+) -> dict:
+    """CIRR test-server files for test1: recall.json (top-50) and recall_subset.json (top-3).
+
+    Every pairid is in both files; `details_out` (JSON) lists the unreadable images left out of
+    the gallery and the queries ranked with the fallback (black reference). Returns that dict."""
     ev = SplitEvaluator(cirr_root, "test1", loaded.model, settings, loaded.device, features)
     recall, subset = ev.submission(loaded.model)
     write_json_atomic(recall_out, recall)
     write_json_atomic(subset_out, subset)
+    details = {
+        "checkpoint": str(loaded.checkpoint),
+        "epoch": loaded.epoch,
+        "split": "test1",
+        "queries": len(ev.data),
+        "gallery": len(ev.gallery_names),
+        "fallback": "a query whose reference cannot be read is ranked from its caption with a "
+        "black reference image; members missing from the gallery follow the ranked ones",
+        **ev.unreadable_report(),
+    }
+    if details_out:
+        write_json_atomic(details_out, details, indent=2)
     log.info("wrote %s and %s (%d queries)", recall_out, subset_out, len(ev.data))
+    return details
 
 
 def evaluate_checkpoint(
@@ -154,10 +170,11 @@ def write_submission(
     recall_out: str | Path,
     subset_out: str | Path,
     backbone: str | None = None,
-) -> None:
+    details_out: str | Path | None = None,
+) -> dict:
     """`cirflow submission`: the test-server files of `checkpoint`."""
     loaded = load_for_evaluation(checkpoint, settings, backbone)
-    submission_for_model(loaded, cirr_root, settings, recall_out, subset_out)
+    return submission_for_model(loaded, cirr_root, settings, recall_out, subset_out, details_out)
 
 
 def evaluate_stage(
@@ -169,6 +186,7 @@ def evaluate_stage(
     recall_out: str | Path,
     subset_out: str | Path,
     features: dict[str, list[str]] | None = None,
+    test1_details_out: str | Path | None = None,
 ) -> dict[str, float]:
     """Rule evaluate: val recalls and test1 server files of one stage, the model built once.
     `features`: {"val": [...], "test1": [...]} cached ViT token shards (a frozen ViT)."""
@@ -177,7 +195,15 @@ def evaluate_stage(
     metrics = score_split(
         loaded, cirr_root, settings, metrics_out, details_out, "val", features.get("val")
     )
-    submission_for_model(loaded, cirr_root, settings, recall_out, subset_out, features.get("test1"))
+    submission_for_model(
+        loaded,
+        cirr_root,
+        settings,
+        recall_out,
+        subset_out,
+        test1_details_out,
+        features.get("test1"),
+    )
     return metrics
 
 

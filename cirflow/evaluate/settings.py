@@ -23,6 +23,8 @@ class EvalSettings:
     image_cache: str = "auto"
     threads: int | None = None
     progress: bool = True
+    # Unreadable images are left out of the gallery; past this fraction of a split: an error.
+    max_unreadable_fraction: float = 0.01
     section: str = "evaluate"  # config section of the values, or CLI for command-line flags
     batch_size_key: str = "batch_size"  # training validates with train.eval_batch_size
 
@@ -32,6 +34,11 @@ class EvalSettings:
         if int(self.num_workers) < 0:
             raise CirflowError(f"{self.key('num_workers')} must be ≥ 0 (got {self.num_workers!r})")
         check_cache_mode(self.image_cache, self.key("image_cache"))
+        if not 0 <= float(self.max_unreadable_fraction) <= 1:
+            raise CirflowError(
+                f"{self.key('max_unreadable_fraction')} must be a fraction in [0, 1] "
+                f"(got {self.max_unreadable_fraction!r})"
+            )
 
     def key(self, name: str) -> str:
         """The config key (or command-line flag) of setting `name`."""
@@ -49,5 +56,6 @@ class EvalSettings:
             batch_size=evaluate_cfg["batch_size"],
             num_workers=evaluate_cfg["num_workers"],
             image_cache=evaluate_cfg["image_cache"],
+            max_unreadable_fraction=evaluate_cfg.get("max_unreadable_fraction", 0.01),
             threads=threads,
         )

@@ -9,13 +9,13 @@ stats carry it, and a side-by-side comparison when several methods are shown.
 Only the sampled images are decoded, so the page costs the same whatever the split size; all the
 numbers come from the stats JSON (computed here with `compute_stats` when not given).
 When the images are not on disk (e.g. a real CIRR box file without the dataset) the page still
-renders the statistics and plots and says plainly that the images are missing.
+renders the statistics and plots and says plainly that the images are missing; an empty box file
+(`{}`) is named as empty.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import logging
 import random
@@ -210,32 +210,6 @@ def dataset_root_of_split_file(path: str | Path) -> Path:
     return path.parents[2]
 
 
-def read_training_comparison(path: str | Path) -> dict:
-    """The stage 1 vs stage 2 table (`results/{ds}/eval/comparison.csv`) for the page."""
-    path = Path(path)
-    if not path.is_file():
-        return {"path": str(path), "columns": [], "rows": [], "missing": True}
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        rows = [row for row in reader if row]
-    if not rows:
-        return {"path": str(path), "columns": [], "rows": [], "missing": False}
-    columns, body = rows[0], rows[1:]
-    formatted = []
-    for row in body:
-        cells = []
-        for value in row:
-            try:
-                number = float(value)
-            except ValueError:
-                cells.append({"text": value, "numeric": False})
-            else:
-                text = f"{number:.2f}" if not number.is_integer() else f"{int(number)}"
-                cells.append({"text": text, "numeric": True})
-        formatted.append(cells)
-    return {"path": str(path), "columns": columns, "rows": formatted, "missing": False}
-
-
 # ----------------------------------------------------------------------------- checks
 
 
@@ -269,7 +243,7 @@ def image_checks(boxes: list, has_meta_entry: bool | None) -> list[str]:
 class DatasetView:
     """What of the dataset is available for one source: split file, image files."""
 
-    status: str  # "ok" | "partial" | "missing"
+    status: str  # "ok" | "partial" | "missing" | "empty" (the box file lists no image)
     message: str
     dataset: CirrDataset | None = None
     found: int = 0
@@ -585,7 +559,15 @@ def _analyse_source(source: BoxSource, cirr_root, settings: dict) -> dict:
 
     # A method with one label for every box (saliency: "salient") gains nothing from printing it.
     show_labels = len(source.stats.get("labels") or {}) > 1
-    view = open_dataset(cirr_root, source.split, names)
+    if not names:
+        view = DatasetView(
+            "empty",
+            f"The box file is empty: {source.box_path} holds {{}} (no image at all, not even "
+            "[] entries), so there is nothing to check or draw. Was detection run, and on the "
+            "right split?",
+        )
+    else:
+        view = open_dataset(cirr_root, source.split, names)
     groups = select_groups(
         names,
         source.boxes,
@@ -671,7 +653,7 @@ def _notices(source: BoxSource, view: DatasetView) -> list[dict]:
     """The problems worth reading first, one line each."""
     notices = []
     if view.message:
-        level = "warn" if view.status == "missing" else "info"
+        level = "warn" if view.status in ("missing", "empty") else "info"
         notices.append({"level": level, "text": view.message})
     if view.not_in_box_file:
         notices.append(
@@ -718,7 +700,6 @@ def build_boxes_report(
     cirr_root: str | Path | None = None,
     settings: dict | None = None,
     compare_stats: list[dict] | None = None,
-    training_comparison: str | Path | None = None,
     plots_dir: str | Path | None = None,
     title: str | None = None,
     config: dict | None = None,
@@ -726,8 +707,9 @@ def build_boxes_report(
     """Write the report page (and, if `plots_dir`, the key plots as PNG files).
 
     sources: the box files shown in full. compare_stats: extra `{method, split, stats}` entries
-    (other methods' stats) for the side-by-side comparison. training_comparison: the stage 1 vs
-    stage 2 CSV, shown when given. Returns a small summary (paths, timings).
+    (other methods' stats) for the side-by-side comparison. Returns a small summary (paths,
+    timings). The stage 1 vs stage 2 comparison has its own page (`cirflow.report.stages`): the
+    box report never waits for training.
     """
     if not sources:
         raise CirflowError("no box file to report on")
@@ -766,7 +748,6 @@ def build_boxes_report(
             figures.append({"key": key, "title": title_text, "png": data, "file": PLOT_FILES[key]})
     log.info("%d plots in %.2f s", len(figures), time.perf_counter() - t0)
 
-    training = read_training_comparison(training_comparison) if training_comparison else None
     notices = []
     for a in analysed:
         s, view = a["source"], a["dataset"]
@@ -785,7 +766,6 @@ def build_boxes_report(
             comparison_quality=[
                 k for k in QUALITY_ORDER if any(k in r["quality"] for r in comparison)
             ],
-            training=training,
             notices=notices,
             checks=CHECKS,
             settings=settings,
@@ -810,6 +790,7 @@ def build_boxes_report(
         "sources": [s.id for s in sources],
         "images_drawn": sum(_drawn_count(a) for a in analysed),
         "images_missing": [a["source"].id for a in analysed if a["dataset"].status == "missing"],
+        "empty_files": [a["source"].id for a in analysed if a["dataset"].status == "empty"],
         "seconds": round(seconds, 3),
     }
 
@@ -823,7 +804,6 @@ def build_method_report(
     out_html: str | Path,
     plots_dir: str | Path | None = None,
     compare_stats: list[str] = (),
-    training_comparison: str | Path | None = None,
     settings: dict | None = None,
     method: str | None = None,
 ) -> dict:
@@ -847,7 +827,6 @@ def build_method_report(
         cirr_root=roots.pop() if roots else None,
         settings=settings,
         compare_stats=[stats_entry_from_path(p) for p in compare_stats],
-        training_comparison=training_comparison,
         plots_dir=plots_dir,
         title=f"Box validation: {method}" if method else None,
         config=settings,

@@ -44,10 +44,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         cirr_root=args.cirr_root,
         settings=settings,
         compare_stats=[stats_entry_from_path(p) for p in args.compare_stats or []],
-        training_comparison=args.training_comparison,
         plots_dir=args.plots_dir,
         title=args.title,
     )
+    for source_id in result["empty_files"]:
+        print(f"{source_id}: the box file is empty ({{}}): it lists no image")
     for source_id in result["images_missing"]:
         print(f"{source_id}: the images are missing; the report shows statistics and plots only")
     print(
@@ -116,12 +117,6 @@ def register(subparsers) -> None:
         default=None,
         metavar="FILE",
         help="other methods' results/{ds}/boxes/{method}/{split}.stats.json for the comparison",
-    )
-    rep.add_argument(
-        "--training-comparison",
-        default=None,
-        metavar="CSV",
-        help="results/{ds}/eval/comparison.csv: add the stage 1 vs stage 2 table",
     )
     rep.add_argument("--plots-dir", default=None, help="also write the plots as PNG files here")
     rep.add_argument("--samples", type=int, default=12, help="random sample size per file")

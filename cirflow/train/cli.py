@@ -162,6 +162,18 @@ def register(subparsers) -> None:
     p.add_argument("--eval-batch-size", type=int, default=128, help="batch size of the validation")
     p.add_argument("--no-resume", action="store_true", help="do not continue from OUT/last.pt")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--max-unreadable-fraction",
+        type=float,
+        default=0.01,
+        help="unreadable train/val images are left out; past this fraction of a split: an error",
+    )
+    p.add_argument(
+        "--min-targets-with-boxes",
+        type=float,
+        default=0.1,
+        help="with --use-region-loss: refuse a box file giving boxes to fewer of the targets",
+    )
     p.set_defaults(func=run_train)
 
 
@@ -210,6 +222,8 @@ def run_train(args) -> int:
         eval_batch_size=args.eval_batch_size,
         threads=args.threads,
         resume=not args.no_resume,
+        max_unreadable_fraction=args.max_unreadable_fraction,
+        min_targets_with_boxes=args.min_targets_with_boxes,
     )
     state = train(settings)
     print(

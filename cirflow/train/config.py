@@ -43,7 +43,17 @@ STAGE_KEYS = (
     "mask_false_negatives",
     "validation_frequency",
 )
-RUNTIME_KEYS = ("device", "num_workers", "image_cache", "resume", "eval_batch_size")
+RUNTIME_KEYS = (
+    "device",
+    "num_workers",
+    "image_cache",
+    "resume",
+    "eval_batch_size",
+    "max_unreadable_fraction",
+)
+# Keys of train.stageN that only decide whether a run may start (not its weights): read from the
+# config at run time, left out of the rule's params.
+STAGE_RUNTIME_KEYS = ("min_targets_with_boxes",)
 
 
 @dataclass
@@ -95,6 +105,10 @@ class TrainSettings:
     threads: int | None = None
     resume: bool = True
     progress: bool = True
+    # Unreadable images: past this fraction of a split the run fails before epoch 1.
+    max_unreadable_fraction: float = 0.01
+    # Stage 2: refuse a box file giving boxes to fewer than this fraction of the targets.
+    min_targets_with_boxes: float = 0.1
     config_section: str = "train"
     # Settings that do not change the trained weights (left out of the resume fingerprint).
     RUNTIME_ONLY = (
@@ -109,6 +123,8 @@ class TrainSettings:
         "validation_frequency",
         "config_section",
         "box_meta_file",
+        "max_unreadable_fraction",
+        "min_targets_with_boxes",
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +177,11 @@ class TrainSettings:
                 "negative)"
             )
         check_cache_mode(self.image_cache, self.key("image_cache"))
+        for name in ("max_unreadable_fraction", "min_targets_with_boxes"):
+            if not 0 <= float(getattr(self, name)) <= 1:
+                raise CirflowError(
+                    f"{self.key(name)} must be a fraction in [0, 1] (got {getattr(self, name)!r})"
+                )
         if self.use_region_loss and not self.box_file:
             raise CirflowError(
                 "the region loss (--use-region-loss / stage 2) needs a box file (--box-file)"
@@ -179,8 +200,9 @@ def file_digest(path: str | Path | None) -> str | None:
     return h.hexdigest()
 
 
-def fingerprint(settings: TrainSettings) -> str:
-    """Hash of what determines the trained weights (not the output folder, device, workers)."""
+def fingerprint(settings: TrainSettings, unreadable: list[str] | None = None) -> str:
+    """Hash of what determines the trained weights (not the output folder, device, workers).
+    `unreadable`: the train images left out (only hashed when there are any)."""
     d = {k: v for k, v in settings.to_dict().items() if k not in TrainSettings.RUNTIME_ONLY}
     d["cirr_root"] = None  # the data itself is hashed instead of its path
     d["data"] = [
@@ -199,6 +221,8 @@ def fingerprint(settings: TrainSettings) -> str:
         else None
     )
     d["box_file"] = file_digest(settings.box_file) if settings.use_region_loss else None
+    if unreadable:
+        d["unreadable"] = sorted(unreadable)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -206,7 +230,8 @@ def semantic_params(train_cfg: dict, stage: str) -> dict[str, Any]:
     """The part of `train:` that determines stage `stage`'s weights (a rule's params)."""
     if stage not in STAGES:
         raise CirflowError(f"unknown training stage {stage!r}")
-    return {"seed": train_cfg["seed"], "amp": train_cfg["amp"], stage: train_cfg[stage]}
+    own = {k: v for k, v in train_cfg[stage].items() if k not in STAGE_RUNTIME_KEYS}
+    return {"seed": train_cfg["seed"], "amp": train_cfg["amp"], stage: own}
 
 
 def settings_from_config(
@@ -225,6 +250,8 @@ def settings_from_config(
     stage_cfg = train_params[stage]
     kwargs: dict[str, Any] = {k: stage_cfg[k] for k in STAGE_KEYS if k in stage_cfg}
     kwargs.update({k: runtime_cfg[k] for k in RUNTIME_KEYS if k in runtime_cfg})
+    runtime_stage = runtime_cfg.get(stage) or {}
+    kwargs.update({k: runtime_stage[k] for k in STAGE_RUNTIME_KEYS if k in runtime_stage})
     if stage == "stage2":
         if not box_file:
             raise CirflowError("stage 2 needs the merged train box file")

@@ -10,7 +10,12 @@ Resume: when ``last.pt`` exists, comes from an unfinished run and was made with 
 settings (same fingerprint, `cirflow.train.config.fingerprint`: hyper-parameters, preset,
 dataset, init checkpoint and box file), training continues after its epoch, with its optimizer,
 scheduler and RNG state, so the result is the same as an uninterrupted run. Otherwise training
-starts afresh (the reason is logged).
+starts afresh (the reason is logged). A run first removes the temporary files that killed writes
+of its own outputs left behind (`cirflow.io.remove_stale_temps`).
+
+Unreadable images: the train and val tables find them before epoch 1 (`ImageTable`); the
+triplets that need them are left out (counts in the log and `hparams.json`), and more than
+`max_unreadable_fraction` of either split stops the run at once with the list.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
 from cirflow.evaluate.settings import EvalSettings
-from cirflow.io import write_json_atomic
+from cirflow.io import remove_stale_temps, write_json_atomic
 from cirflow.model.checkpoints import (
     extract_state_dict,
     load_weights,
@@ -69,6 +74,15 @@ class Trainer:
     @property
     def best_path(self) -> Path:
         return self.out / "best.pt"
+
+    def output_files(self) -> list[Path]:
+        """Every file a run writes (their stale temporaries are removed when it starts)."""
+        names = ("best.pt", "last.pt", "train_metrics.csv", "validation_metrics.csv")
+        return [
+            *(self.out / n for n in names),
+            self.out / "hparams.json",
+            self.resume_dir / "best.pt",
+        ]
 
     def build(self) -> None:
         s = self.s
@@ -119,14 +133,23 @@ class Trainer:
                 progress=s.progress,
                 cache_key=s.key("image_cache"),
             )
+        self.train_table.check_unreadable(
+            s.max_unreadable_fraction, s.key("max_unreadable_fraction")
+        )
         self.train_data = TripletData(
             train_ds, self.train_table, model.tokenizer, preset.max_txt_len
         )
         self.box_counts = None
         if s.use_region_loss:
-            targets = {t["target_hard"] for t in train_ds.triplets}
+            targets = {t["target_hard"] for t in self.train_data.triplets}
             boxes, self.box_counts = load_training_boxes(
-                s.box_file, self.train_table, preset.image_size, targets, s.box_meta_file
+                s.box_file,
+                self.train_table,
+                preset.image_size,
+                targets,
+                s.box_meta_file,
+                min_targets_with_boxes=s.min_targets_with_boxes,
+                min_key=s.key("min_targets_with_boxes"),
             )
             self.train_data.target_boxes = boxes
         self.steps_per_epoch = self.train_data.num_batches(s.batch_size)
@@ -145,6 +168,7 @@ class Trainer:
                 batch_size=s.eval_batch_size,
                 num_workers=s.num_workers,
                 image_cache=s.image_cache,
+                max_unreadable_fraction=s.max_unreadable_fraction,
                 progress=False,
                 section="train",
                 batch_size_key="eval_batch_size",
@@ -162,7 +186,8 @@ class Trainer:
         )
         self.scheduler = one_cycle(self.optimizer, s, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.fingerprint = fingerprint(s)
+        # Resume only onto the same data: which train images are left out is part of it.
+        self.fingerprint = fingerprint(s, sorted(self.train_table.unreadable))
 
     # ----------------------------------------------------------------------------- checkpoints
     def _save_last(self, state: RunState) -> None:
@@ -243,20 +268,34 @@ class Trainer:
                 "device": str(self.device),
                 "amp": self.use_amp,
                 "train_triplets": len(self.train_data),
-                "train_triplets_left_out": self.train_data.left_out,
-                "unreadable_images": getattr(self.train_table, "unreadable", {}),
                 "image_source": "features" if self.s.features else "pixels",
                 "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.total_steps,
                 "schedule_steps": self.steps_per_epoch * self.s.schedule_length,
                 "parameters": {"total": n_all, "trainable": n_train},
                 "box_counts": self.box_counts,
+                "unreadable": self.unreadable_counts(),
                 "fingerprint": self.fingerprint,
                 "resumed_after_epoch": resumed_from,
                 "torch": torch.__version__,
             },
             indent=2,
         )
+
+    def unreadable_counts(self) -> dict:
+        """Images that cannot be read and the triplets left out for them, per split."""
+        out = {}
+        for split, table, data in (
+            ("train", self.train_table, self.train_data),
+            ("val", self.evaluator.table, self.evaluator.data),
+        ):
+            out[split] = {
+                "images": len(table.unreadable),
+                "triplets_left_out": len(data.left_out),
+                "triplets_used": len(data),
+                "list": [{"image": n, "error": e} for n, e in table.unreadable.items()],
+            }
+        return out
 
     # ------------------------------------------------------------------------------------ run
     def loss_ids(self, batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -338,6 +377,7 @@ class Trainer:
         return row
 
     def run(self) -> RunState:
+        remove_stale_temps(self.output_files())
         self.build()
         self.out.mkdir(parents=True, exist_ok=True)
         state = self._try_resume()
@@ -355,6 +395,15 @@ class Trainer:
             " + AMP" if self.use_amp else "",
             sum(p.numel() for p in self.params),
         )
+        for split, c in self.unreadable_counts().items():
+            if c["images"]:
+                log.warning(
+                    "%s: %d unreadable images, %d triplets left out, %d used",
+                    split,
+                    c["images"],
+                    c["triplets_left_out"],
+                    c["triplets_used"],
+                )
         for epoch in range(state.epoch, s.num_epochs):
             t0 = time.perf_counter()
             row = self.train_epoch(epoch)
