@@ -65,7 +65,7 @@ BLIP2_PREFIXES = (
 class PretrainSettings:
     """The `pretrain:` section of config.yaml."""
 
-    epochs: int = 20
+    epochs: int = 15
     families_per_batch: int = 8
     learning_rate: float = 1e-3
     weight_decay: float = 0.05
