@@ -1,4 +1,5 @@
-# cirflow: boxes -> validation -> SPRC stage 1 -> stage 2 (region loss) -> evaluation on CIRR.
+# cirflow: boxes -> validation -> SPRC stage 1 -> stage 2 (+ its control) -> evaluation on CIRR;
+# `snakemake ablation` adds the region ablation (rules/ablation.smk).
 # This file only wires things together; see rules/*.smk and docs/architecture.md.
 from snakemake.utils import min_version
 
@@ -16,6 +17,7 @@ include: "rules/report.smk"
 include: "rules/features.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/ablation.smk"
 
 
 rule all:

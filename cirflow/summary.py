@@ -42,7 +42,7 @@ def summarise(results_dir: str | Path) -> str:
             lines.append(format_edit_types(per_edit, chance, overall=metrics))
     comparison = results / "eval" / "comparison.csv"
     if comparison.exists():
-        lines.append(f"\nStage 1 vs stage 2 ({comparison}):\n{comparison.read_text().rstrip()}")
+        lines.append(f"\nStages on val ({comparison}):\n{comparison.read_text().rstrip()}")
     return "\n".join(lines)
 
 

@@ -11,7 +11,14 @@ from cirflow.code_inputs import script_sources
 from cirflow.config import canonical, check_config, load_schema, normalise_config
 from cirflow.data.cirr import SPLITS
 from cirflow.model.presets import DEMO_BACKBONE, get_preset
-from cirflow.train.config import STAGES, semantic_params
+from cirflow.train.config import (
+    CONTROL,
+    REGION_MODES,
+    STAGES,
+    ablation_params,
+    semantic_params,
+    stage_mode,
+)
 
 # Types as the schema says (YAML's `1e-3` and nested --config values arrive as strings), every
 # bad key listed by name, then Snakemake's own validation (fills defaults). Every rule's params
@@ -34,6 +41,8 @@ wildcard_constraints:
     shard=r"\d+",
     n=r"\d+",
     stage="|".join(STAGES),
+    run="none|(" + "|".join(REGION_MODES[1:]) + ")_(" + "|".join([*METHODS, "gt"]) + ")",
+    seed=r"\d+",
 
 
 def dataset_root(wildcards=None):
@@ -122,12 +131,13 @@ def box_report_targets():
 
 
 def evaluation_targets():
-    """Both stages evaluated on val, their test-server files, and the comparison table."""
+    """Stage 1, the control and stage 2 evaluated on val, their test-server files, and the
+    comparison table."""
     return (
         expand(
             "results/{ds}/eval/{stage}/val_metrics.json",
             ds=DATASET,
-            stage=["stage1", "stage2"],
+            stage=STAGES,
         )
         + expand(
             "results/{ds}/eval/{stage}/submission/{name}.json",
@@ -188,7 +198,8 @@ def model_preset():
 
 def backbone_file():
     """The tiny preset's first-stage file (the demo's pretrain_backbone makes it), as an input
-    of every rule that builds the model; none for the LAVIS backbones (their own cache)."""
+    of every rule that builds the model; none for the LAVIS backbones (their own cache).
+    """
     weights = model_preset().vit_weights
     return [weights] if weights else []
 
@@ -221,7 +232,11 @@ def feature_files(split):
 
 
 def feature_gpus():
-    return config["features"]["resources"]["gpu"] if model_preset().vit_model != "eva_tiny" else 0
+    return (
+        config["features"]["resources"]["gpu"]
+        if model_preset().vit_model != "eva_tiny"
+        else 0
+    )
 
 
 # --- training and evaluation (rules/train.smk, rules/evaluate.smk) ---
@@ -249,6 +264,55 @@ def training_data():
     ]
 
 
+def box_source_file(source, split):
+    """A box source's merged file of `split`: a detection method's, or the demo's ground truth
+    as box files (rule gt_boxes)."""
+    if source == "gt":
+        if DATASET != "demo":
+            raise ValueError(
+                "box source gt (ground-truth boxes) exists only for the demo"
+            )
+        return f"results/demo/boxes/gt/{split}.json"
+    return f"results/{DATASET}/boxes/{source}/{split}.json"
+
+
+def region_box_inputs(mode, source, splits):
+    """The box files (and sidecars) a run of region mode `mode` reads: the train boxes unless
+    mode is none, each evaluated split's own boxes with tokens (docs/design.md §6). Named
+    boxes, boxes_meta (train) and boxes_<split>, boxes_<split>_meta."""
+    out = {}
+    if mode == "none":
+        return out
+    for split in ["train", *(splits if mode == "tokens" else [])]:
+        name = "boxes" if split == "train" else f"boxes_{split}"
+        path = box_source_file(source, split)
+        out[name] = path
+        out[f"{name}_meta"] = path.removesuffix(".json") + ".meta.json"
+    return out
+
+
+STAGE2_MODE = stage_mode(semantic_params(config["train"], "stage2"))
+
+
+def stage_region_mode(stage):
+    return STAGE2_MODE if stage == "stage2" else "none"
+
+
+def stage2_boxes(wildcards):
+    """Inputs of train_stage2: its train boxes (and val boxes with tokens)."""
+    return region_box_inputs(STAGE2_MODE, stage2_box_method(), ["val"])
+
+
+def evaluation_boxes(wildcards):
+    """Inputs of evaluate: with region tokens, the val and test1 boxes of the stage's method."""
+    boxes = region_box_inputs(
+        stage_region_mode(wildcards.stage), stage2_box_method(), ["val", "test1"]
+    )
+    return {
+        k: v for k, v in boxes.items() if k.startswith(("boxes_val", "boxes_test1"))
+    }
+
+
 def stage_outputs(stage):
     return {
         "best": f"results/{{ds}}/models/{stage}/best.pt",
@@ -266,3 +330,76 @@ def eval_params():
 def train_params(stage):
     """What determines a stage's weights (cirflow.train.config.semantic_params), canonical."""
     return canonical(semantic_params(config["train"], stage))
+
+
+# --- the ablation (rules/ablation.smk) ---
+
+ABLATION = config["ablation"]
+
+
+def ablation_sources():
+    """ablation.box_sources, else boxes.methods plus gt on the demo."""
+    sources = ABLATION["box_sources"] or [
+        *BOX_METHODS,
+        *(["gt"] if DATASET == "demo" else []),
+    ]
+    if "gt" in sources and DATASET != "demo":
+        raise ValueError(
+            "ablation.box_sources: gt (ground-truth boxes) exists only for the demo"
+        )
+    return list(dict.fromkeys(sources))
+
+
+def ablation_runs():
+    """Run names: none (box-independent, shared by every source) and <mode>_<source>."""
+    runs = ["none"] if "none" in ABLATION["modes"] else []
+    for source in ablation_sources():
+        runs += [f"{m}_{source}" for m in ABLATION["modes"] if m != "none"]
+    return runs
+
+
+def ablation_run(run):
+    """(mode, box source or None) of a run name."""
+    if run == "none":
+        return "none", None
+    mode, source = run.split("_", 1)
+    return mode, source
+
+
+def ablation_dir(run, seed):
+    return f"results/{DATASET}/ablation/runs/{run}/seed{seed}"
+
+
+def ablation_train_boxes(wildcards):
+    mode, source = ablation_run(wildcards.run)
+    return region_box_inputs(mode, source, ["val"])
+
+
+def ablation_eval_boxes(wildcards):
+    mode, source = ablation_run(wildcards.run)
+    boxes = region_box_inputs(mode, source, ["val"])
+    return {k: v for k, v in boxes.items() if k.startswith("boxes_val")}
+
+
+def ablation_train_params(wildcards):
+    mode, _ = ablation_run(wildcards.run)
+    return canonical(
+        ablation_params(config["train"], ABLATION, mode, int(wildcards.seed))
+    )
+
+
+def ablation_entries():
+    """Every run of the ablation: mode, box source, seed and its val_metrics.json."""
+    entries = []
+    for run in ablation_runs():
+        mode, source = ablation_run(run)
+        for seed in ABLATION["seeds"]:
+            path = f"{ablation_dir(run, seed)}/val_metrics.json"
+            entries.append(
+                {"mode": mode, "source": source, "seed": seed, "metrics": path}
+            )
+    return entries
+
+
+def ablation_threads(section):
+    return ABLATION["threads"] or config[section]["resources"]["threads"]

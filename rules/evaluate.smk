@@ -1,9 +1,12 @@
-# Evaluation: one job per stage scores CIRR val (recalls) and test1 (the test-server files)
-# with the model built once; then stage 1 vs stage 2.
+# Evaluation: one job per stage (stage1, stage2_control, stage2) scores CIRR val (recalls) and
+# test1 (the test-server files) with the model built once; then the stage table. A stage with
+# region tokens scores each split's gallery with that split's own boxes of its method.
 
 
 rule evaluate:
     input:
+        # With region tokens: the val and test1 boxes (and sidecars) of the stage's method.
+        unpack(evaluation_boxes),
         checkpoint="results/{ds}/models/{stage}/best.pt",
         data=[
             split_file("val"),
@@ -43,6 +46,7 @@ rule evaluate:
 rule compare_stages:
     input:
         stage1="results/{ds}/eval/stage1/val_metrics.json",
+        control="results/{ds}/eval/stage2_control/val_metrics.json",
         stage2="results/{ds}/eval/stage2/val_metrics.json",
         code=code_of("compare_stages"),
     output:

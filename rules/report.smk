@@ -66,13 +66,14 @@ rule stage_report:
         comparison="results/{ds}/eval/comparison.csv",
         stage1="results/{ds}/eval/stage1/val_metrics.json",
         stage2="results/{ds}/eval/stage2/val_metrics.json",
+        control="results/{ds}/eval/stage2_control/val_metrics.json",
         code=code_of("stage_report"),
     output:
         report(
             "results/{ds}/report/stages.html",
             caption="report/stage_report.rst",
             category="Training",
-            labels={"figure": "stage 1 vs stage 2"},
+            labels={"figure": "stage 1, control, stage 2"},
         ),
     log:
         "logs/{ds}/report/stages.log",

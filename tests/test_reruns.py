@@ -8,7 +8,7 @@ pytestmark = pytest.mark.slow
 
 BOX_STAGES = {"detect_shard", "merge_boxes", "box_stats", "box_report"}
 # Stage 2 and what follows it (the stage comparison and its page; the box report never waits
-# for training).
+# for training). Never the control: it reads no boxes and no region-only key.
 STAGE2_ON = {
     "train_stage2": 1,
     "evaluate": 1,
@@ -84,7 +84,7 @@ def test_detection_key_reruns_detection_and_what_follows(finished):
     assert BOX_STAGES <= set(jobs)
     assert set(STAGE2_ON) <= set(jobs)
     assert "demo_dataset" not in jobs
-    assert "train_stage1" not in jobs
+    assert "train_stage1" not in jobs and "train_stage2_control" not in jobs
     assert jobs["evaluate"] == 1  # stage 2's only
 
 
@@ -95,6 +95,7 @@ def test_stage2_key_reruns_stage2_its_evaluation_and_the_comparison(finished):
 def test_stage1_key_reruns_both_stages_but_no_detection(finished):
     jobs = with_config(finished, train__stage1__learning_rate=7e-4)
     assert jobs["train_stage1"] == 1 and jobs["train_stage2"] == 1
+    assert jobs["train_stage2_control"] == 1
     assert not BOX_STAGES - {"box_report"} & set(jobs)
 
 
@@ -114,7 +115,8 @@ def test_transform_code_reruns_training_and_evaluation_only(finished):
     assert jobs == {
         "train_stage1": 1,
         "train_stage2": 1,
-        "evaluate": 2,
+        "train_stage2_control": 1,
+        "evaluate": 3,
         "compare_stages": 1,
         "stage_report": 1,  # never the box report: it does not wait for training
     }

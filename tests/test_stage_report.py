@@ -16,27 +16,35 @@ METRICS = ("recall_at1", "recall_at5", "group_recall_at1", "arithmetic_mean")
 @pytest.fixture
 def inputs(tmp_path):
     stage1 = dict(zip(METRICS, (10.0, 30.0, 40.0, 25.5), strict=True))
+    control = dict(zip(METRICS, (11.0, 29.5, 40.5, 25.0), strict=True))
     stage2 = dict(zip(METRICS, (12.5, 29.0, 41.0, 26.0), strict=True))
     (tmp_path / "stage1.json").write_text(json.dumps(stage1))
+    (tmp_path / "control.json").write_text(json.dumps(control))
     (tmp_path / "stage2.json").write_text(json.dumps(stage2))
-    lines = ["metric,stage1,stage2,delta"] + [
-        f"{k},{stage1[k]:.2f},{stage2[k]:.2f},{stage2[k] - stage1[k]:+.2f}" for k in METRICS
+    lines = ["metric,stage1,stage2_control,stage2,delta_vs_control,delta_vs_stage1"] + [
+        f"{k},{stage1[k]:.2f},{control[k]:.2f},{stage2[k]:.2f},"
+        f"{stage2[k] - control[k]:+.2f},{stage2[k] - stage1[k]:+.2f}"
+        for k in METRICS
     ]
     (tmp_path / "comparison.csv").write_text("\n".join(lines) + "\n")
     return tmp_path
 
 
-def test_the_page_shows_both_stages_and_the_delta(inputs):
+def test_the_page_shows_the_stages_the_control_and_the_deltas(inputs):
     out = inputs / "report/stages.html"
     result = build_stage_report(
-        inputs / "comparison.csv", inputs / "stage1.json", inputs / "stage2.json", out
+        inputs / "comparison.csv",
+        inputs / "stage1.json",
+        inputs / "stage2.json",
+        out,
+        control_json=inputs / "control.json",
     )
     html = out.read_text()
     assert result["metrics"] == len(METRICS)
     rows = re.findall(r"<tr[^>]*><td>([^<]+)</td>((?:<td[^>]*>[^<]*</td>)+)</tr>", html)
     cells = {m: re.findall(r">([^<]*)</td>", rest) for m, rest in rows}
-    assert cells["recall_at1"] == ["10.00", "12.50", "+2.50"]
-    assert cells["recall_at5"] == ["30.00", "29.00", "-1.00"]
+    assert cells["recall_at1"] == ["10.00", "11.00", "12.50", "+1.50", "+2.50"]
+    assert cells["recall_at5"] == ["30.00", "29.50", "29.00", "-0.50", "-1.00"]
     assert "sanity check" in html and "docs/design.md §11" in html
     # Self-contained: nothing to fetch.
     assert not re.search(r"""(src|href)=["'](?!data:)""", html)
@@ -77,3 +85,10 @@ def test_the_box_report_never_waits_for_training(tmp_path):
     assert not {"train_stage1", "train_stage2", "evaluate", "compare_stages"} & set(jobs)
     everything = planned_jobs(workdir)
     assert everything["stage_report"] == 1 and everything["box_report"] == 1
+
+
+def test_the_page_reads_the_columns_compare_stages_writes():
+    from cirflow.evaluate.run import COMPARISON_COLUMNS
+    from cirflow.report.stages import COLUMNS
+
+    assert COLUMNS == COMPARISON_COLUMNS

@@ -1,7 +1,7 @@
 """The training/evaluation rules end to end through the snakemake CLI, on a very small demo.
 
-stage 1 -> evaluate (val recalls + test-server files), stage 2 from stage 1 with the merged train boxes, the
-comparison table; then rerun scope: changing a stage-2 key reruns stage 2 only, a runtime-only
+stage 1 -> evaluate (val recalls + test-server files), stage 2 from stage 1 with the merged train boxes and its
+control, the comparison table; then rerun scope: changing a stage-2 key reruns stage 2 only, a runtime-only
 key (train.num_workers) reruns nothing; and a killed training job resumes when rerun.
 """
 
@@ -69,12 +69,17 @@ def test_stage1_stage2_evaluation_and_rerun_scope(tmp_path):
     recall = json.loads((wd / "results/demo/eval/stage1/submission/recall.json").read_text())
     assert recall["version"] == "rc2" and recall["metric"] == "recall"
     csv = (wd / "results/demo/eval/comparison.csv").read_text().splitlines()
-    assert csv[0] == "metric,stage1,stage2,delta" and len(csv) == 12
+    assert (
+        csv[0] == ("metric,stage1,stage2_control,stage2,delta_vs_control,delta_vs_stage1")
+        and len(csv) == 12
+    )
     hp2 = json.loads((wd / "results/demo/models/stage2/hparams.json").read_text())
     assert hp2["settings"]["use_region_loss"] and hp2["settings"]["init_checkpoint"].endswith(
         "stage1/best.pt"
     )
     assert hp2["box_counts"]["targets_with_boxes"] > 0
+    hpc = json.loads((wd / "results/demo/models/stage2_control/hparams.json").read_text())
+    assert hpc["settings"]["region_mode"] == "none" and hpc["box_counts"] is None
     assert (wd / "logs/demo/train_stage1.log").read_text().count("epoch 2/2") >= 1
     # Nothing to do on a second run.
     assert "Nothing to be done" in _planned(wd) or "train_stage" not in _planned(wd)
@@ -85,6 +90,7 @@ def test_stage1_stage2_evaluation_and_rerun_scope(tmp_path):
     _config(wd, **{"train.num_workers": 0, "train.stage2.loss_region": 0.25})
     plan = _planned(wd)
     assert "train_stage2" in plan and "train_stage1" not in plan
+    assert "train_stage2_control" not in plan
 
 
 def test_killed_training_job_resumes_when_rerun(tmp_path):

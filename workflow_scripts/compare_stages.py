@@ -1,7 +1,8 @@
-"""Adapter for rule compare_stages: metric | stage1 | stage2 | delta."""
+"""Adapter for rule compare_stages: stage 1, the control, stage 2 and their differences."""
 
 from cirflow.evaluate.run import compare_stages
 from cirflow.logs import job_log
 
+inp = snakemake.input
 with job_log(snakemake.log[0], snakemake.output):
-    compare_stages(snakemake.input.stage1, snakemake.input.stage2, snakemake.output[0])
+    compare_stages(inp.stage1, inp.stage2, snakemake.output[0], control_json=inp.control)

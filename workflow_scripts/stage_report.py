@@ -1,4 +1,4 @@
-"""Adapter for rule stage_report: the stage 1 vs stage 2 page."""
+"""Adapter for rule stage_report: the stage 1 / control / stage 2 page."""
 
 from cirflow.logs import job_log
 from cirflow.report.stages import build_stage_report
@@ -9,4 +9,5 @@ with job_log(snakemake.log[0], snakemake.output):
         snakemake.input.stage1,
         snakemake.input.stage2,
         snakemake.output[0],
+        control_json=snakemake.input.get("control"),
     )

@@ -1,30 +1,43 @@
-"""Boxes for the region loss: read a box file (the original scripts' format), validate every box, and map
-the boxes of each training target into the model input (TargetPad → Resize → CenterCrop).
+"""Boxes in the model input: read a box file (the original scripts' format), validate every box, and map
+the boxes of a split's images into the model input (TargetPad → Resize → CenterCrop).
+
+One home for every split: the training targets of the region loss (`aux`), the training targets
+and references of the region tokens (`tokens`), and the gallery images of an evaluation with
+region tokens (val, test1), each with its own box file of the same method (docs/design.md §6).
+`load_image_boxes` does the work; `load_training_boxes` is its name for the training targets.
 
 What happens to bad input (never a silent wrong loss):
 
 * not JSON, not an object of name → list                  → CirflowError naming the file
 * most boxes above 1.5 (pixel coordinates)                → CirflowError ("pixels, not normalised")
 * none of the split's images in the file (another split?) → CirflowError
+* the sidecar names another split than the table's         → CirflowError
 * a box with NaN/inf, x1 ≥ x2 or y1 ≥ y2, not 4 numbers    → rejected, counted
 * a box slightly outside [0, 1] (within [-0.5, 1.5])      → clipped to [0, 1], counted
 * a box further outside [0, 1]                            → rejected, counted
 * a box whose area mostly falls outside the centre crop   → dropped (< 25 % left), counted
 * an image name that is not in the split                  → ignored, counted
 * a split image missing from the file, or with []          → no region term for it, counted
+* an image the feature stage could not read                → no boxes for it, counted
 * the sidecar (<split>.meta.json) says another image size → that image's boxes rejected, counted
 * an empty file (`{}`), or boxes for fewer than `min_targets_with_boxes` of the targets
   (`train.stage2.min_targets_with_boxes`, 10 %)          → CirflowError: the region loss would
                                                              be 0 for most batches, and the stage
                                                              comparison meaningless
 
-The counts are logged and returned (they go into hparams.json).
+`max_boxes` keeps the first (largest: box files are sorted by area) boxes of each image that
+survive the checks, for the region tokens (`train.stage2.region.max_region_tokens`); the boxes
+left out are counted.
+
+The counts are logged and returned (they go into hparams.json). Their keys say "targets" for the
+images asked for, whatever the split.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,28 +57,68 @@ CLIP_TOLERANCE = PIXEL_LIMIT - 1.0
 COUNTED_AS = {"non_numeric": "malformed"}
 
 
+@dataclass(frozen=True)
+class BoxFile:
+    """A split's box file and its sidecar (None: `<split>.meta.json` beside it, if there)."""
+
+    path: str | Path
+    meta: str | Path | None = None
+
+
 def load_training_boxes(
     box_file: str | Path,
     table: ImageTable,
     image_size: int,
     target_names: set[str] | None = None,
     meta_file: str | Path | None = None,
+    max_boxes: int | None = None,
     min_targets_with_boxes: float = 0.0,
     min_key: str = "train.stage2.min_targets_with_boxes",
 ) -> tuple[dict[int, torch.Tensor], dict]:
-    """Boxes of the split's images, in model-input pixels: {image index: (K, 4)} and counts.
+    """Boxes of the training targets (`target_names`; default every image of the table), in
+    model-input pixels: {image index: (K, 4)} and counts (`load_image_boxes`).
 
-    `target_names`: the images used as targets (only those need boxes; the counts refer to them).
-    `meta_file`: the box file's sidecar (image sizes); default: next to the box file, if there.
     `min_targets_with_boxes`: refuse the file when fewer than this fraction of the targets get
     a box (`min_key` is the config key named in the error).
+    """
+    out, counts = load_image_boxes(box_file, table, image_size, target_names, meta_file, max_boxes)
+    if (
+        counts["targets"]
+        and counts["targets_with_boxes"] < min_targets_with_boxes * counts["targets"]
+    ):
+        raise CirflowError(
+            f"{box_file}: only {counts['targets_with_boxes']:,} of {counts['targets']:,} training "
+            f"targets have a usable box ({counts['targets_missing_from_file']:,} missing from the "
+            f"file, {counts['targets_without_boxes']:,} with none left), fewer than {min_key} = "
+            f"{min_targets_with_boxes:g}: the region loss would be 0 for most batches and stage 2 "
+            "would only repeat stage 1. Check the box file (right split? all []?) or lower "
+            f"{min_key}"
+        )
+    return out, counts
+
+
+def load_image_boxes(
+    box_file: str | Path,
+    table: ImageTable,
+    image_size: int,
+    names: set[str] | None = None,
+    meta_file: str | Path | None = None,
+    max_boxes: int | None = None,
+) -> tuple[dict[int, torch.Tensor], dict]:
+    """Boxes of the split's images, in model-input pixels: {image index: (K, 4)} and counts.
+
+    `table`: the split's `ImageTable` or `FeatureTable` (names, index, original sizes).
+    `names`: the images that need boxes (the counts refer to them); default: every image.
+    `meta_file`: the box file's sidecar (image sizes, split); default: next to the box file, if
+    there. `max_boxes`: keep at most this many boxes per image, the first (largest) ones.
+    Each box maps through the image's own `Geometry` (its original width and height).
     """
     box_file = Path(box_file)
     data = read_box_file(box_file)
     if not data:
         raise CirflowError(
-            f"{box_file}: the box file is empty ({{}}): no training target has a box, so the "
-            "region loss would be 0 throughout; regenerate the train boxes"
+            f"{box_file}: the box file is empty ({{}}): no image has a box, so the region "
+            "term would be 0 throughout; regenerate the boxes"
         )
     counts = {
         "file": str(box_file),
@@ -87,6 +140,8 @@ def load_training_boxes(
         },
         "clipped_to_unit": 0,
         "dropped_by_crop": 0,
+        "beyond_max_boxes": 0,
+        "unreadable_images": 0,
     }
     known = [n for n in data if n in table.index]
     counts["unknown_images"] = len(data) - len(known)
@@ -112,18 +167,29 @@ def load_training_boxes(
         raise CirflowError(f"box sidecar not found: {side}")
     if side.is_file():
         meta = read_json(side, what="box sidecar")
+        meta_split = meta.get("split") if isinstance(meta, dict) else None
+        split = getattr(table, "split", None)
+        if meta_split and split and meta_split != split:
+            raise CirflowError(
+                f"{side}: the sidecar of a {meta_split} box file, but these are the {split} "
+                f"images ({box_file}): give the {split} box file of the same method"
+            )
         sizes = {
             n: tuple(v["size"])
             for n, v in (meta.get("images") or {}).items()
             if isinstance(v, dict) and "size" in v
         }
 
-    names = target_names if target_names is not None else set(table.names)
+    names = names if names is not None else set(table.names)
+    unreadable = getattr(table, "unreadable", {})
     out: dict[int, torch.Tensor] = {}
     for name in sorted(names):
         counts["targets"] += 1
         if name not in data:
             counts["targets_missing_from_file"] += 1
+            continue
+        if name in unreadable:
+            counts["unreadable_images"] += 1
             continue
         idx = table.index[name]
         width, height = table.image_size(idx)
@@ -144,6 +210,9 @@ def load_training_boxes(
             good.append(clipped)
         mapped, dropped = map_boxes(good, geometry(width, height, image_size), MIN_BOX_FRACTION)
         counts["dropped_by_crop"] += dropped
+        if max_boxes is not None and len(mapped) > max_boxes:
+            counts["beyond_max_boxes"] += len(mapped) - max_boxes
+            mapped = mapped[:max_boxes]
         if len(mapped):
             out[idx] = torch.from_numpy(np.ascontiguousarray(mapped))
             counts["targets_with_boxes"] += 1
@@ -152,7 +221,8 @@ def load_training_boxes(
             counts["targets_without_boxes"] += 1
     log.info(
         "boxes from %s: %d/%d targets have boxes (%d missing from the file, %d empty); %d boxes used of %d "
-        "read; rejected %s; clipped to [0,1] %d; dropped by the crop %d; %d unknown image names ignored",
+        "read; rejected %s; clipped to [0,1] %d; dropped by the crop %d; beyond the cap %d; "
+        "%d unknown image names ignored",
         box_file,
         counts["targets_with_boxes"],
         counts["targets"],
@@ -163,23 +233,12 @@ def load_training_boxes(
         {k: v for k, v in counts["rejected"].items() if v} or "none",
         counts["clipped_to_unit"],
         counts["dropped_by_crop"],
+        counts["beyond_max_boxes"],
         counts["unknown_images"],
     )
-    if (
-        counts["targets"]
-        and counts["targets_with_boxes"] < min_targets_with_boxes * counts["targets"]
-    ):
-        raise CirflowError(
-            f"{box_file}: only {counts['targets_with_boxes']:,} of {counts['targets']:,} training "
-            f"targets have a usable box ({counts['targets_missing_from_file']:,} missing from the "
-            f"file, {counts['targets_without_boxes']:,} with none left), fewer than {min_key} = "
-            f"{min_targets_with_boxes:g}: the region loss would be 0 for most batches and stage 2 "
-            "would only repeat stage 1. Check the box file (right split? all []?) or lower "
-            f"{min_key}"
-        )
     if counts["targets"] and counts["targets_missing_from_file"] > 0.5 * counts["targets"]:
         log.warning(
-            "%s: %d of %d training targets are missing from the box file: the region loss will see "
+            "%s: %d of %d images are missing from the box file: the region term will see "
             "few boxes (is this the file of the right split?)",
             box_file,
             counts["targets_missing_from_file"],

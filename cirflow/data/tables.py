@@ -201,8 +201,11 @@ class Batch:
     target: torch.Tensor | None
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
-    boxes: torch.Tensor | None = None  # (B, M, 4) input pixels
+    boxes: torch.Tensor | None = None  # (B, M, 4) input pixels, of the targets
     box_valid: torch.Tensor | None = None  # (B, M) bool
+    # The references' boxes (region tokens with batch_images negatives), same layout.
+    ref_boxes: torch.Tensor | None = None
+    ref_box_valid: torch.Tensor | None = None
 
 
 def model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -224,8 +227,12 @@ def pad_tokens(token_lists: list[list[int]], pad_id: int = 0) -> tuple[torch.Ten
     return ids, mask
 
 
-def pad_boxes(per_item: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    m = max((len(b) for b in per_item), default=0)
+def pad_boxes(
+    per_item: list[torch.Tensor], width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(boxes (B, M, 4), valid (B, M)): each item's boxes, zero-padded to M = `width` (default:
+    the most boxes of any item)."""
+    m = max((len(b) for b in per_item), default=0) if width is None else int(width)
     boxes = torch.zeros((len(per_item), m, 4), dtype=torch.float32)
     valid = torch.zeros((len(per_item), m), dtype=torch.bool)
     for i, b in enumerate(per_item):
@@ -293,8 +300,11 @@ class TripletData:
         )
         self.tokens: list[list[int]] = enc["input_ids"]
         self.pad_id = tokenizer.pad_token_id or 0
-        # Per target image index: its boxes in input pixels (stage 2, `regions.load_training_boxes`).
+        # Per image index: its boxes in input pixels (stage 2, `regions.load_training_boxes`):
+        # the targets', and the references' too where `reference_boxes` is set (region tokens
+        # of the reference images, which are candidates with batch_images negatives).
         self.target_boxes: dict[int, torch.Tensor] | None = None
+        self.reference_boxes = False
 
     def __len__(self) -> int:
         return len(self.triplets)
@@ -309,6 +319,9 @@ class TripletData:
             empty = torch.zeros((0, 4))
             per = [self.target_boxes.get(int(self.target_idx[i]), empty) for i in idx.tolist()]
             batch.boxes, batch.box_valid = pad_boxes(per)
+            if self.reference_boxes:
+                per = [self.target_boxes.get(int(self.ref_idx[i]), empty) for i in idx.tolist()]
+                batch.ref_boxes, batch.ref_box_valid = pad_boxes(per)
         return batch
 
     def permutation(

@@ -32,6 +32,16 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=0.01,
         help="unreadable images are left out and listed; past this fraction of a split: an error",
     )
+    p.add_argument(
+        "--box-file",
+        default=None,
+        help="a model with region tokens: this split's box file of its box method",
+    )
+    p.add_argument(
+        "--box-meta-file",
+        default=None,
+        help="its sidecar (default: <box file>.meta.json, if there)",
+    )
 
 
 def register(subparsers) -> None:
@@ -59,11 +69,12 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "compare",
-        help="stage 1 vs stage 2 table (metric, stage1, stage2, delta)",
+        help="the stage table (metric, stage1, stage2_control, stage2, deltas)",
         formatter_class=fmt,
     )
     p.add_argument("--stage1", required=True, help="stage-1 val_metrics.json")
     p.add_argument("--stage2", required=True, help="stage-2 val_metrics.json")
+    p.add_argument("--control", default=None, help="the control's val_metrics.json")
     p.add_argument("--out", required=True, help="comparison.csv to write")
     p.set_defaults(func=run_compare)
 
@@ -80,6 +91,12 @@ def settings_from_args(args) -> EvalSettings:
     )
 
 
+def boxes_from_args(args):
+    from cirflow.data.regions import BoxFile
+
+    return BoxFile(args.box_file, args.box_meta_file) if args.box_file else None
+
+
 def run_evaluate(args) -> int:
     from cirflow.evaluate.run import evaluate_checkpoint
 
@@ -91,6 +108,7 @@ def run_evaluate(args) -> int:
         details_out=args.details,
         split=args.split,
         backbone=args.backbone,
+        boxes=boxes_from_args(args),
     )
     return 0
 
@@ -107,6 +125,7 @@ def run_submission(args) -> int:
         out / "recall_subset.json",
         backbone=args.backbone,
         details_out=args.details,
+        boxes=boxes_from_args(args),
     )
     return 0
 
@@ -114,6 +133,12 @@ def run_submission(args) -> int:
 def run_compare(args) -> int:
     from cirflow.evaluate.run import compare_stages
 
-    for r in compare_stages(args.stage1, args.stage2, args.out):
-        print(f"{r['metric']:<18} {r['stage1']:7.2f} {r['stage2']:7.2f} {r['delta']:+7.2f}")
+    rows = compare_stages(args.stage1, args.stage2, args.out, control_json=args.control)
+    for r in rows:
+        control = "" if r["stage2_control"] is None else f" control {r['stage2_control']:7.2f}"
+        vs = "" if r["delta_vs_control"] is None else f" (vs control {r['delta_vs_control']:+.2f})"
+        print(
+            f"{r['metric']:<18} stage1 {r['stage1']:7.2f}{control} stage2 {r['stage2']:7.2f} "
+            f"{r['delta_vs_stage1']:+7.2f}{vs}"
+        )
     return 0

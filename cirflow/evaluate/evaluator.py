@@ -10,9 +10,11 @@ import torch
 
 from cirflow.data.cirr import EDIT_TYPES, CirrDataset, edits_file, load_edit_types
 from cirflow.data.feature_store import FeatureStore, FeatureTable
+from cirflow.data.regions import BoxFile, load_image_boxes
 from cirflow.data.tables import ImageTable, TripletData
 from cirflow.device import resolve_device
-from cirflow.evaluate.features import gallery_features, query_features
+from cirflow.errors import CirflowError
+from cirflow.evaluate.features import gallery_features, gallery_region_features, query_features
 from cirflow.evaluate.ranking import exact_ranks, max_token_scores
 from cirflow.evaluate.recall import (
     chance_levels,
@@ -37,6 +39,12 @@ class SplitEvaluator:
     `model` gives the tokenizer and the preset's text length and image size; `device`, when
     given, overrides `settings.device` (training validates on its own device); `features`, the
     split's cached ViT token shards, replace decoding the images.
+
+    `boxes`: the split's own box file (and sidecar), of the box method the model was trained
+    with. A model with region tokens (docs/design.md §6) needs it: each gallery image's
+    candidate tokens are its global tokens plus one region token per box (at most the model's
+    `max_region_tokens`, largest first), mapped through that image's own geometry. A box file
+    of another split is an error (`cirflow.data.regions`); other models ignore `boxes`.
     """
 
     def __init__(
@@ -47,6 +55,7 @@ class SplitEvaluator:
         settings: EvalSettings,
         device: torch.device | None = None,
         features: list[str] | None = None,
+        boxes: BoxFile | None = None,
     ):
         self.split = split
         self.settings = settings
@@ -90,6 +99,25 @@ class SplitEvaluator:
                 ", ".join(str(q["pairid"]) for q in self.fallback_queries),
             )
         self.device = device or resolve_device(settings.device, settings.key("device"))
+        self.boxes: dict[int, torch.Tensor] | None = None
+        self.box_counts: dict | None = None
+        if getattr(model, "use_region_tokens", False):
+            if boxes is None:
+                raise CirflowError(
+                    f"{split}: this model scores images with region tokens "
+                    "(train.stage2.region.mode: tokens), so its evaluation needs the "
+                    f"{split} box file of its box method (results/{{ds}}/boxes/<method>/"
+                    f"{split}.json and its sidecar; --box-file on the command line)"
+                )
+            self.boxes, self.box_counts = load_image_boxes(
+                boxes.path,
+                self.table,
+                model.preset.image_size,
+                meta_file=boxes.meta,
+                max_boxes=model.max_region_tokens,
+            )
+        elif boxes is not None:
+            log.info("%s: the model has no region tokens; box file %s not used", split, boxes.path)
 
     def unreadable_report(self) -> dict:
         """What was left out, for the details JSON files."""
@@ -117,19 +145,33 @@ class SplitEvaluator:
         return chance_levels(len(self.gallery_names))
 
     @torch.no_grad()
-    def features(self, model) -> tuple[torch.Tensor, torch.Tensor]:
-        """(query features (Q, D), gallery features (N, nq, D)): each image encoded once."""
+    def features(self, model) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+        """(query features (Q, D), gallery features (N, nq, D), the gallery's region tokens
+        (R (N, M, D), valid (N, M)) or None): each image encoded once."""
         t0 = time.perf_counter()
         s = self.settings
-        gallery = gallery_features(
-            model,
-            self.table,
-            self.device,
-            s.batch_size,
-            s.num_workers,
-            s.progress,
-            indices=self.gallery_idx,
-        )
+        regions = None
+        if self.boxes is not None:
+            gallery, regions = gallery_region_features(
+                model,
+                self.table,
+                self.boxes,
+                self.device,
+                s.batch_size,
+                s.num_workers,
+                s.progress,
+                indices=self.gallery_idx,
+            )
+        else:
+            gallery = gallery_features(
+                model,
+                self.table,
+                self.device,
+                s.batch_size,
+                s.num_workers,
+                s.progress,
+                indices=self.gallery_idx,
+            )
         queries = query_features(
             model, self.data, self.device, s.batch_size, s.num_workers, s.progress
         )
@@ -140,23 +182,26 @@ class SplitEvaluator:
             len(self.data),
             time.perf_counter() - t0,
         )
-        return queries, gallery
+        return queries, gallery, regions
 
     @torch.no_grad()
     def scores(self, model) -> torch.Tensor:
-        return max_token_scores(*self.features(model))
+        queries, gallery, regions = self.features(model)
+        return max_token_scores(queries, gallery, regions=regions)
 
     @torch.no_grad()
     def ranks(self, model) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact 0-based ranks of every query's target, in the gallery and in its subset
         (bf16 first pass where the CPU has native bf16)."""
-        queries, gallery = self.features(model)
+        queries, gallery, regions = self.features(model)
         t0 = time.perf_counter()
         index, triplets, dev = self.gallery_index, self.data.triplets, queries.device
         reference = torch.tensor([index[t["reference"]] for t in triplets], device=dev)
         target = torch.tensor([index[t["target_hard"]] for t in triplets], device=dev)
         members = member_matrix(triplets, index).to(dev)
-        rank, subset_rank = exact_ranks(queries, gallery, reference, target, members)
+        rank, subset_rank = exact_ranks(
+            queries, gallery, reference, target, members, regions=regions
+        )
         log.info("%s: ranking in %.2f s", self.split, time.perf_counter() - t0)
         return rank, subset_rank
 

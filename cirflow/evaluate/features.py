@@ -1,4 +1,9 @@
-"""Gallery features (once per image of the split) and composed-query features."""
+"""Gallery features (once per image of the split) and composed-query features.
+
+With region tokens (docs/design.md §6), each gallery image also gets its region tokens R from
+its own boxes (the split's box file, mapped into the input as in training by
+`cirflow.data.regions`), from the same ViT / `ln_vision` pass as its global tokens K.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from cirflow.data.tables import ImageTable, TripletData, model_input
+from cirflow.data.tables import ImageTable, TripletData, model_input, pad_boxes
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,42 @@ def gallery_features(
         progress,
         lambda images: model.gallery_features(model_input(images, device)),
     )
+
+
+@torch.no_grad()
+def gallery_region_features(
+    model,
+    table: ImageTable,
+    boxes: dict[int, torch.Tensor],
+    device: torch.device,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    progress: bool = False,
+    indices: list[int] | None = None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """(K (N, nq, D), (R (N, M, D), valid (N, M))) of the table's images `indices` (default:
+    all), in that order, on `device`: `boxes` {image index: (K, 4) input pixels}; M = the most
+    boxes of any image; an image without boxes has no valid slot (it keeps its global tokens
+    only)."""
+    order = list(range(len(table))) if indices is None else list(indices)
+    width = max((len(b) for b in boxes.values()), default=0)
+    empty = torch.zeros((0, 4))
+    was_training = model.training
+    model.eval()
+    globals_, regions, valid = [], [], []
+    start = 0
+    batches = _image_batches(table, batch_size, num_workers, order)
+    total = -(-len(order) // batch_size)
+    for images in tqdm(batches, total=total, desc="gallery", disable=not progress, mininterval=10):
+        idx = order[start : start + len(images)]
+        start += len(images)
+        b, v = pad_boxes([boxes.get(i, empty) for i in idx], width)
+        k, r = model.gallery_tokens(model_input(images, device), b.to(device), v.to(device))
+        globals_.append(k)
+        regions.append(r)
+        valid.append(v.to(device))
+    model.train(was_training)
+    return torch.cat(globals_), (torch.cat(regions), torch.cat(valid))
 
 
 @torch.no_grad()

@@ -1,6 +1,12 @@
 """Scores of composed queries against gallery images: s(i, j) = max_k ⟨q_i, K_{j,k}⟩.
 
-The gallery holds nq normalised tokens per image. The (Q, N·nq) product is never materialised
+The gallery holds nq normalised tokens per image. With region tokens (docs/design.md §6,
+`regions` = (R (N, M, D), valid (N, M))) the candidate set is K_j ∪ {R_{j,m} : m real} and
+
+    s(i, j) = max(max_k ⟨q_i, K_{j,k}⟩, max_{m real} ⟨q_i, R_{j,m}⟩)
+
+where the first term is computed exactly as without region tokens and the second only for the
+images that have boxes: an image without boxes scores exactly as with its global tokens only. The (Q, N·nq) product is never materialised
 whole (4,181 × 2,297 × 32 floats would be 1.2 GB): it is computed in blocks of gallery images
 sized to stay in cache, each reduced by a max over its tokens right away.
 """
@@ -15,6 +21,25 @@ GALLERY_BLOCK = 64
 QUERY_BLOCK = 2048
 
 
+Regions = tuple[torch.Tensor, torch.Tensor]  # (R (N, M, D), valid (N, M) bool)
+
+
+def _with_boxes(regions: Regions | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(indices of the images with ≥ 1 box, their region tokens (n, M, D) with each padding
+    slot repeating the image's first real token, so that a plain max over them is the max over
+    the real ones), or None when no image has a box."""
+    if regions is None:
+        return None
+    tokens, valid = regions
+    if tokens.shape[1] == 0 or not bool(valid.any()):
+        return None
+    idx = valid.any(dim=1).nonzero(as_tuple=True)[0]
+    t, v = tokens[idx], valid[idx]
+    first = v.float().argmax(dim=1)  # the first real slot of each image
+    filler = t[torch.arange(len(idx), device=t.device), first][:, None, :]
+    return idx, torch.where(v[..., None], t, filler)
+
+
 @torch.no_grad()
 def max_token_scores(
     queries: torch.Tensor,
@@ -22,11 +47,25 @@ def max_token_scores(
     gallery_block: int = GALLERY_BLOCK,
     query_block: int = QUERY_BLOCK,
     dtype: torch.dtype = torch.float32,
+    regions: Regions | None = None,
 ) -> torch.Tensor:
     """queries (Q, D), gallery (N, T, D) or (N, D) → scores (Q, N), float32, on queries' device.
 
     `dtype=torch.bfloat16` computes the products in bf16 (see `exact_ranks` for its use).
+    `regions`: the gallery's region tokens (module docstring).
     """
+    out = _max_over_tokens(queries, gallery, gallery_block, query_block, dtype)
+    with_boxes = _with_boxes(regions)
+    if with_boxes is not None:
+        idx, tokens = with_boxes
+        idx = idx.to(out.device)
+        by_region = _max_over_tokens(queries, tokens, gallery_block, query_block, dtype)
+        out[:, idx] = torch.maximum(out[:, idx], by_region)
+    return out
+
+
+def _max_over_tokens(queries, gallery, gallery_block, query_block, dtype) -> torch.Tensor:
+    """max_k ⟨q_i, G_{j,k}⟩ over every token of `gallery` (N, T, D) or (N, D): (Q, N) float32."""
     if gallery.dim() == 2:
         gallery = gallery[:, None, :]
     n, t, d = gallery.shape
@@ -81,12 +120,17 @@ def bf16_is_fast() -> bool:
     return _BF16_OK
 
 
-def bf16_error_bound(queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+def bf16_error_bound(
+    queries: torch.Tensor, gallery: torch.Tensor, regions: Regions | None = None
+) -> torch.Tensor:
     """|bf16 score − exact score| ≤ bound_i for query i: inputs rounded to bf16 (relative
     2^-8 each), fp32 accumulation, output rounded to bf16 (2^-8 of |score|), max over tokens
-    (1-Lipschitz); by Cauchy–Schwarz every term is ≤ ‖q_i‖·max‖K‖."""
+    (1-Lipschitz; the max of the global and region maxima too); by Cauchy–Schwarz every term
+    is ≤ ‖q_i‖·max‖K‖ (max over region tokens as well)."""
     qn = queries.float().norm(dim=-1)
     kn = gallery.float().norm(dim=-1).max()
+    if regions is not None and regions[0].numel():
+        kn = torch.maximum(kn, regions[0].float().norm(dim=-1).max().to(kn.device))
     u = 2.0**-8
     return (2 * u + u * u + u + 1e-5) * qn * kn + 1e-6
 
@@ -97,15 +141,20 @@ def pair_scores(
     q_idx: torch.Tensor,
     g_idx: torch.Tensor,
     chunk: int = 2048,
+    regions: Regions | None = None,
 ) -> torch.Tensor:
-    """Exact fp32 s(q_idx[p], g_idx[p]) for a list of pairs."""
+    """Exact fp32 s(q_idx[p], g_idx[p]) for a list of pairs (with `regions`: over K ∪ R)."""
     out = torch.empty(len(q_idx), dtype=torch.float32, device=queries.device)
     g3 = gallery if gallery.dim() == 3 else gallery[:, None, :]
+    has_regions = regions is not None and regions[0].shape[1] > 0 and bool(regions[1].any())
     for s in range(0, len(q_idx), chunk):
         qi, gi = q_idx[s : s + chunk], g_idx[s : s + chunk]
-        out[s : s + chunk] = torch.einsum("pd,pkd->pk", queries[qi].float(), g3[gi].float()).amax(
-            dim=-1
-        )
+        q = queries[qi].float()
+        out[s : s + chunk] = torch.einsum("pd,pkd->pk", q, g3[gi].float()).amax(dim=-1)
+        if has_regions:
+            tokens, valid = regions[0][gi].float(), regions[1][gi]
+            by_region = torch.einsum("pd,pmd->pm", q, tokens).masked_fill(~valid, float("-inf"))
+            out[s : s + chunk] = torch.maximum(out[s : s + chunk], by_region.amax(dim=-1))
     return out
 
 
@@ -118,22 +167,25 @@ def exact_ranks(
     members: torch.Tensor,
     max_rank: int = 50,
     approx: bool | None = None,
+    regions: Regions | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(rank, subset_rank) as `recall.recall_ranks` computes them from fp32 scores.
 
     Full-gallery ranks ≥ `max_rank` are only lower bounds (R@K needs K ≤ max_rank); subset
     ranks are exact. `approx` None: use the bf16 pass when the CPU has native bf16.
+    `regions`: the gallery's region tokens (module docstring).
     """
     from cirflow.evaluate.recall import recall_ranks
 
     use_bf16 = approx if approx is not None else (queries.device.type == "cpu" and bf16_is_fast())
     if not use_bf16:
-        return recall_ranks(max_token_scores(queries, gallery), reference, target, members)
+        scores = max_token_scores(queries, gallery, regions=regions)
+        return recall_ranks(scores, reference, target, members)
     q = queries.float()
     rows = torch.arange(q.shape[0], device=q.device)
-    approx_scores = max_token_scores(q, gallery, dtype=torch.bfloat16)
-    eps = bf16_error_bound(q, gallery)[:, None]
-    s_t = pair_scores(q, gallery, rows, target)[:, None]
+    approx_scores = max_token_scores(q, gallery, dtype=torch.bfloat16, regions=regions)
+    eps = bf16_error_bound(q, gallery, regions)[:, None]
+    s_t = pair_scores(q, gallery, rows, target, regions=regions)[:, None]
     # Full gallery: definitely ahead / ambiguous, reference and target excluded.
     ahead = approx_scores > s_t + eps
     maybe = approx_scores >= s_t - eps
@@ -146,7 +198,7 @@ def exact_ranks(
     band &= (rank < max_rank)[:, None]
     qi, gi = band.nonzero(as_tuple=True)
     if len(qi):
-        s = pair_scores(q, gallery, qi, gi)
+        s = pair_scores(q, gallery, qi, gi, regions=regions)
         st = s_t[qi, 0]
         extra = (s > st) | ((s == st) & (gi < target[qi]))
         rank.index_add_(0, qi, extra.long())
@@ -159,7 +211,7 @@ def exact_ranks(
     bi, bj = m_band.nonzero(as_tuple=True)
     if len(bi):
         gi = safe[bi, bj]
-        s = pair_scores(q, gallery, bi, gi)
+        s = pair_scores(q, gallery, bi, gi, regions=regions)
         st = s_t[bi, 0]
         m_ahead[bi, bj] = (s > st) | ((s == st) & (gi < target[bi]))
     return rank, m_ahead.sum(dim=1)

@@ -3,7 +3,13 @@
 `evaluate_stage` is the workflow's one evaluation job per stage: it builds the model once, scores
 CIRR val (recalls) and test1 (the test-server files). `evaluate_checkpoint` and
 `write_submission` are the two halves, for the `cirflow evaluate` / `cirflow submission`
-commands.
+commands. A model with region tokens (docs/design.md §6) scores each split's gallery with that
+split's own boxes (`boxes`: a `BoxFile` per split).
+
+`compare_stages` writes the stage table (comparison.csv): stage 1, the control (stage 2's run
+with region mode none, same init, schedule, seed and batch order), stage 2, and the two
+differences. The control isolates the region effect; stage 2 − stage 1 mixes it with the
+extra epochs and the restarted schedule (docs/design.md §11).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 import torch
 
+from cirflow.data.regions import BoxFile
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
@@ -27,8 +34,15 @@ from cirflow.model.checkpoints import build_model_from_checkpoint
 
 log = logging.getLogger(__name__)
 
-# The original scripts' "expected effect" table: which metrics, in which order.
-COMPARISON_COLUMNS = ("metric", "stage1", "stage2", "delta")
+# The stage table: stage 1, the control, stage 2, stage 2 − control, stage 2 − stage 1.
+COMPARISON_COLUMNS = (
+    "metric",
+    "stage1",
+    "stage2_control",
+    "stage2",
+    "delta_vs_control",
+    "delta_vs_stage1",
+)
 
 
 @dataclass
@@ -61,6 +75,7 @@ def score_split(
     details_out: str | Path | None = None,
     split: str = "val",
     features: list[str] | None = None,
+    boxes: BoxFile | None = None,
 ) -> dict[str, float]:
     """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out` (JSON, percent).
 
@@ -74,7 +89,7 @@ def score_split(
         )
     t0 = time.perf_counter()
     model = loaded.model
-    ev = SplitEvaluator(cirr_root, split, model, settings, loaded.device, features)
+    ev = SplitEvaluator(cirr_root, split, model, settings, loaded.device, features, boxes)
     metrics, per_edit = ev.metrics_and_edit_types(model)
     chance = ev.chance()
     written: dict[str, Any] = dict(metrics)
@@ -94,6 +109,8 @@ def score_split(
                 "chance": chance,
                 **ev.unreadable_report(),
                 "edit_types": str(ev.edits_source()) if per_edit is not None else None,
+                "region_mode": getattr(model, "region_mode", "none"),
+                "box_counts": ev.box_counts,
                 "seconds": round(time.perf_counter() - t0, 2),
             },
             indent=2,
@@ -124,12 +141,14 @@ def submission_for_model(
     subset_out: str | Path,
     details_out: str | Path | None = None,
     features: list[str] | None = None,
+    boxes: BoxFile | None = None,
 ) -> dict:
     """CIRR test-server files for test1: recall.json (top-50) and recall_subset.json (top-3).
 
     Every pairid is in both files; `details_out` (JSON) lists the unreadable images left out of
-    the gallery and the queries ranked with the fallback (black reference). Returns that dict."""
-    ev = SplitEvaluator(cirr_root, "test1", loaded.model, settings, loaded.device, features)
+    the gallery and the queries ranked with the fallback (black reference). Returns that dict.
+    `boxes`: test1's box file, for a model with region tokens."""
+    ev = SplitEvaluator(cirr_root, "test1", loaded.model, settings, loaded.device, features, boxes)
     recall, subset = ev.submission(loaded.model)
     write_json_atomic(recall_out, recall)
     write_json_atomic(subset_out, subset)
@@ -157,10 +176,12 @@ def evaluate_checkpoint(
     details_out: str | Path | None = None,
     split: str = "val",
     backbone: str | None = None,
+    boxes: BoxFile | None = None,
 ) -> dict[str, float]:
-    """`cirflow evaluate`: recalls of `checkpoint` on `split` → `out`."""
+    """`cirflow evaluate`: recalls of `checkpoint` on `split` → `out` (`boxes`: the split's
+    box file, for a model with region tokens)."""
     loaded = load_for_evaluation(checkpoint, settings, backbone)
-    return score_split(loaded, cirr_root, settings, out, details_out, split)
+    return score_split(loaded, cirr_root, settings, out, details_out, split, boxes=boxes)
 
 
 def write_submission(
@@ -171,10 +192,14 @@ def write_submission(
     subset_out: str | Path,
     backbone: str | None = None,
     details_out: str | Path | None = None,
+    boxes: BoxFile | None = None,
 ) -> dict:
-    """`cirflow submission`: the test-server files of `checkpoint`."""
+    """`cirflow submission`: the test-server files of `checkpoint` (`boxes`: test1's box file,
+    for a model with region tokens)."""
     loaded = load_for_evaluation(checkpoint, settings, backbone)
-    return submission_for_model(loaded, cirr_root, settings, recall_out, subset_out, details_out)
+    return submission_for_model(
+        loaded, cirr_root, settings, recall_out, subset_out, details_out, boxes=boxes
+    )
 
 
 def evaluate_stage(
@@ -187,52 +212,90 @@ def evaluate_stage(
     subset_out: str | Path,
     features: dict[str, list[str]] | None = None,
     test1_details_out: str | Path | None = None,
+    boxes: dict[str, BoxFile] | None = None,
 ) -> dict[str, float]:
     """Rule evaluate: val recalls and test1 server files of one stage, the model built once.
-    `features`: {"val": [...], "test1": [...]} cached ViT token shards (a frozen ViT)."""
-    features = features or {}
+    `features`: {"val": [...], "test1": [...]} cached ViT token shards (a frozen ViT);
+    `boxes`: {"val": BoxFile, "test1": BoxFile}, each split's own boxes (region tokens);
+    `recall_out` None: val only (the ablation's runs)."""
+    features, boxes = features or {}, boxes or {}
     loaded = load_for_evaluation(checkpoint, settings)
     metrics = score_split(
-        loaded, cirr_root, settings, metrics_out, details_out, "val", features.get("val")
-    )
-    submission_for_model(
         loaded,
         cirr_root,
         settings,
-        recall_out,
-        subset_out,
-        test1_details_out,
-        features.get("test1"),
+        metrics_out,
+        details_out,
+        "val",
+        features.get("val"),
+        boxes.get("val"),
     )
+    if recall_out is not None:
+        submission_for_model(
+            loaded,
+            cirr_root,
+            settings,
+            recall_out,
+            subset_out,
+            test1_details_out,
+            features.get("test1"),
+            boxes.get("test1"),
+        )
     return metrics
 
 
-def comparison_rows(stage1: dict, stage2: dict) -> list[dict]:
+def comparison_rows(stage1: dict, stage2: dict, control: dict | None = None) -> list[dict]:
+    """Per metric: stage1, stage2_control, stage2, delta_vs_control (stage 2 − control) and
+    delta_vs_stage1 (stage 2 − stage 1); the control's two columns are None without it."""
     rows = []
     for key in METRIC_KEYS:
-        if key not in stage1 or key not in stage2:
+        if key not in stage1 or key not in stage2 or (control is not None and key not in control):
             raise CirflowError(f"metric {key!r} missing from a val_metrics.json")
         rows.append(
             {
                 "metric": key,
                 "stage1": stage1[key],
+                "stage2_control": control[key] if control is not None else None,
                 "stage2": stage2[key],
-                "delta": stage2[key] - stage1[key],
+                "delta_vs_control": stage2[key] - control[key] if control is not None else None,
+                "delta_vs_stage1": stage2[key] - stage1[key],
             }
         )
     return rows
 
 
 def compare_stages(
-    stage1_json: str | Path, stage2_json: str | Path, out_csv: str | Path
+    stage1_json: str | Path,
+    stage2_json: str | Path,
+    out_csv: str | Path,
+    control_json: str | Path | None = None,
 ) -> list[dict]:
-    """metric | stage1 | stage2 | delta (percentage points) — the original scripts' table."""
+    """comparison.csv: COMPARISON_COLUMNS, percentage points (module docstring). Without
+    `control_json` the control's two columns are empty."""
+    control = read_json(control_json, "control metrics") if control_json else None
     rows = comparison_rows(
-        read_json(stage1_json, "stage-1 metrics"), read_json(stage2_json, "stage-2 metrics")
+        read_json(stage1_json, "stage-1 metrics"),
+        read_json(stage2_json, "stage-2 metrics"),
+        control,
     )
+
+    def cell(value, signed=False):
+        return "" if value is None else (f"{value:+.2f}" if signed else f"{value:.2f}")
+
     lines = [",".join(COMPARISON_COLUMNS)]
     for r in rows:
-        lines.append(f"{r['metric']},{r['stage1']:.2f},{r['stage2']:.2f},{r['delta']:+.2f}")
+        lines.append(
+            ",".join(
+                [
+                    r["metric"],
+                    cell(r["stage1"]),
+                    cell(r["stage2_control"]),
+                    cell(r["stage2"]),
+                    cell(r["delta_vs_control"], signed=True),
+                    cell(r["delta_vs_stage1"], signed=True),
+                ]
+            )
+        )
     write_text_atomic(out_csv, "\n".join(lines) + "\n")
-    log.info("stage 1 vs stage 2:\n%s", "\n".join(lines))
+    log.info("stage 1, control, stage 2 (val):\n%s", "\n".join(lines))
     return rows

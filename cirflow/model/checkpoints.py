@@ -4,7 +4,9 @@ SPRC ones (read).
 cirflow checkpoint (``best.pt``, ``last.pt``), a dict:
 
     format      "cirflow-sprc/1"
-    model       {"preset": <preset name>, "freeze_vit": bool, "vit_precision": str, "with_region": bool}
+    model       {"preset": <preset name>, "freeze_vit": bool, "vit_precision": str, "with_region": bool,
+                 "region_tokens": bool, "max_region_tokens": int | None}   (the last two: stage 2's
+                 region mode `tokens`; absent in older files = false, None)
     state_dict  the trainable weights only: everything except a frozen ViT (LAVIS rebuilds it
                 from its own cached weights), with LAVIS/SPRC parameter names
     best.pt     + epoch, metrics (the validation recalls of that epoch), hparams
@@ -70,6 +72,9 @@ def model_spec(model) -> dict[str, Any]:
         "freeze_vit": bool(model.preset.freeze_vit),
         "vit_precision": model.preset.vit_precision,
         "with_region": bool(model.with_region),
+        # Region tokens (docs/design.md §6): the evaluation then needs the gallery's boxes.
+        "region_tokens": bool(getattr(model, "use_region_tokens", False)),
+        "max_region_tokens": getattr(model, "max_region_tokens", None),
         # Where the frozen ViT (left out of the file) is rebuilt from: tiny's first stage.
         "weights": model.preset.vit_weights,
     }
@@ -279,7 +284,13 @@ def build_model_from_checkpoint(
             vit_precision=spec["vit_precision"],
             weights=spec.get("weights"),
         )
-        model = SPRC(preset, with_region=spec["with_region"], load_pretrained=False)
+        model = SPRC(
+            preset,
+            with_region=spec["with_region"],
+            load_pretrained=False,
+            region_tokens=bool(spec.get("region_tokens", False)),
+            max_region_tokens=spec.get("max_region_tokens"),
+        )
     else:
         if not preset_name:
             raise CirflowError(

@@ -14,11 +14,33 @@ product of L2-normalised vectors and τ the learnable temperature.
                                                            L_rtc   = CE(max_k ⟨u_i, K_{t_j,k}⟩ / τ, diagonal)
     L_align = MSE(mean_k P_k, stopgrad(mean_k prompt_tokens_k))
 
-Stage 2 adds the region term (see `region_loss`):
+Stage 2 (docs/design.md §6; `train.stage2.region.mode`) is one of three modes. Boxes arrive in
+input pixels of the S×S model input, (B, M, 4) with a (B, M) validity mask.
+
+`none` — the control: the stage-1 loss only (no boxes, no region head).
+
+`aux` — the region term of the original scripts (see `region_loss`):
 
     r_{j,m} = norm(region_proj(ROIAlign(patch grid of E_t[j], box m of target j)))
     s_reg(i, j) = max_m ⟨q_i, r_{j,m}⟩            L_region = CE(s_reg / τ, diagonal) over the
                                                   rows/columns whose targets have ≥ 1 box (0 if none)
+
+`tokens` — region-aware target tokens that retrieval itself uses (see `region_tokens`,
+`union_scores`). With G the patch grid and patch (r, c) centred at ((c+½)·S/G, (r+½)·S/G):
+
+    A_{j,m}  = {CLS} ∪ {patch (r, c) whose centre lies in box m: x1 ≤ x ≤ x2, y1 ≤ y ≤ y2}
+               (a box holding no patch centre takes the patch under its own centre)
+    R_{j,m}  = norm(vision_proj(mean_k QFormer(queries, cross-attending E_j only at A_{j,m})_k))
+    C_j      = K_j ∪ {R_{j,m} : m a real box of image j}
+    s(i, j)  = max_{c ∈ C_j} ⟨q_i, c⟩        in L_itc; L_rtc takes u_i; the reference images of
+                                             batch_images negatives have their own C; evaluation
+                                             and the submission score galleries the same way
+    L_region = CE(max_m ⟨q_i, R_{t_j,m}⟩ / τ, diagonal) over the targets with ≥ 1 box (0 if none)
+
+The cross-attention mask is the encoder attention mask of the Q-Former (LAVIS adds
+finfo.min to the masked logits), so R_{j,m} depends on no patch outside A_{j,m}. An image
+without boxes keeps C_j = K_j: its max over K is computed as in stage 1 and no region slot
+(padding slots are -inf) can change it.
 
 "No image" passes do not go through `BertModel.forward` (LAVIS asserts that cross-attention
 layers get image tokens whenever query embeddings are given): the embeddings are composed here and
@@ -92,6 +114,55 @@ def contrastive_loss(
         if bool(mask.any()):
             logits = logits.masked_fill(mask, float("-inf"))
     return F.cross_entropy(logits, labels)
+
+
+def patch_mask(boxes: torch.Tensor, grid: int, image_size: int) -> torch.Tensor:
+    """A_{j,m} as a (N, 1 + G*G) bool mask over the ViT tokens (CLS first, patches row-major)
+    for boxes (N, 4) in input pixels: CLS, and every patch (r, c) whose centre
+    ((c + ½)·S/G, (r + ½)·S/G) lies in the box (edges included). A box holding no patch centre
+    (smaller than a patch) takes the patch under its own centre."""
+    step = image_size / grid
+    centres = (torch.arange(grid, device=boxes.device, dtype=torch.float32) + 0.5) * step
+    x1, y1, x2, y2 = boxes.float().unbind(-1)
+    cols = (centres >= x1[:, None]) & (centres <= x2[:, None])  # (N, G)
+    rows = (centres >= y1[:, None]) & (centres <= y2[:, None])
+    inside = rows[:, :, None] & cols[:, None, :]  # (N, G rows, G cols)
+    own_c = ((x1 + x2) / 2 / step).floor().clamp(0, grid - 1).long()
+    own_r = ((y1 + y2) / 2 / step).floor().clamp(0, grid - 1).long()
+    own = F.one_hot(own_r, grid).bool()[:, :, None] & F.one_hot(own_c, grid).bool()[:, None, :]
+    empty = ~inside.flatten(1).any(dim=1)
+    inside = torch.where(empty[:, None, None], own, inside)
+    cls = torch.ones(len(boxes), 1, dtype=torch.bool, device=boxes.device)
+    return torch.cat([cls, inside.flatten(1)], dim=1)
+
+
+def union_scores(
+    q: torch.Tensor,
+    global_tokens: torch.Tensor,
+    region: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """s(i, j) = max_{c ∈ C_j} ⟨q_i, c⟩ with C_j = K_j ∪ {R_{j,m} : m real}: (Q, C).
+
+    `global_tokens` (C, nq, D) = K, `region` (C, M, D) = R, `valid` (C, M). The max over K is
+    computed exactly as without region tokens, then raised by the region tokens' max where an
+    image has boxes (padding slots are -inf): an image without boxes scores exactly as with
+    its global tokens only.
+    """
+    sim = torch.einsum("id,jkd->ijk", q, global_tokens).amax(dim=-1)
+    if region is None or region.shape[1] == 0 or not bool(valid.any()):
+        return sim
+    by_region = torch.einsum("id,jmd->ijm", q, region)
+    by_region = by_region.masked_fill(~valid[None], float("-inf")).amax(dim=-1)
+    return torch.maximum(sim, by_region)
+
+
+def _pad_slots(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-pad dimension 1 of `x` (boxes, masks or tokens) to `width` slots."""
+    if x.shape[1] >= width:
+        return x[:, :width]
+    pad = x.new_zeros((x.shape[0], width - x.shape[1], *x.shape[2:]))
+    return torch.cat([x, pad], dim=1)
 
 
 def load_vit_weights(vit: nn.Module, path: str) -> None:
@@ -170,18 +241,29 @@ class SPRC(Blip2Base):
 
     Args:
         preset: the backbone (see `cirflow.model.presets`).
-        with_region: add `region_proj` (stage 2; the region loss).
+        with_region: add `region_proj` (stage 2, mode `aux`: the region loss).
         load_pretrained: load the preset's BLIP-2 weights (pretrain presets). Pass False when a
             checkpoint holding every trainable weight is loaded next (evaluation).
+        region_tokens: stage 2, mode `tokens`: boxes given to `forward` / `gallery_features`
+            add region tokens to the candidate sets (no new weights).
+        max_region_tokens: the cap on boxes per image the boxes were loaded with (kept here so
+            that an evaluation loads the gallery's boxes the way training did).
     """
 
     def __init__(
-        self, preset: ModelPreset, with_region: bool = False, load_pretrained: bool = True
+        self,
+        preset: ModelPreset,
+        with_region: bool = False,
+        load_pretrained: bool = True,
+        region_tokens: bool = False,
+        max_region_tokens: int | None = None,
     ):
         super().__init__()
         check_weights_available(preset)
         self.preset = preset
         self.with_region = with_region
+        self.use_region_tokens = region_tokens
+        self.max_region_tokens = max_region_tokens
         self.use_amp = False  # set by the trainer/evaluator (CUDA only)
 
         self.tokenizer = self.build_tokenizer(preset)
@@ -203,7 +285,10 @@ class SPRC(Blip2Base):
         self.prompt_tokens.data.normal_(mean=0.0, std=self.Qformer.config.initializer_range)
         self.max_txt_len = preset.max_txt_len
         if with_region:
-            self.region_proj = nn.Linear(self.visual_encoder.num_features, preset.embed_dim)
+            # Drawn from a fork of the RNG: the stream training continues with (dropout) is the
+            # same whatever the region mode, so stage 2 and its control start alike.
+            with torch.random.fork_rng(devices=[]):
+                self.region_proj = nn.Linear(self.visual_encoder.num_features, preset.embed_dim)
         if load_pretrained and preset.pretrained:
             self.load_blip2_weights(preset.pretrained)
 
@@ -482,8 +567,21 @@ class SPRC(Blip2Base):
         prompt = self.fusion_prompt(self.image_tokens(ref_images), input_ids, attention_mask)
         return self.compose(prompt, input_ids, attention_mask)
 
+    @property
+    def region_mode(self) -> str:
+        """`tokens`, `aux` or `none`: what boxes do in this model (docs/design.md §6)."""
+        if self.use_region_tokens:
+            return "tokens"
+        return "aux" if self.with_region else "none"
+
     def gallery_features(self, images) -> torch.Tensor:
         return self.target_features(self.image_tokens(images))
+
+    def gallery_tokens(self, images, boxes, box_valid) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K (B, nq, D), R (B, M, D)) of gallery images from one ViT/`ln_vision` pass: their
+        global and region tokens (mode `tokens`; rows of padding boxes are zero)."""
+        embeds = self.image_tokens(images)
+        return self.target_features(embeds), self.region_tokens(embeds, boxes, box_valid)
 
     # ------------------------------------------------------------------------------- region
     def region_features(
@@ -529,10 +627,74 @@ class SPRC(Blip2Base):
         self, q, target_embeds, boxes, box_valid, target_ids=None, reference_ids=None
     ) -> torch.Tensor:
         """L_region = CE(s_reg / τ, diagonal) over the batch entries whose targets have boxes."""
+        if not bool(box_valid.any()):
+            return q.new_zeros(())
+        r = self.region_features(target_embeds, boxes, box_valid)  # (B, M, D)
+        return self.region_contrast(q, r, box_valid, target_ids, reference_ids)
+
+    def region_tokens(
+        self,
+        image_embeds: torch.Tensor,
+        boxes: torch.Tensor,
+        box_valid: torch.Tensor,
+        image_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """R_{j,m}: the query tokens cross-attend only to CLS and the patches inside box m.
+
+        `image_embeds` (B, 1 + G*G, D_vision) = E (after `ln_vision`), `boxes` (B, M, 4) in
+        input pixels, `box_valid` (B, M). Every real box is one more Q-Former pass (all of them
+        in one batch); the query outputs are averaged, projected by `vision_proj` and
+        normalised. Returns (B, M, embed_dim), zero rows for padding boxes.
+
+        Cost (the Q-Former runs once per box): the cross-attention is given only the tokens of
+        A_{j,m} (gathered, padded to the largest A of the batch, padding masked) — the same
+        attention as the full token set under the mask, where the other tokens get weight 0 —
+        and with `image_ids` (B,) a box of an image that occurs twice (a target that is also
+        a reference) is computed once.
+        """
+        bsz, n_tokens, _ = image_embeds.shape
+        grid = self.preset.vit_grid
+        if n_tokens != 1 + grid * grid:
+            raise CirflowError(f"ViT gave {n_tokens} tokens, expected 1 + {grid}x{grid}")
+        m = boxes.shape[1]
+        out = image_embeds.new_zeros(bsz, m, self.preset.embed_dim)
+        if m == 0 or not bool(box_valid.any()):
+            return out
+        idx = box_valid.nonzero(as_tuple=False)  # (N, 2): image, box slot
+        run, inverse = idx, None
+        if image_ids is not None:  # one pass per distinct (image, box slot)
+            key = image_ids[idx[:, 0]].long() * m + idx[:, 1]
+            uniq, inverse = torch.unique(key, return_inverse=True)
+            pos = torch.arange(len(key), device=key.device)
+            first = torch.full((len(uniq),), len(key), dtype=torch.long, device=key.device)
+            first = first.scatter_reduce(0, inverse, pos, reduce="amin")
+            run = idx[first]
+        mask = patch_mask(boxes[run[:, 0], run[:, 1]], grid, self.preset.image_size)  # (n, T)
+        counts = mask.sum(dim=1)
+        width = int(counts.max())
+        # The tokens of A first (in token order), then the rest: keep the first `width`.
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :width]
+        encoder = image_embeds[run[:, 0, None], order]  # (n, width, D_vision)
+        encoder_mask = torch.arange(width, device=mask.device)[None, :] < counts[:, None]
+        with self.autocast():
+            queries = self.query_tokens.expand(len(run), -1, -1)
+            hidden = self.Qformer.bert(
+                query_embeds=queries,
+                encoder_hidden_states=encoder,
+                encoder_attention_mask=encoder_mask.long(),
+                return_dict=True,
+            ).last_hidden_state
+            feats = F.normalize(self.vision_proj(hidden.mean(dim=1)).float(), dim=-1)
+        if inverse is not None:
+            feats = feats[inverse]
+        return out.index_put((idx[:, 0], idx[:, 1]), feats)
+
+    def region_contrast(self, q, r, box_valid, target_ids=None, reference_ids=None) -> torch.Tensor:
+        """CE(max_m ⟨q_i, r_{j,m}⟩ / τ, diagonal) over the entries whose targets have boxes
+        (`r` (B, M, D): aux's r or the region tokens R); 0 when no target has a box."""
         has_box = box_valid.any(dim=1)
         if not bool(has_box.any()):
             return q.new_zeros(())
-        r = self.region_features(target_embeds, boxes, box_valid)  # (B, M, D)
         sim = torch.einsum("id,jmd->ijm", q, r)
         sim = sim.masked_fill(~box_valid[None, :, :], float("-inf")).amax(dim=-1)  # (B, B)
         keep = has_box.nonzero(as_tuple=True)[0]
@@ -556,14 +718,26 @@ class SPRC(Blip2Base):
         target_ids: torch.Tensor | None = None,
         reference_ids: torch.Tensor | None = None,
         reference_negatives: bool = False,
+        ref_boxes: torch.Tensor | None = None,
+        ref_box_valid: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The unweighted losses of one batch: loss_itc, loss_rtc, loss_align[, loss_region].
 
-        Keywords only (nine tensors/flags are too many to pass by position). `target_ids`, `reference_ids` (optional image ids): false negatives are masked out of the
-        softmax (see `contrastive_loss`).
+        Keywords only (the tensors/flags are too many to pass by position). `target_ids`,
+        `reference_ids` (optional image ids): false negatives are masked out of the softmax
+        (see `contrastive_loss`). `boxes` / `box_valid`: the targets' boxes (input pixels) —
+        the region loss (`aux`) or the region tokens (`tokens`); `ref_boxes` /
+        `ref_box_valid`: the references' boxes, for their region tokens as candidates
+        (`tokens` with `reference_negatives`).
         """
         bsz = ref_images.shape[0]
         temp = self.temperature()
+        if boxes is not None and not (self.with_region or self.use_region_tokens):
+            raise CirflowError(
+                "boxes given to a model built without region_proj or region tokens "
+                "(region mode none)"
+            )
+        tokens = self.use_region_tokens and boxes is not None
 
         ref_embeds = self.image_tokens(ref_images)
         target_embeds = self.image_tokens(target_images)
@@ -572,28 +746,78 @@ class SPRC(Blip2Base):
         prompt = self.fusion_prompt(ref_embeds, input_ids, attention_mask)  # P
         q = self.compose(prompt, input_ids, attention_mask)
         candidates, column_ids = target_feats, target_ids
+        region = region_valid = None
+        if tokens:
+            with_refs = reference_negatives and ref_boxes is not None
+            region_t, region_r = self._region_tokens_of_batch(
+                target_embeds,
+                boxes,
+                box_valid,
+                ref_embeds if with_refs else None,
+                ref_boxes,
+                ref_box_valid,
+                target_ids,
+                reference_ids,
+            )
+            region, region_valid = region_t, box_valid
         if reference_negatives:
             # The batch's reference images join the candidates (their K from the same ViT
             # pass that gave P): with img_set batching, more of a set's images are negatives.
             candidates = torch.cat([target_feats, self.target_features(ref_embeds)])
             column_ids = torch.cat([target_ids, reference_ids])
-        sim = torch.einsum("id,jkd->ijk", q, candidates).amax(dim=-1)
+            if tokens:
+                # Their region tokens too (none without their boxes: global tokens only).
+                width = max(boxes.shape[1], ref_boxes.shape[1] if with_refs else 0)
+                ref_region = region_r if with_refs else region_t[:, :0]
+                ref_valid = ref_box_valid if with_refs else box_valid[:, :0]
+                region = torch.cat([_pad_slots(region_t, width), _pad_slots(ref_region, width)])
+                region_valid = torch.cat(
+                    [_pad_slots(box_valid, width), _pad_slots(ref_valid, width)]
+                )
+        sim = union_scores(q, candidates, region, region_valid)
         losses = {"loss_itc": contrastive_loss(sim, temp, target_ids, reference_ids, column_ids)}
 
         u = self.prompt_text_query(input_ids, attention_mask)
-        sim_u = torch.einsum("id,jkd->ijk", u, candidates).amax(dim=-1)
+        sim_u = union_scores(u, candidates, region, region_valid)
         losses["loss_rtc"] = contrastive_loss(sim_u, temp, target_ids, reference_ids, column_ids)
 
         losses["loss_align"] = F.mse_loss(
             prompt.float().mean(dim=1),
             self.prompt_tokens.detach().float().mean(dim=1).expand(bsz, -1),
         )
-        if boxes is not None:
-            if not self.with_region:
-                raise CirflowError(
-                    "boxes given to a model built without region_proj (with_region=False)"
-                )
+        if tokens:
+            losses["loss_region"] = self.region_contrast(
+                q, region_t, box_valid, target_ids, reference_ids
+            )
+        elif boxes is not None:
             losses["loss_region"] = self.region_loss(
                 q, target_embeds, boxes, box_valid, target_ids, reference_ids
             )
         return losses
+
+    def _region_tokens_of_batch(
+        self,
+        target_embeds,
+        boxes,
+        box_valid,
+        ref_embeds=None,
+        ref_boxes=None,
+        ref_valid=None,
+        target_ids=None,
+        reference_ids=None,
+    ):
+        """(R of the targets, R of the references or None), in one Q-Former call (an image
+        that is both a target and a reference computed once, where the ids are known)."""
+        if ref_embeds is None:
+            return self.region_tokens(target_embeds, boxes, box_valid, target_ids), None
+        bsz, width = target_embeds.shape[0], max(boxes.shape[1], ref_boxes.shape[1])
+        ids = None
+        if target_ids is not None and reference_ids is not None:
+            ids = torch.cat([target_ids, reference_ids])
+        both = self.region_tokens(
+            torch.cat([target_embeds, ref_embeds]),
+            torch.cat([_pad_slots(boxes, width), _pad_slots(ref_boxes, width)]),
+            torch.cat([_pad_slots(box_valid, width), _pad_slots(ref_valid, width)]),
+            ids,
+        )
+        return both[:bsz, : boxes.shape[1]], both[bsz:, : ref_boxes.shape[1]]

@@ -7,9 +7,13 @@
     # SPRC's exact schedule (OneCycle over 80 epochs while training 50, div_factor 25):
     cirflow train ... --num-epochs 50 --schedule-epochs 80 --warmup-epochs 1.6 --div-factor 25
 
-    # stage 2 / the original scripts' region variant:
+    # stage 2 / the original scripts' region variant (region mode aux):
     cirflow train ... --use-region-loss --box-file boxes/train.json --loss-region 0.5 \\
         [--init-checkpoint runs/stage1/best.pt]
+
+    # stage 2 with region tokens (docs/design.md §6); the control is --region-mode none:
+    cirflow train ... --region-mode tokens --box-file boxes/train.json \\
+        --val-box-file boxes/val.json --init-checkpoint runs/stage1/best.pt
 """
 
 from __future__ import annotations
@@ -100,7 +104,30 @@ def register(subparsers) -> None:
         help="train boxes in the original scripts' format (normalised x1,y1,x2,y2)",
     )
     p.add_argument(
-        "--loss-region", type=float, default=0.5, help="weight of L_region (with --use-region-loss)"
+        "--loss-region", type=float, default=0.5, help="weight of L_region (aux and tokens)"
+    )
+    p.add_argument(
+        "--region-mode",
+        default=None,
+        choices=["none", "aux", "tokens"],
+        help="stage 2's region mode (default: aux with --use-region-loss, else none)",
+    )
+    p.add_argument(
+        "--region-lr-multiplier",
+        type=float,
+        default=1.0,
+        help="aux: region_proj's learning rate = --learning-rate x this",
+    )
+    p.add_argument(
+        "--max-region-tokens",
+        type=int,
+        default=4,
+        help="tokens: at most this many boxes per image (the largest)",
+    )
+    p.add_argument(
+        "--val-box-file",
+        default=None,
+        help="tokens: the val boxes of the same method (the per-epoch validation uses them)",
     )
     p.add_argument(
         "--init-checkpoint",
@@ -207,7 +234,11 @@ def run_train(args) -> int:
         loss_align=args.loss_align,
         loss_region=args.loss_region,
         use_region_loss=args.use_region_loss,
+        region_mode=args.region_mode or ("aux" if args.use_region_loss else "none"),
+        region_lr_multiplier=args.region_lr_multiplier,
+        max_region_tokens=args.max_region_tokens,
         box_file=args.box_file,
+        val_box_file=args.val_box_file,
         init_checkpoint=args.init_checkpoint,
         grad_clip=args.grad_clip,
         batching=args.batching,

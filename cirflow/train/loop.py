@@ -1,5 +1,18 @@
-"""The training loop (stage 1: SPRC's losses; stage 2: + the region loss), with validation,
+"""The training loop (stage 1: SPRC's losses; stage 2: its region mode), with validation,
 checkpoints and automatic resume.
+
+Stage 2's region modes (docs/design.md §6; `TrainSettings.region_mode`):
+
+    none    the stage-1 loss (the control)
+    aux     + loss_region · L_region (ROI Align + region_proj on the targets' boxes);
+            region_proj in its own parameter group at learning_rate × region_lr_multiplier
+    tokens  L_itc, L_rtc over K ∪ R (region tokens of the targets' boxes, and of the
+            references' with batch_images negatives) + loss_region · L_region over R; the
+            per-epoch validation scores val with the val images' own boxes
+
+Every mode starts from the same RNG stream after the model is built (region_proj is drawn from
+a fork), and the batch order depends on (seed, epoch) only: stage 2 and its control see the
+same batches.
 
 Per epoch: train on every full batch (SPRC drops the last partial batch), validate on CIRR val
 every `validation_frequency` epochs and at the last one, then write `best.pt` / `last.pt`
@@ -31,7 +44,7 @@ from tqdm import tqdm
 
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.feature_store import FeatureStore, FeatureTable
-from cirflow.data.regions import load_training_boxes
+from cirflow.data.regions import BoxFile, load_training_boxes
 from cirflow.data.tables import ImageTable, TripletData, model_input
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
@@ -106,12 +119,19 @@ class Trainer:
                     f"{s.init_checkpoint} was trained with preset {obj['model']['preset']!r}, this run uses {preset.name!r}"
                 )
         # A full init checkpoint replaces the BLIP-2 weights: do not load those first.
-        model = SPRC(preset, with_region=s.use_region_loss, load_pretrained=init_sd is None)
+        aux, tokens = s.region_mode == "aux", s.region_mode == "tokens"
+        model = SPRC(
+            preset,
+            with_region=aux,
+            load_pretrained=init_sd is None,
+            region_tokens=tokens,
+            max_region_tokens=int(s.max_region_tokens) if tokens else None,
+        )
         if init_sd is not None:
-            load_weights(
-                model, init_sd, s.init_checkpoint, kind=kind, allow_missing=("region_proj.",)
-            )
-            log.info("initialised from %s", s.init_checkpoint)
+            # Only aux has a head a stage-1 checkpoint lacks (region_proj, random init).
+            allow = ("region_proj.",) if aux else ()
+            load_weights(model, init_sd, s.init_checkpoint, kind=kind, allow_missing=allow)
+            log.info("initialised from %s (region mode %s)", s.init_checkpoint, s.region_mode)
         model.prepare_for_device(self.device)
         self.model = model.to(self.device)
         self.model.use_amp = self.use_amp
@@ -141,17 +161,23 @@ class Trainer:
         )
         self.box_counts = None
         if s.use_region_loss:
-            targets = {t["target_hard"] for t in self.train_data.triplets}
+            names = {t["target_hard"] for t in self.train_data.triplets}
+            # Region tokens of the references too, where they are candidates (batch_images).
+            with_refs = tokens and s.negatives == "batch_images"
+            if with_refs:
+                names |= {t["reference"] for t in self.train_data.triplets}
             boxes, self.box_counts = load_training_boxes(
                 s.box_file,
                 self.train_table,
                 preset.image_size,
-                targets,
+                names,
                 s.box_meta_file,
+                max_boxes=int(s.max_region_tokens) if tokens else None,
                 min_targets_with_boxes=s.min_targets_with_boxes,
                 min_key=s.key("min_targets_with_boxes"),
             )
             self.train_data.target_boxes = boxes
+            self.train_data.reference_boxes = with_refs
         self.steps_per_epoch = self.train_data.num_batches(s.batch_size)
         if self.steps_per_epoch == 0:
             raise CirflowError(
@@ -175,10 +201,12 @@ class Trainer:
             ),
             self.device,
             features=(s.features or {}).get("val"),
+            boxes=BoxFile(s.val_box_file, s.val_box_meta_file) if tokens else None,
         )
-        self.params = [p for _, p in model.trainable_named_parameters()]
+        named = model.trainable_named_parameters()
+        self.params = [p for _, p in named]
         self.optimizer = torch.optim.AdamW(
-            self.params,
+            self.param_groups(named),
             lr=s.learning_rate,
             betas=(0.9, 0.98),
             eps=1e-7,
@@ -188,6 +216,19 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         # Resume only onto the same data: which train images are left out is part of it.
         self.fingerprint = fingerprint(s, sorted(self.train_table.unreadable))
+
+    def param_groups(self, named) -> list[dict]:
+        """One AdamW group; in mode aux, region_proj in a second group whose OneCycle peak is
+        learning_rate × region_lr_multiplier (`cirflow.train.schedule`)."""
+        region = [p for n, p in named if n.startswith("region_proj.")]
+        rest = [p for n, p in named if not n.startswith("region_proj.")]
+        if not region:
+            return [{"params": rest}]
+        mult = float(self.s.region_lr_multiplier)
+        return [
+            {"params": rest, "lr_multiplier": 1.0},
+            {"params": region, "lr_multiplier": mult, "lr": self.s.learning_rate * mult},
+        ]
 
     # ----------------------------------------------------------------------------- checkpoints
     def _save_last(self, state: RunState) -> None:
@@ -273,8 +314,17 @@ class Trainer:
                 "total_steps": self.total_steps,
                 "schedule_steps": self.steps_per_epoch * self.s.schedule_length,
                 "parameters": {"total": n_all, "trainable": n_train},
+                "region_mode": self.s.region_mode,
                 "box_counts": self.box_counts,
                 "unreadable": self.unreadable_counts(),
+                "val_box_counts": self.evaluator.box_counts,
+                "param_groups": [
+                    {
+                        "parameters": sum(p.numel() for p in g["params"]),
+                        "lr_multiplier": g.get("lr_multiplier", 1.0),
+                    }
+                    for g in self.optimizer.param_groups
+                ],
                 "fingerprint": self.fingerprint,
                 "resumed_after_epoch": resumed_from,
                 "torch": torch.__version__,
@@ -324,9 +374,12 @@ class Trainer:
             tgt = model_input(batch.target, self.device)
             ids = batch.input_ids.to(self.device)
             mask = batch.attention_mask.to(self.device)
-            boxes = valid = None
-            if s.use_region_loss:
+            boxes = valid = ref_boxes = ref_valid = None
+            if s.use_region_loss:  # aux or tokens
                 boxes, valid = batch.boxes.to(self.device), batch.box_valid.to(self.device)
+            if batch.ref_boxes is not None:  # tokens with batch_images
+                ref_boxes = batch.ref_boxes.to(self.device)
+                ref_valid = batch.ref_box_valid.to(self.device)
             target_ids, reference_ids = self.loss_ids(batch)
             losses = self.model(
                 ref_images=ref,
@@ -338,6 +391,8 @@ class Trainer:
                 target_ids=target_ids,
                 reference_ids=reference_ids,
                 reference_negatives=s.negatives == "batch_images",
+                ref_boxes=ref_boxes,
+                ref_box_valid=ref_valid,
             )
             total = (
                 losses["loss_itc"]
@@ -385,7 +440,7 @@ class Trainer:
         s = self.s
         chance = self.evaluator.chance()
         log.info(
-            "training %s on %d triplets: %d epochs x %d steps (batch %d), device %s%s, %d trainable parameters",
+            "training %s on %d triplets: %d epochs x %d steps (batch %d), device %s%s, %d trainable parameters, region mode %s",
             self.preset.name,
             len(self.train_data),
             s.num_epochs,
@@ -394,6 +449,7 @@ class Trainer:
             self.device,
             " + AMP" if self.use_amp else "",
             sum(p.numel() for p in self.params),
+            s.region_mode,
         )
         for split, c in self.unreadable_counts().items():
             if c["images"]:

@@ -11,6 +11,11 @@ steps_per_epoch=len(loader), epochs=80)`` — torch's div_factor 25 — and trai
 epochs: schedule_epochs 80, warmup_epochs 1.6, div_factor 25 reproduce it step for step
 (config/presets/sprc_cirr.yaml). OneCycleLR also cycles AdamW's beta1 between 0.95 and 0.85
 (cycle_momentum), in SPRC's script as here.
+
+Parameter groups: OneCycleLR takes one peak per group (`max_lr` as a list). A group's peak is
+learning_rate × its ``lr_multiplier`` (1 when absent): stage 2's `aux` mode gives `region_proj`
+its own group (train.stage2.region.lr_multiplier), the same shape of schedule at a scaled
+height.
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ from cirflow.train.config import TrainSettings
 def one_cycle(
     optimizer: torch.optim.Optimizer, settings: TrainSettings, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.OneCycleLR:
+    peaks = [
+        settings.learning_rate * float(group.get("lr_multiplier", 1.0))
+        for group in optimizer.param_groups
+    ]
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
-        max_lr=settings.learning_rate,
+        max_lr=peaks if len(peaks) > 1 else peaks[0],
         total_steps=steps_per_epoch * settings.schedule_length,
         pct_start=settings.pct_start,
         div_factor=float(settings.div_factor),

@@ -1,0 +1,281 @@
+"""The ablation's summary: region mode × box source × seed, each run's val recalls → one table.
+
+Every run is stage 2 from the same stage-1 best.pt (docs/design.md §11); `none` (no region
+term) does not depend on boxes, so one `none` run per seed is the paired reference of every box
+source. For each (mode, box source) and each metric of METRIC_KEYS (percent):
+
+    mean, sd           over seeds (sd: sample standard deviation, n − 1; empty for one seed)
+    delta_vs_none      mean over seeds s of  metric(mode, source, s) − metric(none, s)
+    delta_vs_none_sd   sd of those paired differences (the spread printed next to the delta)
+
+Written as `summary.csv` (one row per run kind and metric), `summary.md` (the same numbers as
+two markdown tables, to be read or pasted into a results page) and `summary.png` (matplotlib
+Agg: means and paired deltas with ±sd error bars). Model selection (best epoch) and these
+numbers both use CIRR val, as SPRC does; the page says so.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cirflow.errors import CirflowError
+from cirflow.evaluate.recall import METRIC_KEYS
+from cirflow.io import read_json, write_bytes_atomic, write_text_atomic
+
+CSV_COLUMNS = (
+    "mode",
+    "box_source",
+    "metric",
+    "seeds",
+    "mean",
+    "sd",
+    "delta_vs_none",
+    "delta_vs_none_sd",
+)
+LABELS = {
+    "group_recall_at1": "Rs@1",
+    "group_recall_at2": "Rs@2",
+    "group_recall_at3": "Rs@3",
+    "recall_at1": "R@1",
+    "recall_at5": "R@5",
+    "recall_at10": "R@10",
+    "recall_at50": "R@50",
+    "mean(R@5+R_s@1)": "(R@5+Rs@1)/2",
+    "arithmetic_mean": "mean",
+    "harmonic_mean": "harm. mean",
+    "geometric_mean": "geom. mean",
+}
+# Shown in the markdown tables and the plot (every metric is in the CSV).
+SHOWN = (
+    "recall_at1",
+    "recall_at5",
+    "recall_at10",
+    "recall_at50",
+    "group_recall_at1",
+    "group_recall_at2",
+    "group_recall_at3",
+    "arithmetic_mean",
+)
+PLOTTED = ("recall_at1", "recall_at5", "group_recall_at1", "arithmetic_mean")
+NO_BOXES = "-"  # the box source column of `none`
+
+
+@dataclass(frozen=True)
+class Run:
+    mode: str
+    source: str | None  # None for mode none
+    seed: int
+    metrics: dict
+
+
+@dataclass
+class Kind:
+    """One (mode, box source) over its seeds."""
+
+    mode: str
+    source: str | None
+    by_seed: dict[int, dict]
+
+    @property
+    def label(self) -> str:
+        return self.mode if self.source is None else f"{self.mode} / {self.source}"
+
+
+def read_runs(entries: Sequence[dict]) -> list[Run]:
+    """`entries`: {"mode", "source" (None for none), "seed", "metrics": val_metrics.json path}."""
+    runs = []
+    for e in entries:
+        metrics = read_json(e["metrics"], "ablation val metrics")
+        missing = [k for k in METRIC_KEYS if k not in metrics]
+        if missing:
+            raise CirflowError(f"{e['metrics']}: metrics {missing} missing")
+        runs.append(Run(e["mode"], e.get("source"), int(e["seed"]), metrics))
+    return runs
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def kinds(runs: Sequence[Run]) -> list[Kind]:
+    """The run kinds in order: none first, then per box source its modes (as given)."""
+    out: dict[tuple, Kind] = {}
+    for run in sorted(runs, key=lambda r: r.mode != "none"):
+        key = (run.mode, run.source)
+        kind = out.setdefault(key, Kind(run.mode, run.source, {}))
+        if run.seed in kind.by_seed:
+            raise CirflowError(f"ablation: two runs of {kind.label}, seed {run.seed}")
+        kind.by_seed[run.seed] = run.metrics
+    return list(out.values())
+
+
+def summary_rows(runs: Sequence[Run]) -> list[dict]:
+    """One row per kind and metric (CSV_COLUMNS); the deltas are paired by seed with `none`."""
+    all_kinds = kinds(runs)
+    none = next((k for k in all_kinds if k.mode == "none"), None)
+    rows = []
+    for kind in all_kinds:
+        seeds = sorted(kind.by_seed)
+        paired = None
+        if none is not None and kind is not none:
+            absent = [s for s in seeds if s not in none.by_seed]
+            if absent:
+                raise CirflowError(f"ablation: {kind.label} has seeds {absent} that none lacks")
+            paired = seeds
+        for key in METRIC_KEYS:
+            values = [float(kind.by_seed[s][key]) for s in seeds]
+            row = {
+                "mode": kind.mode,
+                "box_source": kind.source or NO_BOXES,
+                "metric": key,
+                "seeds": len(seeds),
+                "mean": statistics.fmean(values),
+                "sd": _sd(values),
+                "delta_vs_none": math.nan,
+                "delta_vs_none_sd": math.nan,
+            }
+            if paired is not None:
+                deltas = [float(kind.by_seed[s][key]) - float(none.by_seed[s][key]) for s in paired]
+                row["delta_vs_none"] = statistics.fmean(deltas)
+                row["delta_vs_none_sd"] = _sd(deltas)
+            rows.append(row)
+    return rows
+
+
+def _num(value: float, signed: bool = False) -> str:
+    if value is None or math.isnan(value):
+        return ""
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def csv_text(rows: Sequence[dict]) -> str:
+    lines = [",".join(CSV_COLUMNS)]
+    for r in rows:
+        lines.append(
+            ",".join(
+                [
+                    r["mode"],
+                    r["box_source"],
+                    r["metric"],
+                    str(r["seeds"]),
+                    _num(r["mean"]),
+                    _num(r["sd"]),
+                    _num(r["delta_vs_none"], signed=True),
+                    _num(r["delta_vs_none_sd"]),
+                ]
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _pm(mean: float, sd: float, signed: bool = False) -> str:
+    text = _num(mean, signed)
+    return f"{text} ± {_num(sd)}" if not math.isnan(sd) else text
+
+
+def markdown(rows: Sequence[dict], context: dict | None = None) -> str:
+    """The summary as markdown: recalls (mean ± sd) and paired deltas vs none (mean ± sd)."""
+    context = context or {}
+    by = {(r["mode"], r["box_source"], r["metric"]): r for r in rows}
+    order = list(dict.fromkeys((r["mode"], r["box_source"]) for r in rows))
+    head = "| run | seeds | " + " | ".join(LABELS[k] for k in SHOWN) + " |"
+    rule = "| --- | --- |" + " --- |" * len(SHOWN)
+    lines = ["## Does region supervision help? (ablation)", ""]
+    lines.append(
+        "Stage 2 for each region mode and box source, every run from the same stage-1 "
+        "`best.pt`; `none` (no region term) is the paired control of every box source. "
+        "CIRR val, percent, mean ± sd over seeds; the best epoch is also chosen on val, as SPRC "
+        "does (docs/design.md §11)."
+    )
+    for key, value in context.items():
+        lines.append(f"- {key}: {value}")
+    lines += ["", "### Recalls", "", head, rule]
+    for mode, source in order:
+        label = mode if source == NO_BOXES else f"{mode} / {source}"
+        n = by[(mode, source, SHOWN[0])]["seeds"]
+        cells = [_pm(by[(mode, source, k)]["mean"], by[(mode, source, k)]["sd"]) for k in SHOWN]
+        lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    lines += ["", "### Paired delta vs none (same seed), mean ± sd over seeds", "", head, rule]
+    for mode, source in order:
+        if mode == "none":
+            continue
+        label = f"{mode} / {source}"
+        n = by[(mode, source, SHOWN[0])]["seeds"]
+        cells = [
+            _pm(
+                by[(mode, source, k)]["delta_vs_none"],
+                by[(mode, source, k)]["delta_vs_none_sd"],
+                True,
+            )
+            for k in SHOWN
+        ]
+        lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_png(rows: Sequence[dict]) -> bytes:
+    """Two panels: the mean of PLOTTED metrics per run kind, and the paired delta vs none,
+    each with ±sd error bars (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    by = {(r["mode"], r["box_source"], r["metric"]): r for r in rows}
+    order = list(dict.fromkeys((r["mode"], r["box_source"]) for r in rows))
+    labels = [m if s == NO_BOXES else f"{m}/{s}" for m, s in order]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    width = 0.8 / len(PLOTTED)
+    x = np.arange(len(order))
+    for panel, (ax, field, title) in enumerate(
+        zip(
+            axes,
+            ("mean", "delta_vs_none"),
+            ("val recall (%), mean ± sd over seeds", "paired delta vs none (points), ± sd"),
+            strict=True,
+        )
+    ):
+        for i, key in enumerate(PLOTTED):
+            vals = [by[(m, s, key)][field] for m, s in order]
+            sds = [by[(m, s, key)]["sd" if panel == 0 else "delta_vs_none_sd"] for m, s in order]
+            vals = [0.0 if math.isnan(v) else v for v in vals]
+            sds = [0.0 if math.isnan(v) else v for v in sds]
+            ax.bar(
+                x + (i - (len(PLOTTED) - 1) / 2) * width,
+                vals,
+                width,
+                yerr=sds,
+                capsize=3,
+                label=LABELS[key],
+            )
+        ax.set_xticks(x, labels, rotation=20, ha="right")
+        ax.set_title(title, fontsize=10)
+        if panel == 1:
+            ax.axhline(0.0, color="black", linewidth=0.8)
+    axes[0].legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_summary(
+    entries: Sequence[dict],
+    csv_out: str | Path,
+    md_out: str | Path,
+    png_out: str | Path,
+    context: dict | None = None,
+) -> list[dict]:
+    """Read every run's val_metrics.json and write the three summary files (module docstring)."""
+    rows = summary_rows(read_runs(entries))
+    write_text_atomic(csv_out, csv_text(rows))
+    write_text_atomic(md_out, markdown(rows, context))
+    write_bytes_atomic(png_out, plot_png(rows))
+    return rows

@@ -1,0 +1,110 @@
+# The ablation (`snakemake ablation`; not in rule all): stage 2 for every region mode x box
+# source x seed (config `ablation:`), all from the same stage-1 best.pt, each evaluated on val,
+# then the summary (mean +- sd over seeds, paired delta vs mode none). Mode none does not use
+# boxes: one run per seed, shared by every box source. The gt source is the demo's ground truth
+# as box files (rule gt_boxes).
+
+
+rule gt_boxes:
+    input:
+        gt="results/demo/dataset/boxes_gt.json",
+        data=[split_file(s) for s in SPLITS],
+        code=code_of("gt_boxes"),
+    output:
+        boxes=expand("results/demo/boxes/gt/{split}.json", split=SPLITS),
+        meta=expand("results/demo/boxes/gt/{split}.meta.json", split=SPLITS),
+    log:
+        "logs/demo/gt_boxes.log",
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    params:
+        cirr_root=root_of_input,
+    script:
+        "../workflow_scripts/gt_boxes.py"
+
+
+rule ablation_train:
+    input:
+        # The run's train boxes (unless mode none), and its val boxes with tokens.
+        unpack(ablation_train_boxes),
+        data=training_data(),
+        backbone=backbone_file(),
+        features_train=feature_files("train"),
+        features_val=feature_files("val"),
+        code=code_of("train_stage"),
+        init="results/{ds}/models/stage1/best.pt",
+    output:
+        best="results/{ds}/ablation/runs/{run}/seed{seed}/best.pt",
+        train_csv="results/{ds}/ablation/runs/{run}/seed{seed}/train_metrics.csv",
+        val_csv="results/{ds}/ablation/runs/{run}/seed{seed}/validation_metrics.csv",
+        hparams="results/{ds}/ablation/runs/{run}/seed{seed}/hparams.json",
+    log:
+        "logs/{ds}/ablation/{run}/seed{seed}/train.log",
+    benchmark:
+        "benchmarks/runs/{ds}/ablation/{run}/seed{seed}/train.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: ablation_threads("train")
+    resources:
+        gpu=config["train"]["resources"]["gpu"],
+        mem_mb=config["train"]["resources"]["mem_mb"],
+        runtime=config["train"]["resources"]["runtime"],
+    params:
+        cirr_root=root_of_input,
+        model=config["model"],
+        # train.stage2 with the run's region mode, seed and the ablation's epochs.
+        train=ablation_train_params,
+    script:
+        "../workflow_scripts/train_stage.py"
+
+
+rule ablation_evaluate:
+    input:
+        unpack(ablation_eval_boxes),
+        checkpoint="results/{ds}/ablation/runs/{run}/seed{seed}/best.pt",
+        data=[split_file("val"), captions_file("val")],
+        backbone=backbone_file(),
+        features_val=feature_files("val"),
+        edit_types=edit_type_inputs("val"),
+        code=code_of("evaluate"),
+    output:
+        metrics="results/{ds}/ablation/runs/{run}/seed{seed}/val_metrics.json",
+        details="results/{ds}/ablation/runs/{run}/seed{seed}/val_details.json",
+    log:
+        "logs/{ds}/ablation/{run}/seed{seed}/evaluate.log",
+    benchmark:
+        "benchmarks/runs/{ds}/ablation/{run}/seed{seed}/evaluate.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: ablation_threads("evaluate")
+    resources:
+        gpu=config["evaluate"]["resources"]["gpu"],
+        mem_mb=config["evaluate"]["resources"]["mem_mb"],
+        runtime=config["evaluate"]["resources"]["runtime"],
+    params:
+        cirr_root=root_of_input,
+        evaluate=eval_params(),
+    script:
+        "../workflow_scripts/evaluate.py"
+
+
+rule ablation:
+    input:
+        metrics=[e["metrics"] for e in ablation_entries()],
+        code=code_of("ablation_summary"),
+    output:
+        csv=f"results/{DATASET}/ablation/summary.csv",
+        md=f"results/{DATASET}/ablation/summary.md",
+        png=f"results/{DATASET}/ablation/summary.png",
+    log:
+        f"logs/{DATASET}/ablation/summary.log",
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    params:
+        entries=ablation_entries(),
+        ablation=ABLATION,
+        stage2=config["train"]["stage2"],
+    script:
+        "../workflow_scripts/ablation_summary.py"

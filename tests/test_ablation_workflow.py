@@ -1,0 +1,85 @@
+"""The control and the ablation in the DAG (dry runs only): rule all holds the control and its
+evaluation but not the ablation; `snakemake ablation` lists mode x box source x seed from one
+stage-1 best.pt, none once per seed, the ground-truth box files, and val-only evaluations."""
+
+import re
+
+import pytest
+from conftest import make_workflow_copy, planned_jobs, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def _outputs(workdir, *args):
+    """Every `output:` path and every `input:` line of a dry run, per rule."""
+    proc = run_snakemake(workdir, "-n", *args)
+    text = proc.stdout + proc.stderr
+    jobs = []
+    for block in text.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0]
+        inputs = re.search(r"\n    input: (.*)", block)
+        outputs = re.search(r"\n    output: (.*)", block)
+        jobs.append(
+            (
+                rule,
+                inputs.group(1).split(", ") if inputs else [],
+                outputs.group(1).split(", ") if outputs else [],
+            )
+        )
+    return jobs
+
+
+def test_rule_all_holds_the_control_and_not_the_ablation(tmp_path):
+    wd = make_workflow_copy(tmp_path / "wf")
+    jobs = planned_jobs(wd)
+    assert jobs["train_stage2"] == 1 and jobs["train_stage2_control"] == 1
+    assert jobs["evaluate"] == 3 and jobs["compare_stages"] == 1
+    assert not {"ablation_train", "ablation_evaluate", "ablation", "gt_boxes"} & set(jobs)
+    by_rule = {rule: (i, o) for rule, i, o in _outputs(wd) if rule.startswith("train_stage2")}
+    control_in, control_out = by_rule["train_stage2_control"]
+    stage2_in, _ = by_rule["train_stage2"]
+    assert "results/demo/models/stage1/best.pt" in control_in
+    assert "results/demo/models/stage1/best.pt" in stage2_in
+    assert not any("/boxes/" in p for p in control_in)  # mode none reads no boxes
+    assert "results/demo/boxes/saliency/val.json" in stage2_in  # tokens validates with val's
+    assert "results/demo/models/stage2_control/best.pt" in control_out
+
+
+def test_the_ablation_dry_run_lists_the_expected_jobs(tmp_path):
+    wd = make_workflow_copy(tmp_path / "wf")
+    jobs = planned_jobs(wd, "ablation")
+    # saliency (boxes.methods) + gt on the demo; none once per seed: 3 + 2 modes x 2 x 3 = 15.
+    assert jobs == {
+        "demo_dataset": 1,
+        "pretrain_backbone": 1,
+        "image_features": 3,  # train (2 shards) and val: no test1 in the ablation
+        "detect_shard": 3,
+        "merge_boxes": 2,
+        "gt_boxes": 1,
+        "train_stage1": 1,
+        "ablation_train": 15,
+        "ablation_evaluate": 15,
+        "ablation": 1,
+    }
+    train_jobs = [(i, o) for rule, i, o in _outputs(wd, "ablation") if rule == "ablation_train"]
+    runs = {o[0].split("/runs/")[1].rsplit("/", 1)[0] for _, o in train_jobs}
+    expect = {"none"} | {f"{m}_{s}" for m in ("aux", "tokens") for s in ("saliency", "gt")}
+    assert runs == {f"{r}/seed{s}" for r in expect for s in (0, 1, 2)}
+    assert all("results/demo/models/stage1/best.pt" in i for i, _ in train_jobs)
+    for inputs, outputs in train_jobs:
+        run = outputs[0].split("/runs/")[1].split("/")[0]
+        boxes = {p for p in inputs if "/boxes/" in p}
+        source = run.split("_", 1)[1] if run != "none" else None
+        if source is None:
+            assert not boxes
+        else:
+            split_files = {"train.json", "train.meta.json"}
+            if run.startswith("tokens"):
+                split_files |= {"val.json", "val.meta.json"}
+            assert boxes == {f"results/demo/boxes/{source}/{f}" for f in split_files}
+    # A smaller ablation from its config section.
+    (wd / "small.yaml").write_text(
+        "ablation:\n  seeds: [0, 1]\n  modes: [none, tokens]\n  box_sources: [saliency]\n"
+    )
+    jobs = planned_jobs(wd, "ablation", "--configfile", "test_config.yaml", "small.yaml")
+    assert jobs["ablation_train"] == 4 and jobs["ablation_evaluate"] == 4 and "gt_boxes" not in jobs
