@@ -76,30 +76,11 @@ def stage1(demo_root, tmp_path_factory):
     from cirflow.train.loop import train
 
     out = tmp_path_factory.mktemp("stage1")
-    train(_settings(demo_root, out))
+    train(_settings(demo_root, out, negatives="targets"))
     return out / "best.pt"
 
 
 # ------------------------------------------------------------------------ checkpoints, groups
-@pytest.mark.parametrize("mode", ["none", "aux", "tokens"])
-def test_a_stage1_checkpoint_starts_every_mode(demo_root, stage1, tmp_path, mode):
-    from cirflow.train.loop import Trainer
-
-    trainer = Trainer(
-        _settings(demo_root, tmp_path, init_checkpoint=str(stage1), **_region(demo_root, mode))
-    )
-    trainer.build()
-    model = trainer.model
-    assert model.region_mode == mode
-    assert hasattr(model, "region_proj") == (mode == "aux")
-    saved = torch.load(stage1, weights_only=True)["state_dict"]
-    own = model.state_dict()
-    assert set(own) - set(saved) == (
-        {"region_proj.weight", "region_proj.bias"} if mode == "aux" else set()
-    )
-    assert all(torch.equal(own[k], v) for k, v in saved.items())
-
-
 def test_a_tokens_checkpoint_evaluates_with_region_tokens(demo_root, stage1, tmp_path):
     from cirflow.model.checkpoints import build_model_from_checkpoint
     from cirflow.train.loop import train
@@ -234,6 +215,51 @@ def test_control_and_tokens_see_the_same_batches_with_the_loss_masks_active(
     a = json.loads((tmp_path / "none/hparams.json").read_text())["settings"]
     b = json.loads((tmp_path / "tokens/hparams.json").read_text())["settings"]
     assert {k for k in a if a[k] != b[k]} - {"out"} <= set(REGION_SETTINGS)
+
+
+@pytest.mark.parametrize("mode", ["none", "aux", "tokens"])
+def test_a_stage1_checkpoint_starts_every_mode_and_the_loop_passes_the_loss_ids(
+    demo_root, stage1, tmp_path, monkeypatch, mode
+):
+    """Every mode loads stage 1's best.pt (only aux adds a head: region_proj). With negatives:
+    targets the ids are optional to the model: only the loop keeps the false-negative masks on
+    (one epoch of steps, no validation)."""
+    from cirflow.model.sprc import SPRC
+    from cirflow.train.loop import Trainer
+
+    calls = []
+    forward = SPRC.forward
+
+    def spy(self, **kw):
+        calls.append(kw)
+        return forward(self, **kw)
+
+    monkeypatch.setattr(SPRC, "forward", spy)
+    trainer = Trainer(
+        _settings(
+            demo_root,
+            tmp_path,
+            init_checkpoint=str(stage1),
+            negatives="targets",
+            **_region(demo_root, mode),
+        )
+    )
+    trainer.build()
+    model = trainer.model
+    assert model.region_mode == mode
+    assert hasattr(model, "region_proj") == (mode == "aux")
+    saved = torch.load(stage1, weights_only=True)["state_dict"]
+    own = model.state_dict()
+    head = {"region_proj.weight", "region_proj.bias"} if mode == "aux" else set()
+    assert set(own) - set(saved) == head
+    assert all(torch.equal(own[k], v) for k, v in saved.items())
+    trainer.train_epoch(0)
+    assert len(calls) == trainer.steps_per_epoch
+    for kw in calls:
+        assert isinstance(kw["target_ids"], torch.Tensor)
+        assert isinstance(kw["reference_ids"], torch.Tensor)
+        assert (kw["boxes"] is not None) == (mode != "none")
+        assert kw["ref_boxes"] is None  # the references are no candidates
 
 
 def test_mode_settings_errors_name_the_keys(demo_root, tmp_path):
