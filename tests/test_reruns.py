@@ -92,6 +92,21 @@ def test_stage2_key_reruns_stage2_its_evaluation_and_the_comparison(finished):
     assert with_config(finished, train__stage2__loss_region=0.7) == STAGE2_ON
 
 
+def test_pretraining_key_reruns_the_first_stage_features_training_and_evaluation(finished):
+    jobs = with_config(finished, pretrain__learning_rate=1e-3)
+    assert jobs["pretrain_backbone"] == 1
+    assert jobs["image_features"] == 4  # config.yaml's shards: train 2, val 1, test1 1
+    for rule in ("train_stage1", "train_stage2", "train_stage2_control", "evaluate"):
+        assert rule in jobs, rule
+    assert not {"demo_dataset", "detect_shard", "merge_boxes", "box_stats"} & set(jobs)
+
+
+def test_stage2_key_reruns_neither_the_first_stage_nor_the_features(finished):
+    jobs = with_config(finished, train__stage2__learning_rate=3e-4)
+    assert "train_stage2" in jobs
+    assert not {"pretrain_backbone", "image_features", "train_stage1"} & set(jobs)
+
+
 def test_stage1_key_reruns_both_stages_but_no_detection(finished):
     jobs = with_config(finished, train__stage1__learning_rate=7e-4)
     assert jobs["train_stage1"] == 1 and jobs["train_stage2"] == 1
