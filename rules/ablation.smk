@@ -52,7 +52,7 @@ rule ablation_train:
         runtime=config["train"]["resources"]["runtime"],
     params:
         cirr_root=root_of_input,
-        model=config["model"],
+        model=canonical(config["model"]),
         # train.stage2 with the run's region mode, seed and the ablation's epochs.
         train=ablation_train_params,
     script:
@@ -103,8 +103,8 @@ rule ablation:
     conda:
         "../envs/train.yaml"
     params:
-        entries=ablation_entries(),
-        ablation=ABLATION,
-        stage2=config["train"]["stage2"],
+        entries=canonical(ablation_entries()),
+        ablation=canonical(ABLATION),
+        stage2=canonical(config["train"]["stage2"]),
     script:
         "../workflow_scripts/ablation_summary.py"

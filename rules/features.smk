@@ -21,7 +21,9 @@ rule pretrain_backbone:
     resources:
         gpu=0 if config["pretrain"]["device"] == "cpu" else 1,
     params:
-        pretrain={k: v for k, v in config["pretrain"].items() if k != "threads"},
+        pretrain=canonical(
+            {k: v for k, v in config["pretrain"].items() if k != "threads"}
+        ),
     script:
         "../workflow_scripts/pretrain_backbone.py"
 
@@ -49,6 +51,6 @@ rule image_features:
         root=dataset_root(),
         # What the tokens depend on (a change reruns the stage); batch size, device and
         # workers are read from the config at run time.
-        model=config["model"],
+        model=canonical(config["model"]),
     script:
         "../workflow_scripts/image_features.py"

@@ -88,7 +88,7 @@ rule train_stage2_control:
         runtime=config["train"]["resources"]["runtime"],
     params:
         cirr_root=root_of_input,
-        model=config["model"],
+        model=canonical(config["model"]),
         # train.stage2 with region.mode none; every other key is stage 2's.
         train=train_params(CONTROL),
     script:

@@ -151,17 +151,20 @@ ALLOWED_PARAMS = {
     "evaluate=eval_params()",
     'train=train_params("stage1")',
     'train=train_params("stage2")',
+    "train=train_params(CONTROL)",
+    "train=ablation_train_params",
 }
 
 
 def test_every_rule_param_is_canonical(repo):
     """Snakemake compares params by repr: a dict param must go through canonical()."""
     common = (repo / "rules/common.smk").read_text()
-    for name in ("detect_params", "eval_params", "train_params"):
+    for name in ("detect_params", "eval_params", "train_params", "ablation_train_params"):
         body = common.split(f"def {name}(", 1)[1].split("\ndef ", 1)[0]
         assert "return canonical(" in body, name
     for path in sorted((repo / "rules").glob("*.smk")):
-        for block in re.findall(r"\n    params:\n((?:        .*\n|\s*\n)+)", path.read_text()):
+        text = re.sub(r"\n\s*#[^\n]*", "", path.read_text())  # comment lines are no params
+        for block in re.findall(r"\n    params:\n((?:        .*\n|\s*\n)+)", text):
             entries = re.split(r"\n        (?=\w+=)", "\n" + block.rstrip())
             for entry in filter(None, (e.strip() for e in entries)):
                 entry = re.sub(r"\s+", " ", entry).rstrip(",")

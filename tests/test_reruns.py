@@ -128,6 +128,9 @@ def test_detection_code_reruns_detection_and_what_follows(finished):
 def test_transform_code_reruns_training_and_evaluation_only(finished):
     jobs = edited(finished, "cirflow/data/transforms.py")
     assert jobs == {
+        # The first stage and the cached features go through the same transform.
+        "pretrain_backbone": 1,
+        "image_features": 4,
         "train_stage1": 1,
         "train_stage2": 1,
         "train_stage2_control": 1,

@@ -80,7 +80,15 @@ rule slurm_gpu_probe:
 """
 
 # The heavy rules of profiles/slurm/config.yaml, shrunk to fit the one small node.
-HEAVY_RULES = ("detect_shard", "train_stage1", "train_stage2", "evaluate", "box_report")
+HEAVY_RULES = (
+    "detect_shard",
+    "pretrain_backbone",
+    "image_features",
+    "train_stage1",
+    "train_stage2",
+    "evaluate",
+    "box_report",
+)
 
 # What this cluster lacks, as command-line flags (they replace the profile's keys of that name):
 # no slurmdbd -> squeue for status; no account/partition; a 2-CPU node with ~24 GB.
@@ -96,7 +104,7 @@ SLURM_TEST_FLAGS = [
     "--set-resources", *[f"{rule}:mem_mb=1000" for rule in HEAVY_RULES],
 ]  # fmt: skip
 
-RUN_TIMEOUT_S = 420
+RUN_TIMEOUT_S = 900  # the real path: first stage + cached features + both stages
 
 
 def expects_gpu(rule: str, wildcards: str) -> bool:
