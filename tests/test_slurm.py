@@ -42,6 +42,8 @@ SPLITS = ("train", "val", "test1")
 TEST_CONFIG = {
     "demo": {"seed": 0, "train_triplets": 24, "val_triplets": 12, "test1_triplets": 12},
     "boxes": {"methods": ["saliency"], "shards": {"train": 2, "val": 1, "test1": 1}},
+    # Six train families: two a batch for the first stage.
+    "pretrain": {**SMALL_DEMO["pretrain"], "families_per_batch": 2},
     "train": SMALL_DEMO["train"],
     "evaluate": SMALL_DEMO["evaluate"],
 }

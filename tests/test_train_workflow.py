@@ -94,9 +94,10 @@ def test_stage1_stage2_evaluation_and_rerun_scope(tmp_path):
 
 
 def test_killed_training_job_resumes_when_rerun(tmp_path):
-    """A stage-1 job killed after its first epoch resumes from last.pt on the rerun."""
+    """A stage-1 job killed after its first epoch resumes from last.pt on the rerun. (Pixels
+    and tiny_scratch: the run is rebuilt here with the library, without the first stage.)"""
     wd = make_workflow_copy(tmp_path / "wf")
-    _config(wd)
+    _config(wd, **{"model.preset": "tiny_scratch"})
     stage1 = wd / "results/demo/models/stage1"
     # Simulate the kill: epoch 1 of a 2-epoch run finished, the job died, Snakemake removed the
     # declared outputs. We produce that state with the library (same settings as the rule).
