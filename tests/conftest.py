@@ -210,3 +210,23 @@ def finished_demo_run(tmp_path_factory) -> Path:
     workdir = make_workflow_copy(tmp_path_factory.mktemp("demo_run"))
     run_snakemake(workdir)
     return workdir
+
+
+def tiny_settings(root, out, **overrides):
+    """TrainSettings of a small CPU run of the tiny_scratch preset on a generated demo (one
+    epoch, batch 8, img_set batching); `overrides` change any field."""
+    from cirflow.train.config import TrainSettings
+
+    base = dict(
+        cirr_root=str(root),
+        out=str(out),
+        preset="tiny_scratch",
+        num_epochs=1,
+        batch_size=8,
+        learning_rate=1e-3,
+        num_workers=0,
+        progress=False,
+        threads=1,
+        batching="img_set",
+    )
+    return TrainSettings(**{**base, **overrides})

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, tiny_settings
 
 from cirflow.io import remove_stale_temps, stale_temps, temp_name_pattern
 
@@ -112,21 +112,7 @@ def test_a_job_clears_its_outputs_stale_temps_when_it_starts(tmp_path):
 
 
 def _settings(root, out, **kw):
-    from cirflow.train.config import TrainSettings
-
-    base = dict(
-        cirr_root=str(root),
-        out=str(out),
-        preset="tiny_scratch",
-        num_epochs=1,
-        batch_size=8,
-        learning_rate=1e-3,
-        num_workers=0,
-        progress=False,
-        threads=1,
-        batching="img_set",
-    )
-    return TrainSettings(**{**base, **kw})
+    return tiny_settings(root, out, **kw)
 
 
 def test_training_clears_stale_temps_of_its_own_files_first(tiny_demo, tmp_path, monkeypatch):

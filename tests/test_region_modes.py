@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_settings
 
 from cirflow.errors import CirflowError
 from cirflow.train.config import (
@@ -46,21 +47,7 @@ def demo_root(tmp_path_factory):
 
 
 def _settings(root, out, **kw):
-    base = dict(
-        cirr_root=str(root),
-        out=str(out),
-        preset="tiny_scratch",
-        num_epochs=1,
-        batch_size=8,
-        learning_rate=1e-3,
-        num_workers=0,
-        progress=False,
-        threads=2,
-        batching="img_set",
-        negatives="batch_images",
-    )
-    base.update(kw)
-    return TrainSettings(**base)
+    return tiny_settings(root, out, **{**dict(threads=2, negatives="batch_images"), **kw})
 
 
 def _region(root, mode, **kw):

@@ -7,28 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_settings
 from PIL import Image
 
 from cirflow.data.transforms import geometry, map_boxes
-from cirflow.train.config import TrainSettings
 from cirflow.train.loop import Trainer, train
 
 
 def _settings(root, out, **kw):
-    base = dict(
-        cirr_root=str(root),
-        out=str(out),
-        preset="tiny_scratch",
-        num_epochs=1,
-        batch_size=8,
-        learning_rate=1e-3,
-        num_workers=0,
-        progress=False,
-        threads=1,
-        batching="img_set",
-        negatives="batch_images",
-    )
-    return TrainSettings(**{**base, **kw})
+    return tiny_settings(root, out, **{**dict(negatives="batch_images"), **kw})
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import shutil
 
 import pytest
 import torch
+from conftest import tiny_settings
 
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.tables import ImageTable
 from cirflow.errors import CirflowError
-from cirflow.train.config import TrainSettings
 from cirflow.train.loop import Trainer, train
 
 
@@ -32,19 +32,7 @@ def image_file(root, split, name):
 
 
 def _settings(root, out, **kw):
-    base = dict(
-        cirr_root=str(root),
-        out=str(out),
-        preset="tiny_scratch",
-        num_epochs=1,
-        batch_size=8,
-        learning_rate=1e-3,
-        num_workers=0,
-        progress=False,
-        threads=1,
-        batching="img_set",
-    )
-    return TrainSettings(**{**base, **kw})
+    return tiny_settings(root, out, **kw)
 
 
 def test_check_images_names_each_unreadable_image_and_why(demo):
