@@ -12,20 +12,9 @@ from cirflow.train.loop import Trainer, train
 
 
 @pytest.fixture(scope="module")
-def demo_root(tmp_path_factory):
-    from cirflow.data.demo import generate_demo
-
-    root = tmp_path_factory.mktemp("demo")
-    generate_demo(
-        root,
-        seed=0,
-        train_triplets=32,
-        val_triplets=16,
-        test1_triplets=8,
-        workers=1,
-        progress=False,
-    )
-    return root
+def demo_root(tiny_demo):
+    """conftest's shared tiny demo (read only here)."""
+    return tiny_demo
 
 
 def settings(root, out, **kw):
