@@ -25,7 +25,12 @@ def demo_root(tmp_path_factory):
 def pretrained(demo_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("backbone")
     settings = PretrainSettings(
-        epochs=8, families_per_batch=6, learning_rate=2e-3, threads=2, progress=False
+        epochs=8,
+        families_per_batch=6,
+        learning_rate=2e-3,
+        masked_words=1.0,
+        threads=2,
+        progress=False,
     )
     result = pretrain_backbone(demo_root, out / "backbone.pth", out / "metrics.json", settings)
     return out, result
@@ -39,8 +44,9 @@ def test_a_small_pretraining_beats_chance_on_val(pretrained):
     # (one attribute apart) it stays near chance at this size, and is reported, not asserted.
     assert result["image_to_text_r1"] > 3 * result["image_to_text_r1_chance"], result
     assert 0 <= result["in_family_r1"] <= 100
-    losses = [row["loss_itc"] for row in result["history"]]
-    assert losses[-1] < losses[0]
+    for column in ("loss_itc", "loss_words"):
+        losses = [row[column] for row in result["history"]]
+        assert losses[-1] < losses[0], column
 
 
 def test_the_file_has_blip2s_layout_and_loads_as_the_tiny_preset(pretrained):
@@ -64,3 +70,43 @@ def test_pretraining_reads_train_images_only(demo_root, pretrained):
 def test_a_missing_first_stage_file_names_the_rule(tmp_path):
     with pytest.raises(CirflowError, match="pretrain_backbone|does not exist"):
         SPRC(get_preset("tiny", weights=str(tmp_path / "absent.pth")))
+
+
+def test_masked_words_hide_only_words_and_at_least_one_per_description():
+    from cirflow.train.pretrain import mask_words
+
+    ids = torch.tensor([[3, 10, 11, 12, 13, 4, 0], [3, 20, 4, 0, 0, 0, 0]])
+    attention = (ids != 0).long()
+    masked, labels = mask_words(ids, attention, 0.3, 5, torch.Generator().manual_seed(0))
+    hidden = masked == 5
+    assert hidden.any(dim=1).all()  # the one-word description too
+    # [CLS], [SEP] and padding are never masked; labels are the original ids, -100 elsewhere.
+    assert not hidden[:, 0].any() and not hidden[0, 5] and not hidden[1, 2:].any()
+    assert torch.equal(labels[hidden], ids[hidden]) and (labels[~hidden] == -100).all()
+    assert torch.equal(masked[~hidden], ids[~hidden])
+
+
+def test_the_masked_word_loss_reaches_the_image_only_through_the_queries():
+    from cirflow.train.pretrain import MaskedWordHead, masked_description_loss
+
+    torch.manual_seed(0)
+    model = SPRC(get_preset("tiny_scratch"))
+    head = MaskedWordHead(model)
+    images = torch.randn(2, 3, 64, 64)
+    ids, attention = model.tokenize(["a small red star at the top", "a big blue circle"])
+
+    def loss_of(images):
+        embeds = model.image_tokens(images)
+        gen = torch.Generator().manual_seed(0)
+        return masked_description_loss(
+            model, head, embeds, ids, attention, 0.3, model.tokenizer.mask_token_id, gen
+        )
+
+    loss = loss_of(images)
+    loss.backward()
+    # The words are predicted from the image: the ViT and the query tokens get its gradient.
+    assert model.visual_encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert model.query_tokens.grad.abs().sum() > 0
+    # Another image changes the prediction (the text layers see it, through the queries).
+    with torch.no_grad():
+        assert not torch.isclose(loss_of(torch.randn(2, 3, 64, 64)), loss.detach())

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from cirflow.data.cirr import CirrDataset
@@ -70,6 +71,13 @@ class PretrainSettings:
     learning_rate: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
+    # Weight of the image-grounded masked-word loss beside L_itc (0 = contrast only), and the
+    # fraction of each description's words it masks.
+    masked_words: float = 0.0
+    mask_fraction: float = 0.3
+    # False: the ViT keeps its (seeded) random init and only the Q-Former learns, as BLIP-2's
+    # first stage keeps its image encoder frozen.
+    train_vit: bool = True
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
@@ -82,6 +90,12 @@ class PretrainSettings:
                 raise CirflowError(f"pretrain.{name} must be ≥ 1 (got {getattr(self, name)!r})")
         if not self.learning_rate > 0:
             raise CirflowError(f"pretrain.learning_rate must be > 0 (got {self.learning_rate!r})")
+        if not self.masked_words >= 0:
+            raise CirflowError(f"pretrain.masked_words must be ≥ 0 (got {self.masked_words!r})")
+        if not 0 < self.mask_fraction <= 1:
+            raise CirflowError(
+                f"pretrain.mask_fraction must be in (0, 1] (got {self.mask_fraction!r})"
+            )
 
 
 class DescribedImages:
@@ -142,14 +156,76 @@ def text_features(model: SPRC, input_ids: torch.Tensor, attention_mask: torch.Te
         return F.normalize(model.text_proj(out.last_hidden_state[:, 0, :]).float(), dim=-1)
 
 
-def itc_loss(model: SPRC, images, input_ids, attention_mask, text_ids) -> torch.Tensor:
-    k = model.gallery_features(images)  # (B, nq, D)
+def itc_loss(model: SPRC, embeds, input_ids, attention_mask, text_ids) -> torch.Tensor:
+    k = model.target_features(embeds)  # (B, nq, D)
     t = text_features(model, input_ids, attention_mask)  # (B, D)
     sim = torch.einsum("ikd,jd->ijk", k, t).amax(dim=-1)  # image i vs text j
     temp = model.temperature()
     i2t = contrastive_loss(sim, temp, text_ids)
     t2i = contrastive_loss(sim.t(), temp, text_ids)
     return (i2t + t2i) / 2
+
+
+class MaskedWordHead(nn.Module):
+    """BERT's masked-word head over the Q-Former's text outputs, tied to its word embeddings
+    (pretraining only: SPRC has no use for it, so it is not saved)."""
+
+    def __init__(self, model: SPRC):
+        super().__init__()
+        width = model.Qformer.config.hidden_size
+        self.words = model.Qformer.bert.embeddings.word_embeddings
+        self.transform = nn.Sequential(
+            nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width, eps=1e-12)
+        )
+        self.bias = nn.Parameter(torch.zeros(self.words.num_embeddings))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.transform(hidden) @ self.words.weight.t() + self.bias
+
+
+def mask_words(input_ids, attention_mask, fraction: float, mask_id: int, generator):
+    """(masked ids, labels): `fraction` of each description's words (never [CLS]/[SEP]/padding)
+    become [MASK]; labels hold the original id there and -100 elsewhere. At least one word per
+    description is masked."""
+    words = attention_mask.bool().clone()
+    words[:, 0] = False  # [CLS]
+    words[torch.arange(len(words)), attention_mask.sum(dim=1) - 1] = False  # [SEP]
+    noise = torch.rand(input_ids.shape, generator=generator).to(input_ids.device)
+    noise = noise.masked_fill(~words, 2.0)
+    chosen = (noise < fraction) & words
+    # The lowest-noise word of every description, so that none goes unmasked.
+    chosen[torch.arange(len(words)), noise.argmin(dim=1)] |= words.any(dim=1)
+    labels = input_ids.masked_fill(~chosen, -100)
+    return input_ids.masked_fill(chosen, mask_id), labels
+
+
+def masked_description_loss(
+    model: SPRC, head: MaskedWordHead, embeds, input_ids, attention_mask, fraction, mask_id, gen
+) -> torch.Tensor:
+    """Image-grounded masked-word loss: the description, with `fraction` of its words masked,
+    goes through the Q-Former together with the query tokens (which cross-attend the image, as
+    in SPRC's fusion pass); the masked words are predicted from the text outputs. Text never
+    sees the image but through the queries, so the queries (and the ViT) must keep every
+    object's size, colour, shape and position — what contrast alone lets them drop — and the
+    text layers learn the demo's words as BERT's pretraining teaches the real Q-Former's."""
+    masked, labels = mask_words(input_ids, attention_mask, fraction, mask_id, gen)
+    with model.autocast():
+        nq = model.query_tokens.shape[1]
+        queries = model.query_tokens.expand(len(masked), -1, -1)
+        query_atts = torch.ones(
+            queries.shape[:-1], dtype=attention_mask.dtype, device=masked.device
+        )
+        img_atts = torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
+        out = model.Qformer.bert(
+            masked,
+            query_embeds=queries,
+            attention_mask=torch.cat([query_atts, attention_mask], dim=1),
+            encoder_hidden_states=embeds,
+            encoder_attention_mask=img_atts,
+            return_dict=True,
+        )
+        logits = head(out.last_hidden_state[:, nq:, :]).float()
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
 
 @torch.no_grad()
@@ -208,7 +284,7 @@ def pretrain_backbone(
         torch.set_num_threads(int(s.threads))
     device = resolve_device(s.device, "pretrain.device")
     seed_everything(s.seed)
-    model = SPRC(get_preset("tiny_scratch")).to(device)
+    model = SPRC(get_preset("tiny_scratch", freeze_vit=not s.train_vit)).to(device)
     descriptions = load_descriptions(cirr_root)
 
     def described(split: str) -> DescribedImages:
@@ -223,7 +299,13 @@ def pretrain_backbone(
             f"pretrain.families_per_batch {s.families_per_batch} is more than the "
             f"{len(train.families)} train families"
         )
+    head = MaskedWordHead(model).to(device) if s.masked_words > 0 else None
+    mask_id = model.tokenizer.mask_token_id
+    mask_gen = torch.Generator().manual_seed(s.seed)
     params = [p for p in model.parameters() if p.requires_grad and p is not model.prompt_tokens]
+    if head is not None:
+        # The word embeddings are the model's own (tied): only the head's new weights join.
+        params += [*head.transform.parameters(), head.bias]
     optimizer = torch.optim.AdamW(
         params, lr=s.learning_rate, betas=(0.9, 0.98), eps=1e-7, weight_decay=s.weight_decay
     )
@@ -243,8 +325,10 @@ def pretrain_backbone(
     )
     rows = []
     model.train()
+    columns = ["epoch", "loss_itc"] + (["loss_words"] if head is not None else [])
     for epoch in range(s.epochs):
-        t0, total = time.perf_counter(), 0.0
+        t0 = time.perf_counter()
+        sums = dict.fromkeys(columns[1:], 0.0)
         bar = tqdm(
             train.batches(s.families_per_batch, s.seed, epoch),
             total=steps_per_epoch,
@@ -253,26 +337,28 @@ def pretrain_backbone(
             mininterval=10,
         )
         for images, ids, mask, text_ids in bar:
-            loss = itc_loss(
-                model,
-                normalize(images.to(device)),
-                ids.to(device),
-                mask.to(device),
-                text_ids.to(device),
-            )
+            ids, mask = ids.to(device), mask.to(device)
+            embeds = model.image_tokens(normalize(images.to(device)))
+            losses = {"loss_itc": itc_loss(model, embeds, ids, mask, text_ids.to(device))}
+            if head is not None:
+                losses["loss_words"] = masked_description_loss(
+                    model, head, embeds, ids, mask, s.mask_fraction, mask_id, mask_gen
+                )
+            loss = losses["loss_itc"] + s.masked_words * losses.get("loss_words", 0.0)
             if not math.isfinite(float(loss.detach())):
                 raise CirflowError(f"pretrain: non-finite loss at epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach())
-        rows.append({"epoch": epoch + 1, "loss_itc": total / steps_per_epoch})
+            for k, v in losses.items():
+                sums[k] += float(v.detach())
+        rows.append({"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}})
         log.info(
-            "pretrain epoch %d/%d: loss_itc %.4f (%.1f s)",
+            "pretrain epoch %d/%d: %s (%.1f s)",
             epoch + 1,
             s.epochs,
-            rows[-1]["loss_itc"],
+            ", ".join(f"{k} {rows[-1][k]:.4f}" for k in columns[1:]),
             time.perf_counter() - t0,
         )
     figures = retrieval_figures(model, val, device)
@@ -285,7 +371,7 @@ def pretrain_backbone(
         "history": rows,
     }
     write_json_atomic(metrics_out, result, indent=2)
-    write_text_atomic(Path(metrics_out).with_suffix(".csv"), csv_text(rows, ["epoch", "loss_itc"]))
+    write_text_atomic(Path(metrics_out).with_suffix(".csv"), csv_text(rows, columns))
     log.info(
         "val image -> description R@1 %.2f (chance %.2f); within a family %.2f (chance %.2f)",
         figures["image_to_text_r1"],
