@@ -72,7 +72,8 @@ def curves_png(
                 fontsize=8,
             )
         if epochs:
-            ax.set_xticks(epochs if len(epochs) <= 12 else ax.get_xticks())
+            if len(epochs) <= 12:  # integer epochs; longer runs keep matplotlib's ticks
+                ax.set_xticks(epochs)
             ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")

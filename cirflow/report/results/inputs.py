@@ -124,7 +124,7 @@ def read_epochs(path: str | Path, what: str) -> tuple[list[str], list[dict]]:
 def read_benchmark(path: str | Path) -> dict:
     """A Snakemake benchmark file's first run: seconds, max RSS (MB), CPU time."""
     path = Path(path)
-    rows = [r for r in _read_csv_tsv(path) if r]
+    rows = [r for r in _read_tsv(path) if r]
     if len(rows) < 2:
         raise CirflowError(f"benchmark file without a run: {path}")
     row = dict(zip(rows[0], rows[1], strict=False))
@@ -138,7 +138,7 @@ def read_benchmark(path: str | Path) -> dict:
     return {"seconds": value("s"), "max_rss_mb": value("max_rss"), "cpu_time": value("cpu_time")}
 
 
-def _read_csv_tsv(path: Path) -> list[list[str]]:
+def _read_tsv(path: Path) -> list[list[str]]:
     if not path.is_file():
         raise CirflowError(f"benchmark file not found: {path}")
     with open(path, newline="", encoding="utf-8") as handle:

@@ -114,6 +114,7 @@ def curves_section(stages: dict[str, Stage]) -> list[dict]:
                 "train_rows": stage.train_rows,
                 "val_columns": stage.val_columns,
                 "val_rows": stage.val_rows,
+                "chance": stage.details.get("chance") or {},
             }
         )
     return out
@@ -145,7 +146,7 @@ def comparison_section(rows: list[dict], stages: dict[str, Stage]) -> list[dict]
     return out
 
 
-def ablation_section(path: str | Path | None) -> dict | None:
+def ablation_section(path: str | Path | None, chance: dict[str, float]) -> dict | None:
     if path is None:
         return None
     rows = read_ablation(path)
@@ -187,6 +188,7 @@ def ablation_section(path: str | Path | None) -> dict | None:
     return {
         "path": str(path),
         "columns": [METRIC_LABELS.get(k, k) for k in shown],
+        "chance": [_fmt(chance.get(k)) for k in shown],
         "means": means,
         "deltas": deltas,
         "uri": _png_uri(png) if png else None,
@@ -374,7 +376,7 @@ def build_results_report(
         "stage_labels": [STAGE_LABELS[s] for s in STAGES],
         "curves": curves_section(stages),
         "comparison": comparison_section(rows, stages),
-        "ablation": ablation_section(ablation),
+        "ablation": ablation_section(ablation, stages["stage1"].details.get("chance") or {}),
         "edit_types": edit_type_section(stages),
         "retrievals": retrieval_section(stages, thumbs, settings),
         "facts": facts_section(stages, config, settings),
