@@ -441,7 +441,9 @@ def ablation_summary():
     path = Path(f"results/{DATASET}/ablation/summary.csv")
     if not path.is_file():
         return None
-    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return canonical(
+        {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    )
 
 
 def results_page_config():
