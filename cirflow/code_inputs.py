@@ -2,7 +2,7 @@
 
 A rule lists exactly the modules its script imports, directly or through other cirflow modules
 (imports inside functions included), plus the package data (templates, vocabulary files) of the
-packages those modules live in. So editing a module reruns the rules that run it and no others:
+packages those modules live in (a package's `__init__.py` alone does not count). So editing a module reruns the rules that run it and no others:
 `cirflow/data/demo.py` reruns the demo dataset, never detection on real CIRR.
 
 The import statements are read from the source text, nothing is imported: the workflow parses
@@ -73,7 +73,9 @@ def _closure(root: Path, script: Path) -> tuple[str, ...]:
         if path not in files:
             files.add(path)
             todo += sorted(_imports(path))
-    packages = {p.parent for p in files}
+    # A package's data belongs to its modules: a script that only passes through a package's
+    # __init__ (cirflow/report/ on the way to cirflow/report/results/) does not read it.
+    packages = {p.parent for p in files if p.name != "__init__.py"}
     data = {d for pkg in packages for pattern in DATA_PATTERNS for d in pkg.glob(pattern)}
     return tuple(sorted(str(p.relative_to(root)) for p in files | data))
 

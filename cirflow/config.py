@@ -46,7 +46,7 @@ _NULL = {"null", "~", "none"}
 # Keys that existed once: an old config names them with what replaced them.
 REMOVED_KEYS = {
     "report.training_comparison": "removed: the box report never waits for training; the stage "
-    "comparison has its own page, results/{ds}/report/stages.html (rule stage_report)",
+    "comparison is on the results page, results/{ds}/report/results.html (rule results_report)",
 }
 
 

@@ -1,5 +1,6 @@
 # Shared by all .smk files: config validation, path helpers and input functions (kept
 # here so that the rule files hold rules only).
+import hashlib
 import os
 from pathlib import Path
 
@@ -154,8 +155,16 @@ def all_targets():
         box_stats_targets()
         + box_report_targets()
         + evaluation_targets()
-        + [f"results/{DATASET}/report/stages.html"]
+        + [f"results/{DATASET}/report/results.html"]
     )
+
+
+# --- the two pages (rules/report.smk) ---
+
+
+def box_report_params():
+    """The report: section without report.results (the results page's keys)."""
+    return canonical({k: v for k, v in config["report"].items() if k != "results"})
 
 
 # --- demo detector (rules/detector.smk) ---
@@ -303,14 +312,19 @@ def stage2_boxes(wildcards):
     return region_box_inputs(STAGE2_MODE, stage2_box_method(), ["val"])
 
 
+def stage_eval_boxes(stage, splits=("val", "test1")):
+    """With region tokens, the `splits` boxes (and sidecars) of the stage's method."""
+    boxes = region_box_inputs(stage_region_mode(stage), stage2_box_method(), splits)
+    return {
+        k: v
+        for k, v in boxes.items()
+        if k.startswith(tuple(f"boxes_{split}" for split in splits))
+    }
+
+
 def evaluation_boxes(wildcards):
     """Inputs of evaluate: with region tokens, the val and test1 boxes of the stage's method."""
-    boxes = region_box_inputs(
-        stage_region_mode(wildcards.stage), stage2_box_method(), ["val", "test1"]
-    )
-    return {
-        k: v for k, v in boxes.items() if k.startswith(("boxes_val", "boxes_test1"))
-    }
+    return stage_eval_boxes(wildcards.stage)
 
 
 def stage_outputs(stage):
@@ -403,3 +417,48 @@ def ablation_entries():
 
 def ablation_threads(section):
     return ABLATION["threads"] or config[section]["resources"]["threads"]
+
+
+# --- the results page (rules/report.smk) ---
+
+
+def stage_files(pattern, stages=STAGES):
+    """`pattern` (with {stage}) for each stage, the {ds} wildcard kept."""
+    return [pattern.replace("{stage}", stage) for stage in stages]
+
+
+def results_page_boxes(wildcards):
+    """Stage 2's val boxes where it scores with region tokens: the page draws the targets'."""
+    return stage_eval_boxes("stage2", ["val"])
+
+
+def ablation_summary():
+    """The ablation's summary.csv as the page sees it: path and content digest if it is on
+    disk, else None. A param, not an input: as an input, rule all would run the whole
+    ablation (its producer) whenever a training key changed; as a param, the page reruns
+    when the file appears or changes, and the ablation runs only with `snakemake ablation`.
+    """
+    path = Path(f"results/{DATASET}/ablation/summary.csv")
+    if not path.is_file():
+        return None
+    return canonical(
+        {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    )
+
+
+def results_page_config():
+    """The config the page shows (run facts): exactly the params of the rules that made what
+    it shows, so no key reruns the page alone but report.results."""
+    shown = {
+        "dataset": DATASET,
+        "model": config["model"],
+        "train": {stage: train_params(stage) for stage in STAGES},
+        "box_method": stage2_box_method(),
+        "evaluate": eval_params(),
+    }
+    if DATASET == "demo":
+        shown["demo"] = config["demo"]
+        shown["pretrain"] = {
+            k: v for k, v in config["pretrain"].items() if k != "threads"
+        }
+    return canonical(shown)

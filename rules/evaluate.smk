@@ -22,6 +22,8 @@ rule evaluate:
     output:
         metrics="results/{ds}/eval/{stage}/val_metrics.json",
         details="results/{ds}/eval/{stage}/val_details.json",
+        # Each val query's target rank and best images, for the results page.
+        rankings="results/{ds}/eval/{stage}/val_rankings.json",
         recall="results/{ds}/eval/{stage}/submission/recall.json",
         subset="results/{ds}/eval/{stage}/submission/recall_subset.json",
         test1_details="results/{ds}/eval/{stage}/test1_details.json",

@@ -1,8 +1,9 @@
-# Validation report: one self-contained HTML page per box method, plus its key plots, both
-# shown by `snakemake --report report.html` (captions in rules/report/*.rst).
+# The two pages, both self-contained and shown by `snakemake --report report.html` (captions in
+# rules/report/*.rst): the box validation page per box method (with its key plots), and the
+# results page (training and evaluation). Each waits only for what it shows: the box page
+# never for training, the results page never for the ablation.
 # The page of one method also compares the other configured methods (their stats only: stats
-# never depend on a report, so there is no cycle). It never waits for training: the stage 1 vs
-# stage 2 comparison has a page of its own (rule stage_report).
+# never depend on a report, so there is no cycle).
 
 
 rule box_report:
@@ -56,29 +57,52 @@ rule box_report:
     conda:
         "../envs/report.yaml"
     params:
-        report=canonical(config["report"]),
+        # report: without report.results (the results page's keys).
+        report=box_report_params(),
     script:
         "../workflow_scripts/box_report.py"
 
 
-rule stage_report:
+# Curves, the stage comparison (+ the ablation's table when it has run), per edit type,
+# retrievals of stage 1 beside stage 2, run facts. The ablation's summary.csv is not an input
+# but a param (its digest, when the file exists: common.smk ablation_summary): the page reruns
+# when it appears or changes, and rule all never runs the ablation for it.
+rule results_report:
     input:
+        # With region tokens: stage 2's val boxes (the targets' boxes are drawn).
+        unpack(results_page_boxes),
         comparison="results/{ds}/eval/comparison.csv",
-        stage1="results/{ds}/eval/stage1/val_metrics.json",
-        stage2="results/{ds}/eval/stage2/val_metrics.json",
-        control="results/{ds}/eval/stage2_control/val_metrics.json",
-        code=code_of("stage_report"),
+        metrics=stage_files("results/{ds}/eval/{stage}/val_metrics.json"),
+        details=stage_files("results/{ds}/eval/{stage}/val_details.json"),
+        rankings=stage_files(
+            "results/{ds}/eval/{stage}/val_rankings.json", ["stage1", "stage2"]
+        ),
+        train_csv=stage_files("results/{ds}/models/{stage}/train_metrics.csv"),
+        val_csv=stage_files("results/{ds}/models/{stage}/validation_metrics.csv"),
+        hparams=stage_files("results/{ds}/models/{stage}/hparams.json"),
+        # Wall time per stage: the training and evaluation jobs' benchmark files.
+        train_time=stage_files("benchmarks/runs/{ds}/train_{stage}.tsv"),
+        eval_time=stage_files("benchmarks/runs/{ds}/evaluate_{stage}.tsv"),
+        split_file=split_file("val"),
+        code=code_of("results_report"),
     output:
         report(
-            "results/{ds}/report/stages.html",
-            caption="report/stage_report.rst",
+            "results/{ds}/report/results.html",
+            caption="report/results_report.rst",
             category="Training",
-            labels={"figure": "stage 1, control, stage 2"},
+            labels={"figure": "results page"},
         ),
     log:
-        "logs/{ds}/report/stages.log",
+        "logs/{ds}/report/results.log",
+    benchmark:
+        "benchmarks/runs/{ds}/report/results.tsv"
     localrule: True
     conda:
         "../envs/report.yaml"
+    params:
+        report=canonical(config["report"]["results"]),
+        config=results_page_config(),
+        region_mode=STAGE2_MODE,
+        ablation=ablation_summary(),
     script:
-        "../workflow_scripts/stage_report.py"
+        "../workflow_scripts/results_report.py"

@@ -134,7 +134,7 @@ WORKFLOW_FILES = (
 )
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 # A demo small enough for a test, big enough for every stage to do real work (training
-# included: rule all ends in the stage comparison).
+# included: rule all ends in the results page).
 SMALL_DEMO = {
     "demo": {"seed": 0, "train_triplets": 60, "val_triplets": 24, "test1_triplets": 16},
     # The first stage on the real path, at a size that takes seconds.

@@ -146,6 +146,7 @@ ALLOWED_PARAMS = {
     "cirr_root=root_of_input",
     "box_method=stage2_box_method()",
     'max_unreadable_fraction=config["boxes"]["max_unreadable_fraction"]',
+    "region_mode=STAGE2_MODE",
     # Input functions of rules/common.smk that return canonical(...).
     "detect=detect_params",
     "evaluate=eval_params()",
@@ -153,13 +154,24 @@ ALLOWED_PARAMS = {
     'train=train_params("stage2")',
     "train=train_params(CONTROL)",
     "train=ablation_train_params",
+    "report=box_report_params()",
+    "config=results_page_config()",
+    "ablation=ablation_summary()",
 }
 
 
 def test_every_rule_param_is_canonical(repo):
     """Snakemake compares params by repr: a dict param must go through canonical()."""
     common = (repo / "rules/common.smk").read_text()
-    for name in ("detect_params", "eval_params", "train_params", "ablation_train_params"):
+    for name in (
+        "detect_params",
+        "eval_params",
+        "train_params",
+        "ablation_train_params",
+        "box_report_params",
+        "results_page_config",
+        "ablation_summary",
+    ):
         body = common.split(f"def {name}(", 1)[1].split("\ndef ", 1)[0]
         assert "return canonical(" in body, name
     for path in sorted((repo / "rules").glob("*.smk")):

@@ -41,10 +41,14 @@ def model():
     return SimpleNamespace(preset=preset, tokenizer=BertTokenizer(vocab_file=str(TINY_VOCAB_FILE)))
 
 
-def _fixed_ranks(self, model):
-    """Query i's target at rank i mod 7 of the gallery and i mod 4 of its subset."""
+def _fixed_ranks(self, model, top_k=0):
+    """Query i's target at rank i mod 7 of the gallery and i mod 4 of its subset; top lists
+    (when asked for): gallery positions i, i + 1, … (mod the gallery)."""
     n = len(self.data.triplets)
-    return torch.arange(n) % 7, torch.arange(n) % 4
+    top = None
+    if top_k:
+        top = (torch.arange(n)[:, None] + torch.arange(top_k)[None, :]) % len(self.gallery_names)
+    return torch.arange(n) % 7, torch.arange(n) % 4, top
 
 
 @pytest.fixture
@@ -179,3 +183,46 @@ def test_rule_evaluate_on_cirr_lists_a_sidecar_only_where_there_is_one(tmp_path,
     assert "edits.rc2.val.json" not in _evaluate_inputs(wd, "cirr")
     sidecar.write_text(json.dumps({}))
     assert str(sidecar) in _evaluate_inputs(wd, "cirr")
+
+
+def test_evaluate_writes_the_rankings_from_the_same_ranks(demo_root, model, fixed_ranks, tmp_path):
+    """val_rankings.json: each query's 1-based ranks, top list, caption and edit type, from
+    the ranks the recalls came from; val_metrics.json and val_details.json as without it."""
+    from cirflow.evaluate.rankings import RANK_LIMIT, TOP_K
+
+    loaded = LoadedModel(model, Path("best.pt"), 1, torch.device("cpu"))
+    plain, with_rankings = tmp_path / "plain", tmp_path / "with"
+    for out in (plain, with_rankings):
+        out.mkdir()
+        score_split(
+            loaded,
+            demo_root,
+            SETTINGS,
+            out / "val_metrics.json",
+            out / "val_details.json",
+            rankings_out=out / "val_rankings.json" if out == with_rankings else None,
+        )
+    assert (plain / "val_metrics.json").read_bytes() == (
+        with_rankings / "val_metrics.json"
+    ).read_bytes()
+    details = [json.loads((d / "val_details.json").read_text()) for d in (plain, with_rankings)]
+    assert [{k: v for k, v in d.items() if k != "seconds"} for d in details][0] == {
+        k: v for k, v in details[1].items() if k != "seconds"
+    }
+    assert not (plain / "val_rankings.json").exists()
+
+    doc = json.loads((with_rankings / "val_rankings.json").read_text())
+    triplets = json.loads((demo_root / "cirr/captions/cap.rc2.val.json").read_text())
+    sidecar = json.loads(edits_file(demo_root, "val").read_text())
+    gallery = list(json.loads((demo_root / "cirr/image_splits/split.rc2.val.json").read_text()))
+    assert (doc["split"], doc["top_k"], doc["rank_limit"]) == ("val", TOP_K, RANK_LIMIT)
+    assert doc["gallery"] == len(gallery) and len(doc["queries"]) == len(triplets)
+    for i, (q, t) in enumerate(zip(doc["queries"], triplets, strict=True)):
+        assert (q["pairid"], q["reference"], q["target"]) == (
+            t["pairid"],
+            t["reference"],
+            t["target_hard"],
+        )
+        assert q["caption"] == t["caption"] and q["edit_type"] == sidecar[str(t["pairid"])]
+        assert (q["rank"], q["subset_rank"]) == (i % 7 + 1, i % 4 + 1)
+        assert q["top"] == [gallery[(i + j) % len(gallery)] for j in range(TOP_K)]

@@ -290,6 +290,54 @@ def test_bf16_first_pass_gives_the_exact_ranks():
     assert (rank[~within] >= 50).all()
 
 
+@pytest.mark.parametrize("approx", [True, False], ids=["bf16", "fp32"])
+def test_top_lists_come_from_the_same_ranking(approx):
+    """ranks_and_top's lists: the exact fp32 order (ties by gallery order), reference left out,
+    a target of rank r < k at position r; with the bf16 first pass as without it."""
+    from cirflow.evaluate.ranking import ranks_and_top
+    from cirflow.evaluate.recall import recall_ranks, stable_topk
+
+    g = torch.Generator().manual_seed(5)
+    n, q_n, t, d, k = 120, 80, 4, 16, 10
+    gallery = torch.nn.functional.normalize(torch.randn(n, t, d, generator=g), dim=-1)
+    # Near-duplicate images (many pairs inside the bf16 band) and exact duplicates (ties).
+    gallery[1::2] = torch.nn.functional.normalize(
+        gallery[0::2] + 0.005 * torch.randn(n // 2, t, d, generator=g), dim=-1
+    )
+    gallery[3] = gallery[2]
+    target = torch.randint(0, n, (q_n,), generator=g)
+    queries = torch.nn.functional.normalize(
+        gallery[target, 0] + 0.3 * torch.randn(q_n, d, generator=g), dim=-1
+    )
+    reference = (target + 1 + torch.randint(0, n - 1, (q_n,), generator=g)) % n
+    members = torch.stack([reference, target, *(torch.randint(0, n, (q_n,), generator=g),)], 1)
+    scores = max_token_scores(queries, gallery)
+    ref_rank, _ = recall_ranks(scores, reference, target, members)
+    masked = scores.clone()
+    masked[torch.arange(q_n), reference] = float("-inf")
+    expected = stable_topk(masked, k)
+
+    rank, _, top = ranks_and_top(queries, gallery, reference, target, members, k, approx=approx)
+    assert top.shape == (q_n, k)
+    assert not (top == reference[:, None]).any()
+    assert torch.equal(top, expected)
+    for i in torch.nonzero(ref_rank < k).flatten().tolist():
+        assert top[i, rank[i]] == target[i]
+    assert ranks_and_top(queries, gallery, reference, target, members, 0, approx=approx)[2] is None
+
+
+def test_rankings_file_keeps_ranks_to_the_limit_and_one_based():
+    from cirflow.evaluate.rankings import RANK_LIMIT, rankings_document
+
+    triplets = [_triplet(i, f"r{i}", f"t{i}", [f"r{i}", f"t{i}"]) for i in range(4)]
+    doc = rankings_document(
+        triplets, ["a", "b", "c"], [0, RANK_LIMIT - 1, RANK_LIMIT, 70], [0, 1, 2, 3], [[2, 0]] * 4
+    )
+    assert [q["rank"] for q in doc["queries"]] == [1, RANK_LIMIT, None, None]
+    assert [q["subset_rank"] for q in doc["queries"]] == [1, 2, 3, 4]
+    assert doc["queries"][0]["top"] == ["c", "a"] and "edit_type" not in doc["queries"][0]
+
+
 def _test1_triplet(pairid, members):
     return {
         "pairid": pairid,

@@ -1,5 +1,5 @@
-"""The report in a real browser: headless Chromium opens the page, every image has loaded, no
-console errors, and a screenshot is kept under test-artifacts/.
+"""The reports in a real browser: headless Chromium opens the box page and the results page,
+every image has loaded, no console errors, and a screenshot is kept under test-artifacts/.
 
 Chromium is driven through the Chrome DevTools protocol over `--remote-debugging-pipe` (file
 descriptors 3 and 4, NUL-separated JSON), so no Python package beyond the standard library is
@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from test_report import make_report_inputs
+from test_results_report import expected_image_count, make_results_inputs
 
 from cirflow.report.boxes_report import build_boxes_report, build_method_report, load_source
+from cirflow.report.results.page import build_results_report
 
 pytestmark = pytest.mark.browser
 
@@ -150,7 +152,8 @@ class DevTools:
 
 
 def open_in_chromium(binary: str, page: Path, screenshot: Path, tmp_path: Path) -> dict:
-    """Load `page`; return its images' load state, the console errors, and save a screenshot."""
+    """Load `page`; return its images' load state, the console errors and the ids of its
+    sections, and save a screenshot."""
     browser = DevTools(binary, tmp_path / "chromium-profile")
     try:
         target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -171,6 +174,15 @@ def open_in_chromium(binary: str, page: Path, screenshot: Path, tmp_path: Path) 
             session=session,
         )
         images = json.loads(state["result"]["value"])
+        sections = browser.call(
+            "Runtime.evaluate",
+            {
+                "expression": "JSON.stringify(Array.from(document.querySelectorAll('section'))"
+                ".map(s => s.id))",
+                "returnByValue": True,
+            },
+            session=session,
+        )
         shot = browser.call(
             "Page.captureScreenshot",
             {"format": "png", "captureBeyondViewport": True},
@@ -188,7 +200,11 @@ def open_in_chromium(binary: str, page: Path, screenshot: Path, tmp_path: Path) 
                 errors.append(json.dumps(params.get("exceptionDetails"))[:300])
             elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
                 errors.append(params["entry"].get("text", "")[:300])
-        return {"images": images, "errors": errors}
+        return {
+            "images": images,
+            "errors": errors,
+            "sections": json.loads(sections["result"]["value"]),
+        }
     finally:
         browser.close()
 
@@ -223,6 +239,27 @@ def test_report_without_images_renders_in_chromium(chromium, test_data, tmp_path
     assert seen["errors"] == []
     assert len(seen["images"]) == 3
     assert all(i["complete"] and i["width"] > 0 for i in seen["images"])
+
+
+def test_results_page_renders_in_chromium(chromium, tmp_path):
+    inputs = make_results_inputs(tmp_path / "results")
+    out = tmp_path / "results.html"
+    build_results_report(out_html=out, **inputs)
+    seen = open_in_chromium(chromium, out, ARTIFACTS / "results_browser.png", tmp_path)
+    assert seen["errors"] == []
+    assert seen["sections"] == [
+        "curves",
+        "comparison",
+        "edit-types",
+        "retrievals",
+        "facts",
+        "inputs",
+    ]
+    images = seen["images"]
+    # Curves per stage, the ablation's plot, every retrieval thumbnail: all decoded.
+    assert len(images) == expected_image_count(inputs) > 10
+    assert [i for i in images if not (i["complete"] and i["width"] > 0)] == []
+    shutil.copy(out, ARTIFACTS / "results_browser.html")
 
 
 def test_the_browser_check_sees_broken_images_and_console_errors(chromium, tmp_path):

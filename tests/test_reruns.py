@@ -7,13 +7,13 @@ from conftest import SMALL_DEMO, planned_jobs
 pytestmark = pytest.mark.slow
 
 BOX_STAGES = {"detect_shard", "merge_boxes", "box_stats", "box_report"}
-# Stage 2 and what follows it (the stage comparison and its page; the box report never waits
-# for training). Never the control: it reads no boxes and no region-only key.
+# Stage 2 and what follows it (the stage comparison and the results page; the box report never
+# waits for training). Never the control: it reads no boxes and no region-only key.
 STAGE2_ON = {
     "train_stage2": 1,
     "evaluate": 1,
     "compare_stages": 1,
-    "stage_report": 1,
+    "results_report": 1,
 }
 
 
@@ -136,7 +136,7 @@ def test_transform_code_reruns_training_and_evaluation_only(finished):
         "train_stage2_control": 1,
         "evaluate": 3,
         "compare_stages": 1,
-        "stage_report": 1,  # never the box report: it does not wait for training
+        "results_report": 1,  # never the box report: it does not wait for training
     }
 
 
@@ -147,6 +147,34 @@ def test_demo_generator_code_reruns_the_demo_dataset(finished):
 
 def test_report_code_reruns_only_the_report(finished):
     assert edited(finished, "cirflow/report/plots.py") == {"box_report": 1}
+    assert edited(finished, "cirflow/report/templates/boxes_report.html") == {"box_report": 1}
+
+
+def test_results_page_key_reruns_only_the_results_page(finished):
+    assert with_config(finished, report__results__seed=7) == {"results_report": 1}
+    assert with_config(finished, report__results__top=3) == {"results_report": 1}
+
+
+def test_results_page_code_reruns_only_the_results_page(finished):
+    for path in (
+        "cirflow/report/results/page.py",
+        "cirflow/report/results/figures.py",
+        "cirflow/report/results/templates/results.html",
+    ):
+        assert edited(finished, path) == {"results_report": 1}, path
+
+
+def test_the_ablation_summary_appearing_reruns_only_the_results_page(finished):
+    """summary.csv is the page's param (its digest), not an input: the page reruns when it
+    appears or changes, and rule all never runs the ablation for it."""
+    summary = finished / "results/demo/ablation/summary.csv"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        summary.write_text("mode,box_source\n")
+        assert planned_jobs(finished) == {"results_report": 1}
+    finally:
+        summary.unlink()
+    assert planned_jobs(finished) == {}
 
 
 def test_demo_config_is_the_small_one(finished):

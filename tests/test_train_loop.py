@@ -42,6 +42,26 @@ class Killed(Exception):
     pass
 
 
+def tb_scalars(folder):
+    """{tag: [(step, value)]} of the TensorBoard event files in `folder`."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
+
+
+def csv_scalars(out):
+    """The same {tag: [(step, value)]} read from the run's two CSV files."""
+    scalars = {}
+    for prefix, name in (("train", "train_metrics.csv"), ("val", "validation_metrics.csv")):
+        header, *rows = [line.split(",") for line in read(out / name).splitlines()]
+        for row in rows:
+            for column, value in zip(header[1:], row[1:], strict=True):
+                scalars.setdefault(f"{prefix}/{column}", []).append((int(row[0]), float(value)))
+    return scalars
+
+
 def test_outputs_and_columns(demo_root, tmp_path):
     out = tmp_path / "run"
     state = train(settings(demo_root, out))
@@ -69,6 +89,13 @@ def test_outputs_and_columns(demo_root, tmp_path):
     assert any(k.startswith("visual_encoder.") for k in best["state_dict"])
     assert "optimizer" not in best
     assert (out / "best.pt").stat().st_size < (out / "last.pt").stat().st_size
+    # TensorBoard: every CSV number, step = epoch, in one folder beside them.
+    tb = tb_scalars(out / "tb")
+    expected = csv_scalars(out)
+    assert set(tb) == set(expected) and "train/loss_total" in tb and "val/recall_at1" in tb
+    for tag, points in expected.items():
+        assert [s for s, _ in tb[tag]] == [s for s, _ in points], tag
+        assert [v for _, v in tb[tag]] == pytest.approx([v for _, v in points], rel=1e-5), tag
 
 
 def test_killed_run_resumes_to_identical_metrics(demo_root, tmp_path):
@@ -95,6 +122,9 @@ def test_killed_run_resumes_to_identical_metrics(demo_root, tmp_path):
     a = torch.load(full / "best.pt", weights_only=True)["state_dict"]
     b = torch.load(part / "best.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # The resumed run's event files say what the uninterrupted run's say, once per epoch.
+    assert tb_scalars(part / "tb") == tb_scalars(full / "tb")
+    assert len(list((part / "tb").iterdir())) == 1 and not list(part.glob(".tb.*"))
 
 
 def test_no_resume_from_other_settings_or_a_finished_run(demo_root, tmp_path, caplog):

@@ -26,8 +26,9 @@ def test_demo_run_produces_boxes_and_stats(finished_run):
         assert stats["total_boxes"] == sum(len(v) for v in boxes.values())
         assert stats["pct_with_boxes"] > 50
     assert (finished_run / "logs/demo/demo_dataset.log").exists()
-    # The stage comparison has its own page; the test-server files' details list no bad image.
-    assert 'id="stages"' in (results / "report/stages.html").read_text()
+    # The results page (with the stage table); the test-server files' details list no bad image.
+    assert 'id="stages"' in (results / "report/results.html").read_text()
+    assert not (results / "report/stages.html").exists()
     details = json.loads((results / "eval/stage2/test1_details.json").read_text())
     assert details["unreadable_images"] == [] and details["fallback_queries"] == []
 
@@ -132,11 +133,15 @@ def test_code_inputs_keep_unrelated_modules_out(repo):
         assert "cirflow/data/transforms.py" in code(script), script
         assert not {f for f in code(script) if f.startswith(("cirflow/report/", "cirflow/boxes/"))}
     assert "cirflow/report/templates/boxes_report.html" in code("box_report")
-    for script in set(SCRIPTS) - {"box_report", "stage_report"}:
+    for script in set(SCRIPTS) - {"box_report", "results_report"}:
         assert not {f for f in code(script) if f.startswith("cirflow/report/")}, script
-    # The two pages are apart: box report code never reruns the stage page, nor the reverse.
-    assert "cirflow/report/boxes_report.py" not in code("stage_report")
-    assert "cirflow/report/stages.py" not in code("box_report")
-    assert not {
-        f for f in code("stage_report") if f.startswith(("cirflow/train/", "cirflow/boxes/"))
+    # The two pages are apart: box report code (template included) never reruns the results
+    # page, nor the reverse; the results page runs no model or box code (torch-free).
+    results, boxes = code("results_report"), code("box_report")
+    assert "cirflow/report/results/templates/results.html" in results
+    assert not {f for f in results if f.startswith("cirflow/report/") and "/results/" not in f} - {
+        "cirflow/report/__init__.py"
     }
+    assert not {f for f in boxes if f.startswith("cirflow/report/results/")}
+    model_side = ("cirflow/train/", "cirflow/evaluate/", "cirflow/model/", "cirflow/boxes/")
+    assert not {f for f in results if f.startswith(model_side)}

@@ -1,5 +1,6 @@
 """Adapter for rules evaluate and ablation_evaluate: CIRR val recalls (and, for evaluate, the
-test1 server files) of a best.pt; with region tokens, each split's own boxes."""
+test1 server files and val's per-query rankings) of a best.pt; with region tokens, each split's
+own boxes."""
 
 from cirflow.data.regions import BoxFile
 from cirflow.evaluate.run import evaluate_stage
@@ -26,4 +27,5 @@ with job_log(snakemake.log[0], snakemake.output):
             if inp.get(f"boxes_{split}")
         },
         test1_details_out=out.get("test1_details"),
+        rankings_out=out.get("rankings"),
     )

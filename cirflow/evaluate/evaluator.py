@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from cirflow.data.tables import ImageTable, TripletData
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.features import gallery_features, gallery_region_features, query_features
-from cirflow.evaluate.ranking import exact_ranks, max_token_scores
+from cirflow.evaluate.ranking import max_token_scores, ranks_and_top
 from cirflow.evaluate.recall import (
     chance_levels,
     member_matrix,
@@ -26,6 +27,16 @@ from cirflow.evaluate.recall import (
 from cirflow.evaluate.settings import EvalSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Rankings:
+    """A split's queries ranked: 0-based target ranks in the gallery (≥ 50 only a lower bound)
+    and in the subset, and the best gallery positions per query (None when not asked for)."""
+
+    rank: torch.Tensor
+    subset_rank: torch.Tensor
+    top: torch.Tensor | None
 
 
 class SplitEvaluator:
@@ -190,36 +201,46 @@ class SplitEvaluator:
         return max_token_scores(queries, gallery, regions=regions)
 
     @torch.no_grad()
-    def ranks(self, model) -> tuple[torch.Tensor, torch.Tensor]:
+    def ranks(
+        self, model, top_k: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Exact 0-based ranks of every query's target, in the gallery and in its subset
-        (bf16 first pass where the CPU has native bf16)."""
+        (bf16 first pass where the CPU has native bf16), and, for `top_k` > 0, each query's
+        `top_k` best gallery positions (`gallery_names` indices, reference excluded) from the
+        same scores (else None)."""
         queries, gallery, regions = self.features(model)
         t0 = time.perf_counter()
         index, triplets, dev = self.gallery_index, self.data.triplets, queries.device
         reference = torch.tensor([index[t["reference"]] for t in triplets], device=dev)
         target = torch.tensor([index[t["target_hard"]] for t in triplets], device=dev)
         members = member_matrix(triplets, index).to(dev)
-        rank, subset_rank = exact_ranks(
-            queries, gallery, reference, target, members, regions=regions
+        rank, subset_rank, top = ranks_and_top(
+            queries, gallery, reference, target, members, top_k, regions=regions
         )
         log.info("%s: ranking in %.2f s", self.split, time.perf_counter() - t0)
-        return rank, subset_rank
+        return rank, subset_rank, top
 
     @torch.no_grad()
     def metrics(self, model) -> dict[str, float]:
         """The CIRR recalls (METRIC_KEYS, percent): what training validates with."""
-        return metrics_from_ranks(*self.ranks(model))
+        rank, subset_rank, _ = self.ranks(model)
+        return metrics_from_ranks(rank, subset_rank)
 
     @torch.no_grad()
-    def metrics_and_edit_types(self, model) -> tuple[dict[str, float], dict | None]:
-        """The CIRR recalls and, where the split has an edit-type sidecar, the same ranks'
-        R@1 / R@5 / Rs@1 per edit type (else None)."""
+    def metrics_and_edit_types(
+        self, model, top_k: int = 0
+    ) -> tuple[dict[str, float], dict | None, Rankings]:
+        """The CIRR recalls; where the split has an edit-type sidecar, the same ranks' R@1 /
+        R@5 / Rs@1 per edit type (else None); and the ranks themselves, with each query's
+        `top_k` best images, for the per-query file (`cirflow.evaluate.rankings`)."""
         edit_types = self.edit_types()  # a bad sidecar fails before the features are computed
-        rank, subset_rank = self.ranks(model)
+        rank, subset_rank, top = self.ranks(model, top_k)
         metrics = metrics_from_ranks(rank, subset_rank)
+        rankings = Rankings(rank.cpu(), subset_rank.cpu(), None if top is None else top.cpu())
         if edit_types is None:
-            return metrics, None
-        return metrics, per_edit_type_metrics(rank, subset_rank, edit_types, EDIT_TYPES)
+            return metrics, None, rankings
+        per_edit = per_edit_type_metrics(rank, subset_rank, edit_types, EDIT_TYPES)
+        return metrics, per_edit, rankings
 
     def submission(self, model) -> tuple[dict, dict]:
         return submission_files(self.scores(model), self.gallery_names, self.data.triplets)

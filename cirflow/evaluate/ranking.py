@@ -175,14 +175,41 @@ def exact_ranks(
     ranks are exact. `approx` None: use the bf16 pass when the CPU has native bf16.
     `regions`: the gallery's region tokens (module docstring).
     """
-    from cirflow.evaluate.recall import recall_ranks
+    rank, subset_rank, _ = ranks_and_top(
+        queries, gallery, reference, target, members, 0, max_rank, approx, regions
+    )
+    return rank, subset_rank
+
+
+@torch.no_grad()
+def ranks_and_top(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    reference: torch.Tensor,
+    target: torch.Tensor,
+    members: torch.Tensor,
+    top_k: int,
+    max_rank: int = 50,
+    approx: bool | None = None,
+    regions: Regions | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`exact_ranks` plus, for `top_k` > 0, each query's `top_k` best gallery indices (Q, k),
+    reference excluded, from the same scores and in the order the ranks count (exact fp32
+    score, ties by gallery order): a target of rank r < top_k sits at position r. None for
+    `top_k` 0."""
+    from cirflow.evaluate.recall import recall_ranks, stable_topk
 
     use_bf16 = approx if approx is not None else (queries.device.type == "cpu" and bf16_is_fast())
+    rows = torch.arange(queries.shape[0], device=queries.device)
     if not use_bf16:
         scores = max_token_scores(queries, gallery, regions=regions)
-        return recall_ranks(scores, reference, target, members)
+        rank, subset_rank = recall_ranks(scores, reference, target, members)
+        top = None
+        if top_k > 0:
+            scores[rows, reference] = float("-inf")  # the ranks above are already taken
+            top = stable_topk(scores, min(top_k, scores.shape[1] - 1))
+        return rank, subset_rank, top
     q = queries.float()
-    rows = torch.arange(q.shape[0], device=q.device)
     approx_scores = max_token_scores(q, gallery, dtype=torch.bfloat16, regions=regions)
     eps = bf16_error_bound(q, gallery, regions)[:, None]
     s_t = pair_scores(q, gallery, rows, target, regions=regions)[:, None]
@@ -214,4 +241,21 @@ def exact_ranks(
         s = pair_scores(q, gallery, bi, gi, regions=regions)
         st = s_t[bi, 0]
         m_ahead[bi, bj] = (s > st) | ((s == st) & (gi < target[bi]))
-    return rank, m_ahead.sum(dim=1)
+    top = _exact_top(q, gallery, approx_scores, eps, reference, top_k, regions) if top_k else None
+    return rank, m_ahead.sum(dim=1), top
+
+
+def _exact_top(q, gallery, approx_scores, eps, reference, top_k, regions) -> torch.Tensor:
+    """The `top_k` best by exact score from the bf16 scores: the k-th best bf16 score is within
+    eps of the exact k-th best, so every exact top-k image scores ≥ (k-th bf16 score) − 2·eps in
+    bf16; only those candidates are rescored in fp32."""
+    from cirflow.evaluate.recall import stable_topk
+
+    rows = torch.arange(q.shape[0], device=q.device)
+    approx_scores[rows, reference] = float("-inf")
+    k = min(top_k, approx_scores.shape[1] - 1)
+    kth = approx_scores.topk(k, dim=1).values[:, -1:]
+    qi, gi = (approx_scores >= kth - 2 * eps).nonzero(as_tuple=True)
+    exact = torch.full_like(approx_scores, float("-inf"))
+    exact[qi, gi] = pair_scores(q, gallery, qi, gi, regions=regions)
+    return stable_topk(exact, k)

@@ -27,6 +27,7 @@ from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
 from cirflow.evaluate.per_edit import PER_EDIT_KEY, format_edit_types
+from cirflow.evaluate.rankings import TOP_K, rankings_document, write_rankings
 from cirflow.evaluate.recall import METRIC_KEYS
 from cirflow.evaluate.settings import EvalSettings
 from cirflow.io import read_json, write_json_atomic, write_text_atomic
@@ -76,12 +77,14 @@ def score_split(
     split: str = "val",
     features: list[str] | None = None,
     boxes: BoxFile | None = None,
+    rankings_out: str | Path | None = None,
 ) -> dict[str, float]:
     """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out` (JSON, percent).
 
     `out` holds the METRIC_KEYS numbers and, where the split has an edit-type sidecar, one more
     key, PER_EDIT_KEY: {edit type: {recall_at1, recall_at5, group_recall_at1, queries}}. The
-    returned dict is the METRIC_KEYS numbers only.
+    returned dict is the METRIC_KEYS numbers only. `rankings_out`: also each query's target
+    rank and best images, from the same ranking (`cirflow.evaluate.rankings`).
     """
     if split == "test1":
         raise CirflowError(
@@ -90,12 +93,23 @@ def score_split(
     t0 = time.perf_counter()
     model = loaded.model
     ev = SplitEvaluator(cirr_root, split, model, settings, loaded.device, features, boxes)
-    metrics, per_edit = ev.metrics_and_edit_types(model)
+    metrics, per_edit, ranked = ev.metrics_and_edit_types(model, TOP_K if rankings_out else 0)
     chance = ev.chance()
     written: dict[str, Any] = dict(metrics)
     if per_edit is not None:
         written[PER_EDIT_KEY] = per_edit
     write_json_atomic(out, written, indent=2)
+    if rankings_out:
+        document = rankings_document(
+            ev.data.triplets,
+            ev.gallery_names,
+            ranked.rank.tolist(),
+            ranked.subset_rank.tolist(),
+            ranked.top.tolist(),
+            ev.edit_types(),
+            split,
+        )
+        write_rankings(rankings_out, document)
     if details_out:
         write_json_atomic(
             details_out,
@@ -213,11 +227,12 @@ def evaluate_stage(
     features: dict[str, list[str]] | None = None,
     test1_details_out: str | Path | None = None,
     boxes: dict[str, BoxFile] | None = None,
+    rankings_out: str | Path | None = None,
 ) -> dict[str, float]:
     """Rule evaluate: val recalls and test1 server files of one stage, the model built once.
     `features`: {"val": [...], "test1": [...]} cached ViT token shards (a frozen ViT);
     `boxes`: {"val": BoxFile, "test1": BoxFile}, each split's own boxes (region tokens);
-    `recall_out` None: val only (the ablation's runs)."""
+    `recall_out` None: val only (the ablation's runs); `rankings_out`: val's per-query file."""
     features, boxes = features or {}, boxes or {}
     loaded = load_for_evaluation(checkpoint, settings)
     metrics = score_split(
@@ -229,6 +244,7 @@ def evaluate_stage(
         "val",
         features.get("val"),
         boxes.get("val"),
+        rankings_out,
     )
     if recall_out is not None:
         submission_for_model(

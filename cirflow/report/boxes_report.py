@@ -708,8 +708,8 @@ def build_boxes_report(
 
     sources: the box files shown in full. compare_stats: extra `{method, split, stats}` entries
     (other methods' stats) for the side-by-side comparison. Returns a small summary (paths,
-    timings). The stage 1 vs stage 2 comparison has its own page (`cirflow.report.stages`): the
-    box report never waits for training.
+    timings). The stage comparison is on the results page (`cirflow.report.results`): the box
+    report never waits for training.
     """
     if not sources:
         raise CirflowError("no box file to report on")

@@ -1,16 +1,25 @@
-"""The per-epoch record of a run and its two CSV files.
+"""The per-epoch record of a run, its two CSV files and its TensorBoard event files.
 
 train_metrics.csv        epoch, loss_itc, loss_rtc, loss_align[, loss_region], loss_total
 validation_metrics.csv   epoch + the 11 validation columns of `cirflow.evaluate.recall`
+tb/                      the same numbers as TensorBoard scalars (`train/<loss>`, `val/<metric>`,
+                         step = epoch), for `tensorboard --logdir results/`
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cirflow.evaluate.recall import METRIC_KEYS
 from cirflow.io import write_text_atomic
+
+log = logging.getLogger(__name__)
+TB_DIR = "tb"
 
 LOSS_KEYS = ("loss_itc", "loss_rtc", "loss_align")
 
@@ -66,3 +75,38 @@ def write_tables(out: Path, state: RunState, with_region: bool) -> None:
     write_text_atomic(
         out / "validation_metrics.csv", csv_text(state.val_rows, ["epoch", *METRIC_KEYS])
     )
+
+
+def write_events(out: Path, state: RunState) -> Path | None:
+    """`out/tb/` rewritten from the state's rows, so that it always says what the CSVs say
+    (a resumed run included); built beside and swapped in. Returns the folder, or None without
+    the tensorboard package (training does not depend on it)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        log.warning("no TensorBoard event files: %s", exc)
+        return None
+    final = out / TB_DIR
+    for stale in out.glob(f".{TB_DIR}.*"):  # left by a killed write
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{TB_DIR}.", dir=out))
+    writer = SummaryWriter(log_dir=str(staging))
+    for prefix, rows in (("train", state.train_rows), ("val", state.val_rows)):
+        for row in rows:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    writer.add_scalar(f"{prefix}/{key}", value, row["epoch"])
+    writer.close()
+    staging.chmod(0o777 & ~_umask())
+    if final.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{TB_DIR}.", dir=out))
+        final.rename(retired / TB_DIR)
+        shutil.rmtree(retired, ignore_errors=True)
+    staging.rename(final)
+    return final
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

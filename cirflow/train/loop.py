@@ -16,7 +16,8 @@ same batches.
 
 Per epoch: train on every full batch (SPRC drops the last partial batch), validate on CIRR val
 every `validation_frequency` epochs and at the last one, then write `best.pt` / `last.pt`
-(`cirflow.model.checkpoints`), the two CSV files (`cirflow.train.history`) and, at the start,
+(`cirflow.model.checkpoints`), the two CSV files and their TensorBoard events
+(`cirflow.train.history`) and, at the start,
 `hparams.json` (the settings, the preset and derived numbers), all atomically.
 
 Resume: when ``last.pt`` exists, comes from an unfinished run and was made with the same
@@ -62,7 +63,7 @@ from cirflow.model.checkpoints import (
 from cirflow.model.presets import get_preset
 from cirflow.model.sprc import SPRC
 from cirflow.train.config import TrainSettings, fingerprint
-from cirflow.train.history import RunState, loss_columns, write_tables
+from cirflow.train.history import RunState, loss_columns, write_events, write_tables
 from cirflow.train.rng import rng_state, seed_everything, set_rng_state
 from cirflow.train.schedule import one_cycle
 
@@ -476,6 +477,7 @@ class Trainer:
                     self._save_best(state, metrics)
             self._save_last(state)
             write_tables(self.out, state, s.use_region_loss)
+            write_events(self.out, state)
             log.info(
                 "epoch %d/%d: %s (%.1f s train, %.1f s total)",
                 epoch + 1,

@@ -1,0 +1,64 @@
+"""The per-query rankings of val (`val_rankings.json`, rule evaluate), for the results page.
+
+Built from the ranks and top lists the recalls were computed from (no second scoring pass):
+
+    {"split": "val", "top_k": 10, "rank_limit": 50, "gallery": N,
+     "queries": [{"pairid": 12, "reference": "dev-…", "caption": "…", "target": "dev-…",
+                  "rank": 3, "subset_rank": 1, "top": ["dev-…", …], "edit_type": "color"}, …]}
+
+`rank` is 1-based among the gallery minus the reference, null beyond `rank_limit` (ranks past
+50 are only lower bounds, `cirflow.evaluate.ranking`); `subset_rank` is 1-based among the
+img_set members minus the reference; `top` the `top_k` best images, best first, in the order the
+ranks count (a target of rank r ≤ top_k is top[r − 1]); `edit_type` only where the split has an
+edit-type sidecar. Queries in the captions file's order, those left out (unreadable images)
+excepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from cirflow.io import write_json_atomic
+
+TOP_K = 10
+RANK_LIMIT = 50
+
+
+def rankings_document(
+    triplets: Sequence[dict],
+    gallery_names: Sequence[str],
+    rank: Sequence[int],
+    subset_rank: Sequence[int],
+    top: Sequence[Sequence[int]],
+    edit_types: Sequence[str] | None = None,
+    split: str = "val",
+) -> dict:
+    """The file's content (module docstring) from 0-based ranks and top lists of positions in
+    `gallery_names`."""
+    queries = []
+    for i, t in enumerate(triplets):
+        r = int(rank[i])
+        entry = {
+            "pairid": t["pairid"],
+            "reference": t["reference"],
+            "caption": t["caption"],
+            "target": t["target_hard"],
+            "rank": r + 1 if r < RANK_LIMIT else None,
+            "subset_rank": int(subset_rank[i]) + 1,
+            "top": [gallery_names[int(j)] for j in top[i]],
+        }
+        if edit_types is not None:
+            entry["edit_type"] = edit_types[i]
+        queries.append(entry)
+    return {
+        "split": split,
+        "top_k": TOP_K,
+        "rank_limit": RANK_LIMIT,
+        "gallery": len(gallery_names),
+        "queries": queries,
+    }
+
+
+def write_rankings(path: str | Path, document: dict) -> None:
+    write_json_atomic(path, document)

@@ -1,0 +1,256 @@
+"""The results page's input files, read and checked against each other.
+
+Per stage (STAGES: stage 1, the control, stage 2): `train_metrics.csv` and
+`validation_metrics.csv` (one row per epoch, `cirflow.train.history`), `hparams.json`, the
+evaluation's `val_metrics.json` / `val_details.json`, the training and evaluation jobs'
+Snakemake benchmark files (wall time); `val_rankings.json` of stage 1 and stage 2
+(`cirflow.evaluate.rankings`); `comparison.csv` (rule compare_stages, COLUMNS) and, once the
+ablation has run, its `summary.csv` (ABLATION_COLUMNS). The constants here restate the model
+side's (the page never imports it); tests keep them equal.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cirflow.errors import CirflowError
+from cirflow.io import read_json
+
+STAGES = ("stage1", "stage2_control", "stage2")
+STAGE_LABELS = {"stage1": "stage 1", "stage2_control": "control", "stage2": "stage 2"}
+# comparison.csv's columns (cirflow.evaluate.run.COMPARISON_COLUMNS).
+COLUMNS = ("metric", "stage1", "stage2_control", "stage2", "delta_vs_control", "delta_vs_stage1")
+# summary.csv's columns (cirflow.evaluate.ablation.CSV_COLUMNS).
+ABLATION_COLUMNS = (
+    "mode",
+    "box_source",
+    "metric",
+    "seeds",
+    "mean",
+    "sd",
+    "delta_vs_none",
+    "delta_vs_none_sd",
+)
+METRIC_LABELS = {
+    "group_recall_at1": "Rs@1",
+    "group_recall_at2": "Rs@2",
+    "group_recall_at3": "Rs@3",
+    "recall_at1": "R@1",
+    "recall_at5": "R@5",
+    "recall_at10": "R@10",
+    "recall_at50": "R@50",
+    "mean(R@5+R_s@1)": "(R@5+Rs@1)/2",
+    "arithmetic_mean": "mean",
+    "harmonic_mean": "harm. mean",
+    "geometric_mean": "geom. mean",
+}
+# comparison.csv rounds to 2 decimals: a metrics file further than this from it is stale.
+ROUNDING = 0.005 + 1e-9
+
+
+def _read_csv(path: str | Path, what: str) -> list[list[str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise CirflowError(f"{what} not found: {path}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    if not rows:
+        raise CirflowError(f"{what} is empty: {path}")
+    return rows
+
+
+def _number(text: str, path: Path, line: int) -> float | None:
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise CirflowError(f"{path}, line {line}: {text!r} is not a number") from None
+
+
+def read_comparison(path: str | Path) -> list[dict]:
+    """The rows of comparison.csv as {column: float, or None for an empty cell}."""
+    path = Path(path)
+    rows = _read_csv(path, "stage comparison")
+    if tuple(rows[0]) != COLUMNS:
+        raise CirflowError(f"{path}: expected the columns {', '.join(COLUMNS)}, got {rows[0]}")
+    out = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(COLUMNS):
+            raise CirflowError(f"{path}, line {line}: expected {len(COLUMNS)} cells, got {row}")
+        out.append(
+            {
+                "metric": row[0],
+                **{c: _number(v, path, line) for c, v in zip(COLUMNS[1:], row[1:], strict=True)},
+            }
+        )
+    return out
+
+
+def check_comparison(rows: list[dict], metrics: dict[str, dict], path: str | Path) -> None:
+    """Every cell of comparison.csv equals its stage's val_metrics.json to its rounding."""
+    for stage, values in metrics.items():
+        for r in rows:
+            if r["metric"] not in values:
+                raise CirflowError(f"metric {r['metric']!r} missing from the {stage} val_metrics")
+            if r[stage] is None or abs(float(values[r["metric"]]) - r[stage]) > ROUNDING:
+                raise CirflowError(
+                    f"{path} says {stage} {r['metric']} = {r[stage]} but its val_metrics.json "
+                    f"says {values[r['metric']]!r}: stale comparison"
+                )
+
+
+def read_epochs(path: str | Path, what: str) -> tuple[list[str], list[dict]]:
+    """A per-epoch CSV (`cirflow.train.history`): its value columns and rows {column: number},
+    `epoch` an int."""
+    path = Path(path)
+    rows = _read_csv(path, what)
+    header = rows[0]
+    if not header or header[0] != "epoch":
+        raise CirflowError(f"{path}: expected an 'epoch' first column, got {header}")
+    out = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise CirflowError(f"{path}, line {line}: expected {len(header)} cells, got {row}")
+        values = {c: _number(v, path, line) for c, v in zip(header, row, strict=True)}
+        values["epoch"] = int(values["epoch"])
+        out.append(values)
+    return header[1:], out
+
+
+def read_benchmark(path: str | Path) -> dict:
+    """A Snakemake benchmark file's first run: seconds, max RSS (MB), CPU time."""
+    path = Path(path)
+    rows = [r for r in _read_tsv(path) if r]
+    if len(rows) < 2:
+        raise CirflowError(f"benchmark file without a run: {path}")
+    row = dict(zip(rows[0], rows[1], strict=False))
+
+    def value(key: str) -> float | None:
+        try:
+            return float(row[key])
+        except (KeyError, ValueError):
+            return None
+
+    return {"seconds": value("s"), "max_rss_mb": value("max_rss"), "cpu_time": value("cpu_time")}
+
+
+def _read_tsv(path: Path) -> list[list[str]]:
+    if not path.is_file():
+        raise CirflowError(f"benchmark file not found: {path}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle, delimiter="\t"))
+
+
+def read_rankings(path: str | Path) -> dict:
+    """A val_rankings.json (`cirflow.evaluate.rankings`), its queries checked."""
+    doc = read_json(path, "val rankings")
+    if not isinstance(doc, dict) or not isinstance(doc.get("queries"), list):
+        raise CirflowError(f"{path}: not a rankings file (no 'queries' list)")
+    for i, q in enumerate(doc["queries"]):
+        missing = [
+            k
+            for k in ("pairid", "reference", "caption", "target", "rank", "subset_rank", "top")
+            if k not in q
+        ]
+        if missing:
+            raise CirflowError(f"{path}: query {i} lacks {missing}")
+    return doc
+
+
+def read_ablation(path: str | Path) -> list[dict]:
+    """summary.csv's rows: numbers as floats (NaN for an empty cell), seeds an int."""
+    path = Path(path)
+    rows = _read_csv(path, "ablation summary")
+    if tuple(rows[0]) != ABLATION_COLUMNS:
+        raise CirflowError(
+            f"{path}: expected the columns {', '.join(ABLATION_COLUMNS)}, got {rows[0]}"
+        )
+    out = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(ABLATION_COLUMNS):
+            raise CirflowError(f"{path}, line {line}: expected {len(ABLATION_COLUMNS)} cells")
+        entry = dict(zip(ABLATION_COLUMNS, row, strict=True))
+        for key in ABLATION_COLUMNS[4:]:
+            number = _number(entry[key], path, line)
+            entry[key] = math.nan if number is None else number
+        entry["seeds"] = int(entry["seeds"])
+        out.append(entry)
+    return out
+
+
+@dataclass
+class Stage:
+    """One stage's files, read."""
+
+    name: str
+    loss_columns: list[str]
+    train_rows: list[dict]
+    val_columns: list[str]
+    val_rows: list[dict]
+    hparams: dict
+    metrics: dict
+    details: dict
+    train_time: dict
+    eval_time: dict
+    rankings: dict | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return STAGE_LABELS.get(self.name, self.name)
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch of the evaluated best.pt (val_details.json)."""
+        return self.details.get("epoch")
+
+
+def read_stage(
+    name: str,
+    *,
+    train_csv: str | Path,
+    val_csv: str | Path,
+    hparams: str | Path,
+    metrics: str | Path,
+    details: str | Path,
+    train_time: str | Path,
+    eval_time: str | Path,
+    rankings: str | Path | None = None,
+) -> Stage:
+    loss_columns, train_rows = read_epochs(train_csv, f"{name} train_metrics.csv")
+    val_columns, val_rows = read_epochs(val_csv, f"{name} validation_metrics.csv")
+    metrics_doc = read_json(metrics, f"{name} val metrics")
+    details_doc = read_json(details, f"{name} val details")
+    hparams_doc = read_json(hparams, f"{name} hparams")
+    for doc, path in ((metrics_doc, metrics), (details_doc, details), (hparams_doc, hparams)):
+        if not isinstance(doc, dict):
+            raise CirflowError(f"{path}: expected a JSON object")
+    sources = {
+        "train_metrics.csv": train_csv,
+        "validation_metrics.csv": val_csv,
+        "hparams.json": hparams,
+        "val_metrics.json": metrics,
+        "val_details.json": details,
+        "training benchmark": train_time,
+        "evaluation benchmark": eval_time,
+    }
+    if rankings is not None:
+        sources["val_rankings.json"] = rankings
+    return Stage(
+        name=name,
+        loss_columns=list(loss_columns),
+        train_rows=train_rows,
+        val_columns=val_columns,
+        val_rows=val_rows,
+        hparams=hparams_doc,
+        metrics=metrics_doc,
+        details=details_doc,
+        train_time=read_benchmark(train_time),
+        eval_time=read_benchmark(eval_time),
+        rankings=read_rankings(rankings) if rankings is not None else None,
+        sources={k: str(v) for k, v in sources.items()},
+    )

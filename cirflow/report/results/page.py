@@ -1,0 +1,404 @@
+"""The results page: one self-contained HTML file (jinja2 template, figures and thumbnails
+embedded as data: URIs) from the files `cirflow.report.results.inputs` reads.
+
+Sections: curves per stage (every loss and the val recalls per epoch, the best.pt epoch marked),
+the measured comparison (stage 1 / control / stage 2 with deltas and chance levels; the
+ablation's mean ± sd and paired deltas once it has run), per edit type (where val has an
+edit-type sidecar), retrievals to look at (`retrievals`), run facts (config, seeds, wall time,
+device, data counts). Every number shown is the file's own (cells carry it in `data-value`).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import time
+from importlib import metadata
+from pathlib import Path
+
+import jinja2
+
+from cirflow.errors import CirflowError
+from cirflow.io import write_text_atomic
+from cirflow.report.results import figures
+from cirflow.report.results.inputs import (
+    METRIC_LABELS,
+    STAGE_LABELS,
+    STAGES,
+    Stage,
+    check_comparison,
+    read_ablation,
+    read_comparison,
+    read_stage,
+)
+from cirflow.report.results.retrievals import (
+    Thumbnails,
+    load_target_boxes,
+    pick,
+    rank_text,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {"queries": 8, "changed": 4, "top": 5, "seed": 0, "thumb_size": 112}
+# The stages whose retrievals are shown side by side.
+RETRIEVAL_STAGES = ("stage1", "stage2")
+# Recalls of the ablation's tables (cirflow.evaluate.ablation.SHOWN).
+ABLATION_SHOWN = (
+    "recall_at1",
+    "recall_at5",
+    "recall_at10",
+    "recall_at50",
+    "group_recall_at1",
+    "group_recall_at2",
+    "group_recall_at3",
+    "arithmetic_mean",
+)
+EDIT_COLUMNS = (("R@1", "recall_at1"), ("Rs@1", "group_recall_at1"))
+
+
+def _fmt(value, signed: bool = False, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _pm(mean: float, sd: float, signed: bool = False) -> str:
+    return _fmt(mean, signed) + ("" if math.isnan(sd) else f" ± {_fmt(sd)}")
+
+
+def _png_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("cirflow")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _template_env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cirflow.report.results", "templates"),
+        autoescape=jinja2.select_autoescape(["html"], default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _fmt
+    return env
+
+
+# ------------------------------------------------------------------------------- the sections
+def curves_section(stages: dict[str, Stage]) -> list[dict]:
+    out = []
+    for stage in stages.values():
+        png = figures.curves_png(
+            stage.label,
+            stage.train_rows,
+            stage.loss_columns,
+            stage.val_rows,
+            stage.best_epoch,
+            METRIC_LABELS,
+            stage.details.get("chance"),
+        )
+        out.append(
+            {
+                "stage": stage.name,
+                "label": stage.label,
+                "uri": _png_uri(png),
+                "best_epoch": stage.best_epoch,
+                "loss_columns": stage.loss_columns,
+                "train_rows": stage.train_rows,
+                "val_columns": stage.val_columns,
+                "val_rows": stage.val_rows,
+                "chance": stage.details.get("chance") or {},
+            }
+        )
+    return out
+
+
+def comparison_section(rows: list[dict], stages: dict[str, Stage]) -> list[dict]:
+    chance = stages["stage1"].details.get("chance") or {}
+    out = []
+    for r in rows:
+        out.append(
+            {
+                "metric": r["metric"],
+                "label": METRIC_LABELS.get(r["metric"], r["metric"]),
+                "cells": [
+                    {
+                        "stage": s,
+                        "text": _fmt(r[s]),
+                        "value": stages[s].metrics.get(r["metric"]),
+                    }
+                    for s in STAGES
+                ],
+                "deltas": [
+                    {"column": c, "text": _fmt(r[c], signed=True), "value": r[c]}
+                    for c in ("delta_vs_control", "delta_vs_stage1")
+                ],
+                "chance": chance.get(r["metric"]),
+            }
+        )
+    return out
+
+
+def ablation_section(path: str | Path | None, chance: dict[str, float]) -> dict | None:
+    if path is None:
+        return None
+    rows = read_ablation(path)
+    by = {(r["mode"], r["box_source"], r["metric"]): r for r in rows}
+    kinds = list(dict.fromkeys((r["mode"], r["box_source"]) for r in rows))
+    shown = [k for k in ABLATION_SHOWN if any(key[2] == k for key in by)]
+
+    def label(mode, source):
+        return mode if source == "-" else f"{mode} / {source}"
+
+    def cells(mode, source, value, spread, signed):
+        return [
+            {
+                "metric": k,
+                "text": _pm(by[(mode, source, k)][value], by[(mode, source, k)][spread], signed),
+                "value": by[(mode, source, k)][value],
+            }
+            for k in shown
+        ]
+
+    means = [
+        {
+            "kind": label(m, s),
+            "seeds": by[(m, s, shown[0])]["seeds"],
+            "cells": cells(m, s, "mean", "sd", False),
+        }
+        for m, s in kinds
+    ]
+    deltas = [
+        {
+            "kind": label(m, s),
+            "seeds": by[(m, s, shown[0])]["seeds"],
+            "cells": cells(m, s, "delta_vs_none", "delta_vs_none_sd", True),
+        }
+        for m, s in kinds
+        if m != "none"
+    ]
+    png = figures.ablation_png(rows, METRIC_LABELS)
+    return {
+        "path": str(path),
+        "columns": [METRIC_LABELS.get(k, k) for k in shown],
+        "chance": [_fmt(chance.get(k)) for k in shown],
+        "means": means,
+        "deltas": deltas,
+        "uri": _png_uri(png) if png else None,
+    }
+
+
+def edit_type_section(stages: dict[str, Stage]) -> dict | None:
+    per_stage = {s: st.metrics.get("per_edit_type") for s, st in stages.items()}
+    if not any(per_stage.values()):
+        return None
+    types = list(dict.fromkeys(t for v in per_stage.values() if v for t in v))
+    chance = stages["stage1"].details.get("chance") or {}
+    rows = []
+    for edit in types:
+        cells = []
+        for s in STAGES:
+            entry = (per_stage.get(s) or {}).get(edit) or {}
+            cells += [
+                {"stage": s, "metric": key, "text": _fmt(entry.get(key)), "value": entry.get(key)}
+                for _, key in EDIT_COLUMNS
+            ]
+        queries = next((v[edit]["queries"] for v in per_stage.values() if v and edit in v), 0)
+        rows.append({"edit_type": edit, "queries": queries, "cells": cells})
+    return {
+        "stages": [STAGE_LABELS[s] for s in STAGES],
+        "columns": [label for label, _ in EDIT_COLUMNS],
+        "rows": rows,
+        "chance": [_fmt(chance.get(key)) for _, key in EDIT_COLUMNS],
+        "source": stages["stage1"].details.get("edit_types"),
+    }
+
+
+def retrieval_section(stages: dict[str, Stage], thumbs: Thumbnails, settings: dict) -> dict | None:
+    first, second = (stages[s].rankings for s in RETRIEVAL_STAGES)
+    if first is None or second is None:
+        return None
+    limit = int(first.get("rank_limit", 50))
+    top = int(settings["top"])
+    groups = []
+    for group in pick(first, second, settings["queries"], settings["changed"], settings["seed"]):
+        rows = []
+        for pair in group["pairs"]:
+            q = pair[0]
+            ref_uri, ref_problem = thumbs.uri(q["reference"])
+            tgt_uri, tgt_problem = thumbs.uri(q["target"], target=True)
+            per_stage = []
+            for stage, entry in zip(RETRIEVAL_STAGES, pair, strict=True):
+                items = []
+                for name in entry["top"][:top]:
+                    uri, problem = thumbs.uri(name, target=name == q["target"])
+                    items.append(
+                        {
+                            "name": name,
+                            "uri": uri,
+                            "problem": problem,
+                            "target": name == q["target"],
+                        }
+                    )
+                per_stage.append(
+                    {
+                        "stage": stage,
+                        "label": STAGE_LABELS[stage],
+                        "rank": entry["rank"],
+                        "rank_text": rank_text(entry["rank"], limit),
+                        "subset_rank": entry["subset_rank"],
+                        "items": items,
+                    }
+                )
+            rows.append(
+                {
+                    "pairid": q["pairid"],
+                    "caption": q["caption"],
+                    "edit_type": q.get("edit_type"),
+                    "reference": {"name": q["reference"], "uri": ref_uri, "problem": ref_problem},
+                    "target": {"name": q["target"], "uri": tgt_uri, "problem": tgt_problem},
+                    "stages": per_stage,
+                }
+            )
+        groups.append({"key": group["key"], "title": group["title"], "rows": rows})
+    return {
+        "groups": groups,
+        "top": top,
+        "rank_limit": limit,
+        "images_problem": thumbs.problem,
+        "boxes": thumbs.boxes is not None,
+        "max_boxes": thumbs.max_boxes,
+    }
+
+
+def _counts(stage: Stage) -> dict:
+    hp, details = stage.hparams, stage.details
+    unreadable = hp.get("unreadable") or {}
+    train = unreadable.get("train") or {}
+    val_left = details.get("queries_left_out") or []
+    used = train.get("triplets_used", hp.get("train_triplets"))
+    steps, batch = hp.get("steps_per_epoch"), (hp.get("settings") or {}).get("batch_size")
+    return {
+        "train_used": used,
+        "train_left_out": train.get("triplets_left_out", 0),
+        "train_unreadable": train.get("list") or [],
+        "per_epoch": steps * batch if steps is not None and batch is not None else None,
+        "val_used": details.get("queries"),
+        "val_left_out": len(val_left),
+        "val_left_out_list": val_left,
+        "val_unreadable": details.get("unreadable_images") or [],
+        "gallery": details.get("gallery"),
+    }
+
+
+def facts_section(stages: dict[str, Stage], config: dict | None, settings: dict) -> dict:
+    rows = []
+    for stage in stages.values():
+        s = stage.hparams.get("settings") or {}
+        rows.append(
+            {
+                "stage": stage.name,
+                "label": stage.label,
+                "region_mode": stage.hparams.get("region_mode", s.get("region_mode")),
+                "seed": s.get("seed"),
+                "epochs": s.get("num_epochs"),
+                "best_epoch": stage.best_epoch,
+                "device": stage.hparams.get("device"),
+                "amp": stage.hparams.get("amp"),
+                "train_seconds": stage.train_time["seconds"],
+                "train_rss": stage.train_time["max_rss_mb"],
+                "eval_seconds": stage.eval_time["seconds"],
+                "counts": _counts(stage),
+                "init": s.get("init_checkpoint"),
+                "box_file": s.get("box_file"),
+            }
+        )
+    seeds = [{"what": f"training, {r['label']}", "seed": r["seed"]} for r in rows]
+    for key, what in (("demo", "demo dataset"), ("pretrain", "first stage (demo)")):
+        seed = ((config or {}).get(key) or {}).get("seed")
+        if seed is not None:
+            seeds.append({"what": what, "seed": seed})
+    seeds.append({"what": "retrieval sample (report.results.seed)", "seed": settings["seed"]})
+    return {"rows": rows, "seeds": seeds}
+
+
+def _yaml(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, sort_keys=False, default_flow_style=False)
+
+
+# ---------------------------------------------------------------------------------- the page
+def build_results_report(
+    *,
+    stage_files: dict[str, dict],
+    comparison: str | Path,
+    out_html: str | Path,
+    split_file: str | Path | None = None,
+    settings: dict | None = None,
+    config: dict | None = None,
+    region_mode: str = "none",
+    boxes: str | Path | None = None,
+    ablation: str | Path | None = None,
+) -> dict:
+    """Write the page. `stage_files`: per stage of STAGES, the keyword arguments of
+    `inputs.read_stage` (rankings for stage 1 and stage 2); `split_file`: val's split file
+    (the dataset root for the thumbnails); `boxes`: stage 2's val box file (tokens mode);
+    `ablation`: its summary.csv, if it has run. Returns a small summary."""
+    start = time.perf_counter()
+    settings = {**DEFAULTS, **(settings or {})}
+    missing = [s for s in STAGES if s not in stage_files]
+    if missing:
+        raise CirflowError(f"results page: no files for {', '.join(missing)}")
+    stages = {s: read_stage(s, **stage_files[s]) for s in STAGES}
+    rows = read_comparison(comparison)
+    check_comparison(rows, {s: st.metrics for s, st in stages.items()}, comparison)
+    root = Path(split_file).parents[2] if split_file else None
+    max_boxes = (stages["stage2"].hparams.get("settings") or {}).get("max_region_tokens")
+    thumbs = Thumbnails(
+        root,
+        "val",
+        int(settings["thumb_size"]),
+        boxes=load_target_boxes(boxes) if region_mode == "tokens" else None,
+        max_boxes=max_boxes,
+    )
+    context = {
+        "title": "Results: stage 1, control and stage 2 on CIRR val",
+        "version": _version(),
+        "region_mode": region_mode,
+        "stage_labels": [STAGE_LABELS[s] for s in STAGES],
+        "curves": curves_section(stages),
+        "comparison": comparison_section(rows, stages),
+        "ablation": ablation_section(ablation, stages["stage1"].details.get("chance") or {}),
+        "edit_types": edit_type_section(stages),
+        "retrievals": retrieval_section(stages, thumbs, settings),
+        "facts": facts_section(stages, config, settings),
+        "config": _yaml(config) if config else None,
+        "settings": settings,
+        "sources": [
+            {"stage": st.label, "what": what, "path": path}
+            for st in stages.values()
+            for what, path in st.sources.items()
+        ]
+        + [{"stage": "", "what": "comparison.csv", "path": str(comparison)}]
+        + ([{"stage": "", "what": "val boxes", "path": str(boxes)}] if boxes else [])
+        + ([{"stage": "", "what": "ablation summary", "path": str(ablation)}] if ablation else []),
+    }
+    html = _template_env().get_template("results.html").render(**context)
+    write_text_atomic(out_html, html)
+    seconds = time.perf_counter() - start
+    log.info(
+        "results page written to %s (%.0f KB, %d thumbnails) in %.2f s",
+        out_html,
+        len(html) / 1024,
+        thumbs.drawn,
+        seconds,
+    )
+    return {"html": str(out_html), "thumbnails": thumbs.drawn, "seconds": round(seconds, 3)}

@@ -1,0 +1,27 @@
+"""Adapter for rule results_report: the results page."""
+
+from cirflow.logs import job_log
+from cirflow.report.results.inputs import STAGES
+from cirflow.report.results.page import build_results_report
+
+PER_STAGE = ("train_csv", "val_csv", "hparams", "metrics", "details", "train_time", "eval_time")
+
+inp, params = snakemake.input, snakemake.params
+with job_log(snakemake.log[0], snakemake.output):
+    # The rule lists each per-stage input in STAGES order, rankings for stage 1 and stage 2.
+    stage_files = {
+        stage: {key: getattr(inp, key)[i] for key in PER_STAGE} for i, stage in enumerate(STAGES)
+    }
+    for stage, path in zip(("stage1", "stage2"), inp.rankings, strict=True):
+        stage_files[stage]["rankings"] = path
+    build_results_report(
+        stage_files=stage_files,
+        comparison=inp.comparison,
+        out_html=snakemake.output[0],
+        split_file=inp.split_file,
+        settings=params.report,
+        config=params.config,
+        region_mode=params.region_mode,
+        boxes=inp.get("boxes_val"),
+        ablation=(params.ablation or {}).get("path"),
+    )
