@@ -110,3 +110,24 @@ def test_the_masked_word_loss_reaches_the_image_only_through_the_queries():
     # Another image changes the prediction (the text layers see it, through the queries).
     with torch.no_grad():
         assert not torch.isclose(loss_of(torch.randn(2, 3, 64, 64)), loss.detach())
+
+
+def test_train_vit_false_keeps_the_vits_seeded_init_and_trains_the_qformer(demo_root, tmp_path):
+    from cirflow.train.rng import seed_everything
+
+    settings = PretrainSettings(
+        epochs=1,
+        families_per_batch=6,
+        train_vit=False,
+        masked_words=1.0,
+        seed=3,
+        threads=2,
+        progress=False,
+    )
+    pretrain_backbone(demo_root, tmp_path / "backbone.pth", tmp_path / "metrics.json", settings)
+    saved = torch.load(tmp_path / "backbone.pth", weights_only=True)["model"]
+    seed_everything(3)
+    init = SPRC(get_preset("tiny_scratch")).state_dict()
+    vit = [k for k in saved if k.startswith("visual_encoder.")]
+    assert vit and all(torch.equal(saved[k], init[k]) for k in vit)
+    assert not torch.equal(saved["query_tokens"], init["query_tokens"])

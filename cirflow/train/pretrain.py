@@ -15,6 +15,16 @@ where a column holding the same description as the row's own is not a negative. 
 whole image families (a base scene and its five one-edit variants), so the hardest negatives —
 scenes one attribute apart — share every batch, which is what composed retrieval later needs.
 
+Image-grounded masked words (`masked_words` > 0; see `masked_description_loss`): with M the
+masked positions of description j (a fraction `mask_fraction` of its words, at least one),
+
+    L_words = CE(head(QFormer(queries ⊕ T̃_j, cross-attending E_j)[text positions]), T_j) over M
+
+where T̃_j is T_j with [MASK] at M and `head` is BERT's LM head tied to the word embeddings.
+The loss is L_itc + masked_words · L_words. `train_vit: false` keeps the ViT at its seeded
+random init (BLIP-2's first stage freezes its image encoder): on the demo a ViT trained on the
+few train images kept less of what composed retrieval needs than a random one (README).
+
 Output: one file in BLIP-2's checkpoint layout, ``{"model": state_dict}`` with LAVIS's names
 (`visual_encoder.*`, `ln_vision.*`, `Qformer.*`, `query_tokens`, `vision_proj.*`,
 `text_proj.*`, `temp`), loaded by the `tiny` preset through `SPRC.load_blip2_weights`, the code
