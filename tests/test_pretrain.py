@@ -24,11 +24,13 @@ def demo_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrained(demo_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("backbone")
+    # The demo's recipe (config.yaml): contrast + masked words, the ViT frozen at its init.
     settings = PretrainSettings(
-        epochs=8,
+        epochs=16,
         families_per_batch=6,
         learning_rate=2e-3,
         masked_words=1.0,
+        train_vit=False,
         threads=2,
         progress=False,
     )
