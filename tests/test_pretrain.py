@@ -86,6 +86,10 @@ def test_masked_words_hide_only_words_and_at_least_one_per_description():
     assert not hidden[:, 0].any() and not hidden[0, 5] and not hidden[1, 2:].any()
     assert torch.equal(labels[hidden], ids[hidden]) and (labels[~hidden] == -100).all()
     assert torch.equal(masked[~hidden], ids[~hidden])
+    # Masking everything masks exactly the words.
+    masked, _ = mask_words(ids, attention, 1.0, 5, torch.Generator().manual_seed(0))
+    words = torch.tensor([[0, 1, 1, 1, 1, 0, 0], [0, 1, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert torch.equal(masked == 5, words)
 
 
 def test_the_masked_word_loss_reaches_the_image_only_through_the_queries():
