@@ -438,18 +438,18 @@ def test_the_retrievals_are_a_seeded_sample_and_the_largest_rank_changes():
     assert others - {tuple(sample)}
 
 
-def test_the_page_restates_the_model_sides_constants():
-    from cirflow.evaluate import ablation
-    from cirflow.evaluate.run import COMPARISON_COLUMNS
+def test_the_page_reads_the_tables_with_the_model_sides_own_names():
+    from cirflow.evaluate import ablation, run
     from cirflow.report.results import figures, inputs, page
     from cirflow.train.config import STAGES as TRAIN_STAGES
 
-    assert inputs.COLUMNS == COMPARISON_COLUMNS
-    assert inputs.ABLATION_COLUMNS == ablation.CSV_COLUMNS
+    # One home for the tables' columns and metric names (cirflow.data.result_files).
+    assert inputs.COMPARISON_COLUMNS is run.COMPARISON_COLUMNS
+    assert inputs.ABLATION_COLUMNS is ablation.ABLATION_COLUMNS
     assert inputs.STAGES == TRAIN_STAGES
-    assert inputs.METRIC_LABELS == ablation.LABELS
-    assert figures.ABLATION_METRICS == ablation.PLOTTED
-    assert page.ABLATION_SHOWN == ablation.SHOWN
+    assert page.METRIC_LABELS is ablation.METRIC_LABELS
+    assert figures.ABLATION_PLOTTED is ablation.ABLATION_PLOTTED
+    assert page.ABLATION_SHOWN is ablation.ABLATION_SHOWN
 
 
 def test_the_page_imports_no_model_code(repo):

@@ -23,45 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cirflow.data.result_files import (
+    ABLATION_COLUMNS,
+    ABLATION_PLOTTED,
+    ABLATION_SHOWN,
+    METRIC_LABELS,
+)
 from cirflow.errors import CirflowError
 from cirflow.evaluate.recall import METRIC_KEYS
 from cirflow.io import read_json, write_bytes_atomic, write_text_atomic
 
-CSV_COLUMNS = (
-    "mode",
-    "box_source",
-    "metric",
-    "seeds",
-    "mean",
-    "sd",
-    "delta_vs_none",
-    "delta_vs_none_sd",
-)
-LABELS = {
-    "group_recall_at1": "Rs@1",
-    "group_recall_at2": "Rs@2",
-    "group_recall_at3": "Rs@3",
-    "recall_at1": "R@1",
-    "recall_at5": "R@5",
-    "recall_at10": "R@10",
-    "recall_at50": "R@50",
-    "mean(R@5+R_s@1)": "(R@5+Rs@1)/2",
-    "arithmetic_mean": "mean",
-    "harmonic_mean": "harm. mean",
-    "geometric_mean": "geom. mean",
-}
-# Shown in the markdown tables and the plot (every metric is in the CSV).
-SHOWN = (
-    "recall_at1",
-    "recall_at5",
-    "recall_at10",
-    "recall_at50",
-    "group_recall_at1",
-    "group_recall_at2",
-    "group_recall_at3",
-    "arithmetic_mean",
-)
-PLOTTED = ("recall_at1", "recall_at5", "group_recall_at1", "arithmetic_mean")
 NO_BOXES = "-"  # the box source column of `none`
 
 
@@ -115,7 +86,7 @@ def kinds(runs: Sequence[Run]) -> list[Kind]:
 
 
 def summary_rows(runs: Sequence[Run]) -> list[dict]:
-    """One row per kind and metric (CSV_COLUMNS); the deltas are paired by seed with `none`."""
+    """One row per kind and metric (ABLATION_COLUMNS); the deltas are paired by seed with `none`."""
     all_kinds = kinds(runs)
     none = next((k for k in all_kinds if k.mode == "none"), None)
     rows = []
@@ -154,7 +125,7 @@ def _num(value: float, signed: bool = False) -> str:
 
 
 def csv_text(rows: Sequence[dict]) -> str:
-    lines = [",".join(CSV_COLUMNS)]
+    lines = [",".join(ABLATION_COLUMNS)]
     for r in rows:
         lines.append(
             ",".join(
@@ -183,8 +154,8 @@ def markdown(rows: Sequence[dict], context: dict | None = None) -> str:
     context = context or {}
     by = {(r["mode"], r["box_source"], r["metric"]): r for r in rows}
     order = list(dict.fromkeys((r["mode"], r["box_source"]) for r in rows))
-    head = "| run | seeds | " + " | ".join(LABELS[k] for k in SHOWN) + " |"
-    rule = "| --- | --- |" + " --- |" * len(SHOWN)
+    head = "| run | seeds | " + " | ".join(METRIC_LABELS[k] for k in ABLATION_SHOWN) + " |"
+    rule = "| --- | --- |" + " --- |" * len(ABLATION_SHOWN)
     lines = ["## Does region supervision help? (ablation)", ""]
     lines.append(
         "Stage 2 for each region mode and box source, every run from the same stage-1 "
@@ -197,29 +168,31 @@ def markdown(rows: Sequence[dict], context: dict | None = None) -> str:
     lines += ["", "### Recalls", "", head, rule]
     for mode, source in order:
         label = mode if source == NO_BOXES else f"{mode} / {source}"
-        n = by[(mode, source, SHOWN[0])]["seeds"]
-        cells = [_pm(by[(mode, source, k)]["mean"], by[(mode, source, k)]["sd"]) for k in SHOWN]
+        n = by[(mode, source, ABLATION_SHOWN[0])]["seeds"]
+        cells = [
+            _pm(by[(mode, source, k)]["mean"], by[(mode, source, k)]["sd"]) for k in ABLATION_SHOWN
+        ]
         lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     lines += ["", "### Paired delta vs none (same seed), mean ± sd over seeds", "", head, rule]
     for mode, source in order:
         if mode == "none":
             continue
         label = f"{mode} / {source}"
-        n = by[(mode, source, SHOWN[0])]["seeds"]
+        n = by[(mode, source, ABLATION_SHOWN[0])]["seeds"]
         cells = [
             _pm(
                 by[(mode, source, k)]["delta_vs_none"],
                 by[(mode, source, k)]["delta_vs_none_sd"],
                 True,
             )
-            for k in SHOWN
+            for k in ABLATION_SHOWN
         ]
         lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot_png(rows: Sequence[dict]) -> bytes:
-    """Two panels: the mean of PLOTTED metrics per run kind, and the paired delta vs none,
+    """Two panels: the mean of ABLATION_PLOTTED metrics per run kind, and the paired delta vs none,
     each with ±sd error bars (matplotlib Agg)."""
     import matplotlib
 
@@ -231,7 +204,7 @@ def plot_png(rows: Sequence[dict]) -> bytes:
     order = list(dict.fromkeys((r["mode"], r["box_source"]) for r in rows))
     labels = [m if s == NO_BOXES else f"{m}/{s}" for m, s in order]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    width = 0.8 / len(PLOTTED)
+    width = 0.8 / len(ABLATION_PLOTTED)
     x = np.arange(len(order))
     for panel, (ax, field, title) in enumerate(
         zip(
@@ -241,18 +214,18 @@ def plot_png(rows: Sequence[dict]) -> bytes:
             strict=True,
         )
     ):
-        for i, key in enumerate(PLOTTED):
+        for i, key in enumerate(ABLATION_PLOTTED):
             vals = [by[(m, s, key)][field] for m, s in order]
             sds = [by[(m, s, key)]["sd" if panel == 0 else "delta_vs_none_sd"] for m, s in order]
             vals = [0.0 if math.isnan(v) else v for v in vals]
             sds = [0.0 if math.isnan(v) else v for v in sds]
             ax.bar(
-                x + (i - (len(PLOTTED) - 1) / 2) * width,
+                x + (i - (len(ABLATION_PLOTTED) - 1) / 2) * width,
                 vals,
                 width,
                 yerr=sds,
                 capsize=3,
-                label=LABELS[key],
+                label=METRIC_LABELS[key],
             )
         ax.set_xticks(x, labels, rotation=20, ha="right")
         ax.set_title(title, fontsize=10)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from cirflow.data.regions import BoxFile
+from cirflow.data.result_files import COMPARISON_COLUMNS
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
@@ -34,16 +35,6 @@ from cirflow.io import read_json, write_json_atomic, write_text_atomic
 from cirflow.model.checkpoints import build_model_from_checkpoint
 
 log = logging.getLogger(__name__)
-
-# The stage table: stage 1, the control, stage 2, stage 2 − control, stage 2 − stage 1.
-COMPARISON_COLUMNS = (
-    "metric",
-    "stage1",
-    "stage2_control",
-    "stage2",
-    "delta_vs_control",
-    "delta_vs_stage1",
-)
 
 
 @dataclass

@@ -495,24 +495,32 @@ class SPRC(Blip2Base):
             )
             return F.normalize(self.vision_proj(out.last_hidden_state).float(), dim=-1)
 
-    def fusion_prompt(self, ref_embeds, input_ids, attention_mask) -> torch.Tensor:
-        """P: the query outputs of QFormer(queries ⊕ T, cross-attending E_r): (B, nq, H)."""
+    def multimodal_hidden(self, image_embeds, input_ids, attention_mask) -> torch.Tensor:
+        """QFormer(queries ⊕ T, the queries cross-attending E): (B, nq + L, H), the query
+        outputs first. Text reaches the image only through the queries."""
         with self.autocast():
             bsz = input_ids.shape[0]
             query_tokens = self.query_tokens.expand(bsz, -1, -1)
             query_atts = torch.ones(
                 query_tokens.shape[:-1], dtype=attention_mask.dtype, device=input_ids.device
             )
-            img_atts = torch.ones(ref_embeds.shape[:-1], dtype=torch.long, device=ref_embeds.device)
-            out = self.Qformer.bert(
+            img_atts = torch.ones(
+                image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device
+            )
+            return self.Qformer.bert(
                 input_ids,
                 query_embeds=query_tokens,
                 attention_mask=torch.cat([query_atts, attention_mask], dim=1),
-                encoder_hidden_states=ref_embeds,
+                encoder_hidden_states=image_embeds,
                 encoder_attention_mask=img_atts,
                 return_dict=True,
-            )
-            return out.last_hidden_state[:, : query_tokens.shape[1], :]
+            ).last_hidden_state
+
+    def fusion_prompt(self, ref_embeds, input_ids, attention_mask) -> torch.Tensor:
+        """P: the query outputs of QFormer(queries ⊕ T, cross-attending E_r): (B, nq, H)."""
+        return self.multimodal_hidden(ref_embeds, input_ids, attention_mask)[
+            :, : self.query_tokens.shape[1], :
+        ]
 
     def _text_only(self, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The Q-Former encoder without image (query_length=0: text FFN for every token)."""

@@ -219,22 +219,9 @@ def masked_description_loss(
     object's size, colour, shape and position — what contrast alone lets them drop — and the
     text layers learn the demo's words as BERT's pretraining teaches the real Q-Former's."""
     masked, labels = mask_words(input_ids, attention_mask, fraction, mask_id, gen)
+    hidden = model.multimodal_hidden(embeds, masked, attention_mask)
     with model.autocast():
-        nq = model.query_tokens.shape[1]
-        queries = model.query_tokens.expand(len(masked), -1, -1)
-        query_atts = torch.ones(
-            queries.shape[:-1], dtype=attention_mask.dtype, device=masked.device
-        )
-        img_atts = torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
-        out = model.Qformer.bert(
-            masked,
-            query_embeds=queries,
-            attention_mask=torch.cat([query_atts, attention_mask], dim=1),
-            encoder_hidden_states=embeds,
-            encoder_attention_mask=img_atts,
-            return_dict=True,
-        )
-        logits = head(out.last_hidden_state[:, nq:, :]).float()
+        logits = head(hidden[:, model.query_tokens.shape[1] :, :]).float()
     return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
 

@@ -13,11 +13,11 @@ matplotlib.use("Agg", force=True)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cirflow.data.result_files import ABLATION_PLOTTED  # noqa: E402
+
 DPI = 100
 # The recalls drawn per epoch (every column is in the table under the figure).
 CURVE_METRICS = ("recall_at1", "recall_at5", "recall_at10", "group_recall_at1", "arithmetic_mean")
-# The ablation's plotted metrics (cirflow.evaluate.ablation.PLOTTED).
-ABLATION_METRICS = ("recall_at1", "recall_at5", "group_recall_at1", "arithmetic_mean")
 
 
 def _png(fig) -> bytes:
@@ -87,7 +87,7 @@ def ablation_png(rows: list[dict], labels: dict[str, str]) -> bytes | None:
     if not kinds:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.6))
-    width = 0.8 / len(ABLATION_METRICS)
+    width = 0.8 / len(ABLATION_PLOTTED)
     for panel, (ax, value, spread, title) in enumerate(
         (
             (axes[0], "mean", "sd", "val recall (%), mean ± sd over seeds"),
@@ -96,12 +96,12 @@ def ablation_png(rows: list[dict], labels: dict[str, str]) -> bytes | None:
     ):
         shown = kinds if panel == 0 else [k for k in kinds if k[0] != "none"]
         x = np.arange(len(shown))
-        for i, key in enumerate(ABLATION_METRICS):
+        for i, key in enumerate(ABLATION_PLOTTED):
             cells = [by.get((m, s, key)) for m, s in shown]
             vals = [0.0 if c is None or math.isnan(c[value]) else c[value] for c in cells]
             errs = [0.0 if c is None or math.isnan(c[spread]) else c[spread] for c in cells]
             ax.bar(
-                x + (i - (len(ABLATION_METRICS) - 1) / 2) * width,
+                x + (i - (len(ABLATION_PLOTTED) - 1) / 2) * width,
                 vals,
                 width,
                 yerr=errs,

@@ -4,9 +4,9 @@ Per stage (STAGES: stage 1, the control, stage 2): `train_metrics.csv` and
 `validation_metrics.csv` (one row per epoch, `cirflow.train.history`), `hparams.json`, the
 evaluation's `val_metrics.json` / `val_details.json`, the training and evaluation jobs'
 Snakemake benchmark files (wall time); `val_rankings.json` of stage 1 and stage 2
-(`cirflow.evaluate.rankings`); `comparison.csv` (rule compare_stages, COLUMNS) and, once the
-ablation has run, its `summary.csv` (ABLATION_COLUMNS). The constants here restate the model
-side's (the page never imports it); tests keep them equal.
+(`cirflow.evaluate.rankings`); `comparison.csv` (rule compare_stages, COMPARISON_COLUMNS) and, once the
+ablation has run, its `summary.csv` (ABLATION_COLUMNS); both tables' columns and metric names
+come from `cirflow.data.result_files`, the one home the model side writes them from.
 """
 
 from __future__ import annotations
@@ -16,37 +16,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cirflow.data.result_files import ABLATION_COLUMNS, COMPARISON_COLUMNS
 from cirflow.errors import CirflowError
 from cirflow.io import read_json
 
 STAGES = ("stage1", "stage2_control", "stage2")
 STAGE_LABELS = {"stage1": "stage 1", "stage2_control": "control", "stage2": "stage 2"}
-# comparison.csv's columns (cirflow.evaluate.run.COMPARISON_COLUMNS).
-COLUMNS = ("metric", "stage1", "stage2_control", "stage2", "delta_vs_control", "delta_vs_stage1")
-# summary.csv's columns (cirflow.evaluate.ablation.CSV_COLUMNS).
-ABLATION_COLUMNS = (
-    "mode",
-    "box_source",
-    "metric",
-    "seeds",
-    "mean",
-    "sd",
-    "delta_vs_none",
-    "delta_vs_none_sd",
-)
-METRIC_LABELS = {
-    "group_recall_at1": "Rs@1",
-    "group_recall_at2": "Rs@2",
-    "group_recall_at3": "Rs@3",
-    "recall_at1": "R@1",
-    "recall_at5": "R@5",
-    "recall_at10": "R@10",
-    "recall_at50": "R@50",
-    "mean(R@5+R_s@1)": "(R@5+Rs@1)/2",
-    "arithmetic_mean": "mean",
-    "harmonic_mean": "harm. mean",
-    "geometric_mean": "geom. mean",
-}
 # comparison.csv rounds to 2 decimals: a metrics file further than this from it is stale.
 ROUNDING = 0.005 + 1e-9
 
@@ -75,16 +50,23 @@ def read_comparison(path: str | Path) -> list[dict]:
     """The rows of comparison.csv as {column: float, or None for an empty cell}."""
     path = Path(path)
     rows = _read_csv(path, "stage comparison")
-    if tuple(rows[0]) != COLUMNS:
-        raise CirflowError(f"{path}: expected the columns {', '.join(COLUMNS)}, got {rows[0]}")
+    if tuple(rows[0]) != COMPARISON_COLUMNS:
+        raise CirflowError(
+            f"{path}: expected the columns {', '.join(COMPARISON_COLUMNS)}, got {rows[0]}"
+        )
     out = []
     for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(COLUMNS):
-            raise CirflowError(f"{path}, line {line}: expected {len(COLUMNS)} cells, got {row}")
+        if len(row) != len(COMPARISON_COLUMNS):
+            raise CirflowError(
+                f"{path}, line {line}: expected {len(COMPARISON_COLUMNS)} cells, got {row}"
+            )
         out.append(
             {
                 "metric": row[0],
-                **{c: _number(v, path, line) for c, v in zip(COLUMNS[1:], row[1:], strict=True)},
+                **{
+                    c: _number(v, path, line)
+                    for c, v in zip(COMPARISON_COLUMNS[1:], row[1:], strict=True)
+                },
             }
         )
     return out

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import jinja2
 
+from cirflow.data.result_files import ABLATION_SHOWN, METRIC_LABELS
 from cirflow.errors import CirflowError
 from cirflow.io import write_text_atomic
 from cirflow.report.results import figures
 from cirflow.report.results.inputs import (
-    METRIC_LABELS,
     STAGE_LABELS,
     STAGES,
     Stage,
@@ -44,17 +44,6 @@ log = logging.getLogger(__name__)
 DEFAULTS = {"queries": 8, "changed": 4, "top": 5, "seed": 0, "thumb_size": 112}
 # The stages whose retrievals are shown side by side.
 RETRIEVAL_STAGES = ("stage1", "stage2")
-# Recalls of the ablation's tables (cirflow.evaluate.ablation.SHOWN).
-ABLATION_SHOWN = (
-    "recall_at1",
-    "recall_at5",
-    "recall_at10",
-    "recall_at50",
-    "group_recall_at1",
-    "group_recall_at2",
-    "group_recall_at3",
-    "arithmetic_mean",
-)
 EDIT_COLUMNS = (("R@1", "recall_at1"), ("Rs@1", "group_recall_at1"))
 
 
