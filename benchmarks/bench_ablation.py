@@ -196,7 +196,7 @@ def step_time_only(args) -> None:
     loss_region = float(stage2["loss_region"])
     torch.manual_seed(0)
     base = SPRC(preset)
-    tokens = SPRC(preset, region_tokens=True, max_region_tokens=cap)
+    tokens = SPRC(preset, "tokens", cap)
     tokens.load_state_dict(base.state_dict())
     data = TripletData(dataset, table, base.tokenizer, preset.max_txt_len)
     names = {t["target_hard"] for t in dataset.triplets} | {

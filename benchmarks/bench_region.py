@@ -33,7 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = SPRC(get_preset("tiny_scratch"), with_region=True)
+    model = SPRC(get_preset("tiny_scratch"), "aux")
     b = args.batch_size
     g = torch.Generator().manual_seed(0)
     ref = torch.randn(b, 3, 64, 64, generator=g)

@@ -150,7 +150,10 @@ class Steps:
             self.params, lr=lr, betas=(0.9, 0.98), eps=1e-7, weight_decay=0.05
         )
         settings = TrainSettings(cirr_root="-", out="-", num_epochs=2, learning_rate=lr)
-        self.scheduler = one_cycle(self.optimizer, settings, 100)
+        total = 100 * settings.schedule_length
+        self.scheduler = one_cycle(
+            self.optimizer, lr, total, settings.pct_start, settings.div_factor
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
 
     def __call__(self, batch: dict) -> dict[str, float]:
@@ -305,7 +308,7 @@ def run(tiny: bool, device_name: str = "auto") -> dict:
     torch.manual_seed(0)
     start = time.perf_counter()
     with torch.device(device):  # random init directly on the device (ViT-g: ~1 B weights)
-        model = SPRC(s.preset, with_region=True)
+        model = SPRC(s.preset, "aux")
     model.prepare_for_device(device)
     model = model.to(device)
     n = sum(p.numel() for p in model.parameters())

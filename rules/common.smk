@@ -12,9 +12,9 @@ from cirflow.code_inputs import script_sources
 from cirflow.config import canonical, check_config, load_schema, normalise_config
 from cirflow.data.cirr import SPLITS
 from cirflow.model.presets import DEMO_BACKBONE, get_preset
-from cirflow.train.config import (
+from cirflow.model.config import REGION_MODES
+from cirflow.train.runs import (
     CONTROL,
-    REGION_MODES,
     STAGES,
     ablation_params,
     semantic_params,

@@ -54,6 +54,7 @@ def test_triplet_tables_tokenise_preprocessed_captions(tmp_path):
 
     from cirflow.data.cirr import CirrDataset
     from cirflow.data.tables import ImageTable, TripletData
+    from cirflow.model.lavis_parts import build_tokenizer
     from cirflow.model.presets import get_preset
     from cirflow.model.sprc import SPRC
 
@@ -65,7 +66,7 @@ def test_triplet_tables_tokenise_preprocessed_captions(tmp_path):
     triplets[0]["caption"] = raw
     path.write_text(json.dumps(triplets))
 
-    tokenizer = SPRC.build_tokenizer(get_preset("tiny_scratch"))
+    tokenizer = build_tokenizer(get_preset("tiny_scratch"))
     dataset = CirrDataset(root, "val")
     data = TripletData(dataset, ImageTable(dataset, 64, "none", progress=False), tokenizer, 24)
     expected = tokenizer(blip_caption(raw), truncation=True, max_length=24)["input_ids"]

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from cirflow.errors import CirflowError
-from cirflow.model.checkpoints import SPRC_KEY, build_model_from_checkpoint, load_weights
+from cirflow.model.factory import load_blip2_file, load_model, load_vit_file
+from cirflow.model.lavis_parts import build_vit
 from cirflow.model.presets import get_preset
-from cirflow.model.sprc import SPRC, load_vit_file
+from cirflow.model.sprc import SPRC
+from cirflow.model.state_dicts import SPRC_KEY, load_state
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def test_vitL_has_the_23_blocks_of_sprcs_lavis_not_the_21_of_lavis_1_0_2():
     from lavis.models.clip_vit import VisionTransformer as ClipViT
 
     with torch.device("meta"):
-        vit = SPRC.build_vit(get_preset("pretrain_vitL"))
+        vit = build_vit(get_preset("pretrain_vitL"))
         # What the installed LAVIS's create_clip_vit_L builds (layers=22): one block fewer.
         lavis_vit = ClipViT(
             input_resolution=224,
@@ -67,10 +69,10 @@ def _small_clip(depth: int):
 def test_vit_file_must_hold_every_block_of_the_built_vit(tmp_path, caplog):
     torch.manual_seed(0)
     preset = _small_clip(3)
-    deeper = SPRC.build_vit(_small_clip(4)).state_dict()  # a file with one block more
+    deeper = build_vit(_small_clip(4)).state_dict()  # a file with one block more
     path = tmp_path / "clip_vit.pth"
     torch.save(deeper, path)
-    vit = SPRC.build_vit(preset)
+    vit = build_vit(preset)
     with caplog.at_level("INFO"):
         load_vit_file(vit, str(path), preset)
     assert torch.equal(
@@ -80,7 +82,7 @@ def test_vit_file_must_hold_every_block_of_the_built_vit(tmp_path, caplog):
     assert "transformer.resblocks.3.*" in caplog.text  # the unused deeper block is named
     torch.save({k: v for k, v in deeper.items() if ".resblocks.2." not in k}, path)
     with pytest.raises(CirflowError, match=r"lacks \d+ weights.*transformer\.resblocks\.2\.\*"):
-        load_vit_file(SPRC.build_vit(preset), str(path), preset)
+        load_vit_file(build_vit(preset), str(path), preset)
 
 
 # -- published SPRC files ---------------------------------------------------------------------------
@@ -93,7 +95,7 @@ def test_sprc_file_with_module_prefix_and_unused_heads_loads(tmp_path, source):
     sd["module.Qformer.cls.predictions.bias"] = torch.zeros(10)
     path = tmp_path / "sprc.pt"
     torch.save({"epoch": 3, SPRC_KEY: sd}, path)
-    model, _ = build_model_from_checkpoint(path, "tiny_scratch")
+    model, _ = load_model(path, "tiny_scratch")
     _same_weights(model, source.state_dict())
 
 
@@ -102,13 +104,13 @@ def test_sprc_file_missing_one_vit_block_fails(tmp_path, source):
     path = tmp_path / "sprc.pt"
     torch.save({SPRC_KEY: sd}, path)
     with pytest.raises(CirflowError, match=r"missing from the file: visual_encoder\.blocks\.1\.\*"):
-        build_model_from_checkpoint(path, "tiny_scratch")
+        load_model(path, "tiny_scratch")
     # A frozen ViT may be absent as a whole (it comes from its own file), never in part.
     torch.manual_seed(1)
     frozen = SPRC(get_preset("tiny_scratch", freeze_vit=True))
     with pytest.raises(CirflowError, match=r"visual_encoder\.blocks\.1\.\*"):
-        load_weights(frozen, sd, "sprc.pt", kind="sprc")
-    load_weights(frozen, _without(source.state_dict(), "visual_encoder."), "sprc.pt", kind="sprc")
+        load_state(frozen, sd, "sprc.pt", kind="sprc")
+    load_state(frozen, _without(source.state_dict(), "visual_encoder."), "sprc.pt", kind="sprc")
     _same_weights(frozen, _without(source.state_dict(), "visual_encoder."))
 
 
@@ -123,7 +125,7 @@ def test_extra_key_fails_and_is_named(tmp_path, source):
         match=r"2 unexpected keys in the file: Qformer\.bert\.encoder\.layer\.3\.output\.dense\.weight, "
         r"visual_encoder\.blocks\.3\.norm1\.weight",
     ):
-        build_model_from_checkpoint(path, "tiny_scratch")
+        load_model(path, "tiny_scratch")
 
 
 # -- cirflow files ---------------------------------------------------------------------------------
@@ -131,21 +133,19 @@ def test_extra_key_fails_and_is_named(tmp_path, source):
 
 def test_cirflow_files_region_head_only_where_allowed(source):
     torch.manual_seed(2)
-    stage2 = SPRC(get_preset("tiny_scratch"), with_region=True)
+    stage2 = SPRC(get_preset("tiny_scratch"), "aux")
     sd = source.state_dict()  # a stage-1 file: no region head
     with pytest.raises(CirflowError, match="region_proj"):
-        load_weights(stage2, sd, "stage1/best.pt", kind="cirflow")
-    load_weights(stage2, sd, "stage1/best.pt", kind="cirflow", allow_missing=("region_proj.",))
+        load_state(stage2, sd, "stage1/best.pt", kind="cirflow")
+    load_state(stage2, sd, "stage1/best.pt", kind="cirflow", allow_missing=("region_proj.",))
     _same_weights(stage2, sd)
     with pytest.raises(
         CirflowError, match=r"unexpected keys in the file: region_proj\.\* \(2 keys\)"
     ):
-        load_weights(source, stage2.state_dict(), "stage2/best.pt", kind="cirflow")
+        load_state(source, stage2.state_dict(), "stage2/best.pt", kind="cirflow")
     # The unused SPRC heads are tolerated, position_ids may be missing.
     extra = {**sd, "itm_head.weight": torch.zeros(2, 96)}
-    load_weights(
-        source, _without(extra, "Qformer.bert.embeddings.position_ids"), "x", kind="cirflow"
-    )
+    load_state(source, _without(extra, "Qformer.bert.embeddings.position_ids"), "x", kind="cirflow")
 
 
 # -- BLIP-2 files ----------------------------------------------------------------------------------
@@ -162,19 +162,19 @@ def test_blip2_file_keys_are_checked(tmp_path, source):
     path = tmp_path / "blip2.pth"
     torch.save({"model": blip2}, path)
     torch.manual_seed(3)
-    model = SPRC(get_preset("tiny_scratch"), with_region=True)
-    model.load_blip2_weights(str(path))  # no prompt tokens, no region head, no ViT: fine
+    model = SPRC(get_preset("tiny_scratch"), "aux")
+    load_blip2_file(model, str(path))  # no prompt tokens, no region head, no ViT: fine
     _same_weights(model, blip2)
 
     torch.save({"model": {**blip2, "Qformer.bert.pooler.dense.weight": torch.zeros(96, 96)}}, path)
     with pytest.raises(
         CirflowError, match=r"blip2 file.*unexpected.*Qformer\.bert\.pooler\.dense\.weight"
     ):
-        model.load_blip2_weights(str(path))
+        load_blip2_file(model, str(path))
     torch.save({"model": _without(blip2, "query_tokens")}, path)
     with pytest.raises(CirflowError, match=r"missing from the file: query_tokens"):
-        model.load_blip2_weights(str(path))
+        load_blip2_file(model, str(path))
     partial_vit = {**blip2, "visual_encoder.cls_token": source.visual_encoder.cls_token.detach()}
     torch.save({"model": partial_vit}, path)
     with pytest.raises(CirflowError, match=r"missing from the file: visual_encoder\."):
-        model.load_blip2_weights(str(path))
+        load_blip2_file(model, str(path))

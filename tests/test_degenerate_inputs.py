@@ -109,9 +109,9 @@ def test_stage2_training_stops_on_an_all_empty_box_file_before_any_step(tiny_dem
         num_workers=0,
         progress=False,
         threads=1,
-        use_region_loss=True,
+        region_mode="aux",
         box_file=str(box_file),
-        config_section="train.stage2",
+        stage="stage2",
     )
     with pytest.raises(CirflowError, match="train.stage2.min_targets_with_boxes"):
         train(settings)

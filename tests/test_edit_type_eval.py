@@ -15,7 +15,7 @@ from cirflow.data import demo
 from cirflow.data.cirr import EDIT_TYPES, edits_file
 from cirflow.evaluate.evaluator import SplitEvaluator
 from cirflow.evaluate.recall import METRIC_KEYS, metrics_from_ranks
-from cirflow.evaluate.run import LoadedModel, compare_stages, score_split
+from cirflow.evaluate.run import LoadedModel, ScoreFiles, compare_stages, score_split
 from cirflow.evaluate.settings import EvalSettings
 from cirflow.summary import summarise
 
@@ -84,9 +84,8 @@ def _copy(root: Path, dest: Path) -> Path:
 def _evaluate(root, model, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = LoadedModel(model, Path("best.pt"), 1, torch.device("cpu"))
-    returned = score_split(
-        loaded, root, SETTINGS, out_dir / "val_metrics.json", out_dir / "val_details.json"
-    )
+    files = ScoreFiles(out_dir / "val_metrics.json", out_dir / "val_details.json")
+    returned = score_split(loaded, root, SETTINGS, files)
     return returned, json.loads((out_dir / "val_metrics.json").read_text())
 
 
@@ -194,14 +193,9 @@ def test_evaluate_writes_the_rankings_from_the_same_ranks(demo_root, model, fixe
     plain, with_rankings = tmp_path / "plain", tmp_path / "with"
     for out in (plain, with_rankings):
         out.mkdir()
-        score_split(
-            loaded,
-            demo_root,
-            SETTINGS,
-            out / "val_metrics.json",
-            out / "val_details.json",
-            rankings_out=out / "val_rankings.json" if out == with_rankings else None,
-        )
+        rankings = out / "val_rankings.json" if out == with_rankings else None
+        files = ScoreFiles(out / "val_metrics.json", out / "val_details.json", rankings)
+        score_split(loaded, demo_root, SETTINGS, files)
     assert (plain / "val_metrics.json").read_bytes() == (
         with_rankings / "val_metrics.json"
     ).read_bytes()

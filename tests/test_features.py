@@ -13,6 +13,8 @@ from cirflow.data.feature_store import FeatureStore, FeatureTable
 from cirflow.data.tables import ImageTable
 from cirflow.data.transforms import normalize
 from cirflow.errors import CirflowError
+from cirflow.model.config import ModelConfig
+from cirflow.model.factory import build_model
 from cirflow.model.features import extract_shard
 from cirflow.model.presets import get_preset
 from cirflow.model.sprc import SPRC
@@ -56,7 +58,7 @@ def test_features_equal_a_direct_vit_forward(demo_root, backbone, tmp_path):
     dataset = CirrDataset(demo_root, "val")
     table = FeatureTable(dataset, FeatureStore(paths))
     assert table.names == list(dataset.images)  # split-file order, every image
-    model = SPRC(preset, load_pretrained=True).eval()
+    model = build_model(ModelConfig("tiny", weights=str(backbone))).eval()
     pixels = ImageTable(dataset, preset.image_size, "memory", 0, progress=False)
     picks = [0, 3, len(table) - 1]
     with torch.no_grad():
@@ -138,7 +140,7 @@ def test_an_unreadable_image_is_listed_once_and_its_triplets_left_out(
     needing = sum(victim in (t["reference"], t["target_hard"]) for t in dataset.triplets)
     from cirflow.data.tables import TripletData
 
-    model = SPRC(preset, load_pretrained=False)
+    model = SPRC(preset)  # only its tokenizer is used
     data = TripletData(CirrDataset(root, "train"), table, model.tokenizer, 24)
     assert len(data.left_out) == needing >= 1
     assert {victim} == {n for t in data.left_out for n in t["images"]}

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from cirflow.errors import CirflowError
-from cirflow.model.checkpoints import SPRC_KEY, build_model_from_checkpoint
+from cirflow.model.factory import load_model
 from cirflow.model.presets import TINY_VOCAB_FILE, check_weights_available, get_preset
 from cirflow.model.sprc import SPRC, contrastive_loss
+from cirflow.model.state_dicts import SPRC_KEY
 from cirflow.model.vocab import build_tiny_vocab, vocab_text
 
 CAPTIONS = [
@@ -24,7 +25,7 @@ CAPTIONS = [
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    return SPRC(get_preset("tiny_scratch"), with_region=True)
+    return SPRC(get_preset("tiny_scratch"), "aux")
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +202,7 @@ def test_published_sprc_checkpoint_format_loads(tmp_path, batch):
     sd["module.Qformer.cls.predictions.bias"] = torch.zeros(10)
     path = tmp_path / "sprc_cirr.pt"
     torch.save({"epoch": 3, SPRC_KEY: sd}, path)
-    model, _ = build_model_from_checkpoint(path, "tiny_scratch")
+    model, _ = load_model(path, "tiny_scratch")
     for k, v in src.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
     ref, tgt, ids, mask = batch
@@ -213,14 +214,14 @@ def test_published_sprc_checkpoint_format_loads(tmp_path, batch):
         )
     # Without the backbone the file cannot be read; a wrong backbone is named as such.
     with pytest.raises(CirflowError, match="backbone"):
-        build_model_from_checkpoint(path)
+        load_model(path)
     small = {k: v for k, v in sd.items() if "Qformer" not in k}
     torch.save({SPRC_KEY: small}, path)
     with pytest.raises(CirflowError, match="missing"):
-        build_model_from_checkpoint(path, "tiny_scratch")
+        load_model(path, "tiny_scratch")
     torch.save({"something": 1}, path)
     with pytest.raises(CirflowError, match="not a cirflow checkpoint"):
-        build_model_from_checkpoint(path, "tiny_scratch")
+        load_model(path, "tiny_scratch")
 
 
 def test_pretrain_presets_fail_fast_offline(tmp_path, monkeypatch):

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from cirflow.errors import CirflowError
+from cirflow.model.config import ModelConfig
+from cirflow.model.factory import build_model
 from cirflow.model.presets import get_preset
 from cirflow.model.sprc import SPRC
 from cirflow.train.pretrain import BLIP2_PREFIXES, PretrainSettings, pretrain_backbone
@@ -56,7 +58,7 @@ def test_the_file_has_blip2s_layout_and_loads_as_the_tiny_preset(pretrained):
     state = torch.load(out / "backbone.pth", weights_only=True)["model"]
     assert state and all(k.startswith(BLIP2_PREFIXES) for k in state)
     assert not any(k.startswith(("prompt_tokens", "region_proj")) for k in state)
-    model = SPRC(get_preset("tiny", weights=str(out / "backbone.pth")))
+    model = build_model(ModelConfig("tiny", weights=str(out / "backbone.pth")))
     assert model.freeze_vit and not any(p.requires_grad for p in model.visual_encoder.parameters())
     for key in ("visual_encoder.blocks.0.attn.qkv.weight", "query_tokens", "text_proj.weight"):
         torch.testing.assert_close(model.state_dict()[key], state[key])
@@ -71,7 +73,7 @@ def test_pretraining_reads_train_images_only(demo_root, pretrained):
 
 def test_a_missing_first_stage_file_names_the_rule(tmp_path):
     with pytest.raises(CirflowError, match="pretrain_backbone|does not exist"):
-        SPRC(get_preset("tiny", weights=str(tmp_path / "absent.pth")))
+        build_model(ModelConfig("tiny", weights=str(tmp_path / "absent.pth")))
 
 
 def test_masked_words_hide_only_words_and_at_least_one_per_description():
@@ -93,7 +95,7 @@ def test_masked_words_hide_only_words_and_at_least_one_per_description():
 
 
 def test_the_masked_word_loss_reaches_the_image_only_through_the_queries():
-    from cirflow.train.pretrain import MaskedWordHead, masked_description_loss
+    from cirflow.train.pretrain import MaskedWordHead, MaskedWords
 
     torch.manual_seed(0)
     model = SPRC(get_preset("tiny_scratch"))
@@ -104,9 +106,8 @@ def test_the_masked_word_loss_reaches_the_image_only_through_the_queries():
     def loss_of(images):
         embeds = model.image_tokens(images)
         gen = torch.Generator().manual_seed(0)
-        return masked_description_loss(
-            model, head, embeds, ids, attention, 0.3, model.tokenizer.mask_token_id, gen
-        )
+        words = MaskedWords(head, 0.3, model.tokenizer.mask_token_id, gen)
+        return words.loss(model, embeds, ids, attention)
 
     loss = loss_of(images)
     loss.backward()

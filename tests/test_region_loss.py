@@ -66,7 +66,7 @@ def test_boxes_cut_away_by_the_centre_crop_are_dropped():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = SPRC(get_preset("tiny_scratch"), with_region=True)
+    m = SPRC(get_preset("tiny_scratch"), "aux")
     m.eval()
     return m
 
@@ -314,7 +314,7 @@ def test_stage2_starts_from_stage1_weights(demo_root, tmp_path):
         TrainSettings(
             out=str(tmp_path / "s2"),
             num_epochs=1,
-            use_region_loss=True,
+            region_mode="aux",
             box_file=str(box_file),
             init_checkpoint=str(tmp_path / "s1" / "best.pt"),
             **common,

@@ -14,14 +14,13 @@ import yaml
 from conftest import tiny_settings
 
 from cirflow.errors import CirflowError
-from cirflow.train.config import (
+from cirflow.train.config import RunFiles, settings_from_config
+from cirflow.train.runs import (
     CONTROL,
     REGION_ONLY_KEYS,
     REGION_SETTINGS,
-    TrainSettings,
     ablation_params,
     semantic_params,
-    settings_from_config,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +68,7 @@ def stage1(demo_root, tmp_path_factory):
 
 # ------------------------------------------------------------------------ checkpoints, groups
 def test_a_tokens_checkpoint_evaluates_with_region_tokens(demo_root, stage1, tmp_path):
-    from cirflow.model.checkpoints import build_model_from_checkpoint
+    from cirflow.model.factory import load_model
     from cirflow.train.loop import train
 
     train(
@@ -80,8 +79,8 @@ def test_a_tokens_checkpoint_evaluates_with_region_tokens(demo_root, stage1, tmp
             **_region(demo_root, "tokens", max_region_tokens=2),
         )
     )
-    model, obj = build_model_from_checkpoint(tmp_path / "best.pt")
-    assert obj["model"]["region_tokens"] and model.use_region_tokens
+    model, obj = load_model(tmp_path / "best.pt")
+    assert obj["model"]["region_mode"] == model.region_mode == "tokens"
     assert model.max_region_tokens == 2 and not hasattr(model, "region_proj")
     hp = json.loads((tmp_path / "hparams.json").read_text())
     assert hp["region_mode"] == "tokens" and hp["val_box_counts"]["targets_with_boxes"] > 0
@@ -123,27 +122,20 @@ def test_the_control_differs_from_stage2_only_in_the_region_setting(tmp_path):
     expect = {k: v for k, v in stage2["stage2"].items() if k not in (*REGION_ONLY_KEYS, "region")}
     assert control["stage2"] == {**expect, "region": {"mode": "none"}}
     assert stage2["stage2"]["region"]["mode"] == "tokens"  # the demo's stage 2
-    common = dict(
-        cirr_root=tmp_path,
-        model_cfg=config["model"],
-        runtime_cfg=train_cfg,
-        init_checkpoint="results/demo/models/stage1/best.pt",
+    init = "results/demo/models/stage1/best.pt"
+    common = dict(model_cfg=config["model"], runtime_cfg=train_cfg)
+    files2 = RunFiles(
+        str(tmp_path), str(tmp_path / "stage2"), None, init, "b/train.json", None, "b/val.json"
     )
-    s2 = settings_from_config(
-        None,
-        out=tmp_path / "stage2",
-        train_params=stage2,
-        box_file="b/train.json",
-        val_box_file="b/val.json",
-        **common,
-    )
-    sc = settings_from_config(None, out=tmp_path / "control", train_params=control, **common)
+    s2 = settings_from_config(files2, train_params=stage2, **common)
+    filesc = RunFiles(str(tmp_path), str(tmp_path / "control"), None, init)
+    sc = settings_from_config(filesc, train_params=control, **common)
     a, b = s2.to_dict(), sc.to_dict()
     differ = {k for k in a if a[k] != b[k]}
     assert differ - {"out"} <= set(REGION_SETTINGS)
     assert {"region_mode", "box_file", "val_box_file"} <= differ
-    assert sc.region_mode == "none" and not sc.use_region_loss and sc.box_file is None
-    assert sc.config_section == s2.config_section == "train.stage2"
+    assert sc.region_mode == "none" and not sc.uses_boxes and sc.box_file is None
+    assert sc.stage == s2.stage == "stage2"
 
 
 def test_ablation_runs_are_stage2_with_their_mode_seed_and_epochs():
@@ -177,9 +169,9 @@ def test_control_and_tokens_see_the_same_batches_with_the_loss_masks_active(
     calls = []
     forward = SPRC.forward
 
-    def spy(self, **kw):
-        calls.append({k: v for k, v in kw.items()})
-        return forward(self, **kw)
+    def spy(self, batch, **kw):
+        calls.append({**vars(batch), **kw})
+        return forward(self, batch, **kw)
 
     monkeypatch.setattr(SPRC, "forward", spy)
     seen = {}
@@ -217,9 +209,9 @@ def test_a_stage1_checkpoint_starts_every_mode_and_the_loop_passes_the_loss_ids(
     calls = []
     forward = SPRC.forward
 
-    def spy(self, **kw):
-        calls.append(kw)
-        return forward(self, **kw)
+    def spy(self, batch, **kw):
+        calls.append({**vars(batch), **kw})
+        return forward(self, batch, **kw)
 
     monkeypatch.setattr(SPRC, "forward", spy)
     trainer = Trainer(
@@ -259,9 +251,11 @@ def test_mode_settings_errors_name_the_keys(demo_root, tmp_path):
     with pytest.raises(CirflowError, match="val box file"):
         bad.check()
     bad = _settings(demo_root, tmp_path, region_mode="all", box_file="x.json")
-    with pytest.raises(CirflowError, match=r"train\.region\.mode"):
-        Trainer(bad).build()
-    assert TrainSettings(cirr_root="r", out="o", use_region_loss=True).region_mode == "aux"
+    with pytest.raises(CirflowError, match=r"--region-mode must be one of none, aux, tokens"):
+        Trainer(bad).build()  # the command line's flag
+    bad = _settings(demo_root, tmp_path, region_mode="all", box_file="x.json", stage="stage2")
+    with pytest.raises(CirflowError, match=r"train\.stage2\.region\.mode must be one of"):
+        Trainer(bad).build()  # the workflow's config key
 
 
 # ------------------------------------------------------------------- stage table, ablation

@@ -23,7 +23,7 @@ def models():
     """A tokens model and a none model with the same weights (tiny, random init), eval mode."""
     torch.manual_seed(0)
     none = SPRC(get_preset("tiny_scratch"))
-    tokens = SPRC(get_preset("tiny_scratch"), region_tokens=True, max_region_tokens=4)
+    tokens = SPRC(get_preset("tiny_scratch"), "tokens", 4)
     tokens.load_state_dict(none.state_dict())
     none.eval()
     tokens.eval()

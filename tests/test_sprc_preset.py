@@ -9,8 +9,10 @@ import torch
 import yaml
 from conftest import REPO, SNAKEMAKE, make_workflow_copy, write_mini_cirr
 
+from cirflow.data.tables import Batch
 from cirflow.errors import CirflowError
-from cirflow.train.config import TrainSettings, fingerprint, semantic_params, settings_from_config
+from cirflow.train.config import RunFiles, TrainSettings, fingerprint, settings_from_config
+from cirflow.train.runs import semantic_params
 from cirflow.train.schedule import one_cycle
 
 PRESET = REPO / "config" / "presets" / "sprc_cirr.yaml"
@@ -25,14 +27,12 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def _settings(stage: str, config: dict, root) -> TrainSettings:
+    files = RunFiles(str(root), "unused", box_file="boxes.json" if stage == "stage2" else None)
     return settings_from_config(
-        stage,
-        cirr_root=root,
-        out="unused",
+        files,
         model_cfg=config["model"],
         train_params=semantic_params(config["train"], stage),
         runtime_cfg=config["train"],
-        box_file="boxes.json" if stage == "stage2" else None,
     )
 
 
@@ -40,6 +40,12 @@ def _settings(stage: str, config: dict, root) -> TrainSettings:
 def preset_config() -> dict:
     base = yaml.safe_load((REPO / "config.yaml").read_text())
     return _merge(base, yaml.safe_load(PRESET.read_text()))
+
+
+def _schedule(s: TrainSettings):
+    """The trainer's schedule of settings `s` (`cirflow.train.loop.Trainer.build`)."""
+    total = STEPS_PER_EPOCH * s.schedule_length
+    return one_cycle(_optimizer(), s.learning_rate, total, s.pct_start, s.div_factor)
 
 
 def _optimizer():
@@ -76,19 +82,22 @@ def test_preset_stage1_is_sprcs_recipe(preset_config, tmp_path):
 
 def test_false_negative_masking_switch(preset_config, tmp_path):
     """Masking on (default): the losses get the image ids; off (SPRC): they get none."""
-    from types import SimpleNamespace
-
     from cirflow.train.loop import Trainer
 
-    batch = SimpleNamespace(target_ids=torch.tensor([3, 3]), reference_ids=torch.tensor([1, 2]))
+    pixels = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    ids = torch.zeros(2, 3, dtype=torch.long)
+    batch = Batch(None, torch.tensor([3, 3]), torch.tensor([1, 2]), pixels, pixels, ids, ids)
     sprc = Trainer(_settings("stage1", preset_config, tmp_path))
     default = Trainer(TrainSettings(cirr_root="x", out="y"))
     for trainer in (sprc, default):
         trainer.device = torch.device("cpu")
-    assert sprc.loss_ids(batch) == (None, None)
-    t, r = default.loss_ids(batch)
-    assert t.tolist() == [3, 3] and r.tolist() == [1, 2]
-    with pytest.raises(CirflowError, match=r"train\.mask_false_negatives false needs"):
+    plain = sprc.model_batch(batch)
+    assert (plain.target_ids, plain.reference_ids) == (None, None)
+    masked = default.model_batch(batch)
+    assert masked.target_ids.tolist() == [3, 3] and masked.reference_ids.tolist() == [1, 2]
+    with pytest.raises(
+        CirflowError, match=r"--no-false-negative-masking needs --negatives: targets"
+    ):
         TrainSettings(
             cirr_root=str(tmp_path), out="o", mask_false_negatives=False, negatives="batch_images"
         ).check()
@@ -96,7 +105,7 @@ def test_false_negative_masking_switch(preset_config, tmp_path):
 
 def test_preset_schedule_is_sprcs_onecycle(preset_config, tmp_path):
     s = _settings("stage1", preset_config, tmp_path)
-    ours = one_cycle(_optimizer(), s, STEPS_PER_EPOCH)
+    ours = _schedule(s)
     # blip_fine_tune_2.py (CIRR), written out with its own numbers:
     sprc = torch.optim.lr_scheduler.OneCycleLR(
         _optimizer(), max_lr=1e-5, pct_start=1 / 50, steps_per_epoch=STEPS_PER_EPOCH, epochs=80
@@ -119,7 +128,7 @@ def test_default_schedule_is_unchanged(tmp_path):
     s = _settings("stage1", config, tmp_path)
     assert (s.schedule_epochs, s.div_factor) == (None, 100.0)
     assert TrainSettings(cirr_root="x", out="y").div_factor == 100.0
-    ours = one_cycle(_optimizer(), s, STEPS_PER_EPOCH)
+    ours = _schedule(s)
     before = torch.optim.lr_scheduler.OneCycleLR(
         _optimizer(),
         max_lr=s.learning_rate,
@@ -135,9 +144,9 @@ def test_schedule_keys_are_checked_and_fingerprinted(tmp_path):
     root = tmp_path / "cirr"
     write_mini_cirr(root)
     base = TrainSettings(cirr_root=str(root), out="o", num_epochs=50)
-    with pytest.raises(CirflowError, match=r"train\.schedule_epochs \(40\) must be ≥"):
+    with pytest.raises(CirflowError, match=r"--schedule-epochs \(40\) must be ≥"):
         TrainSettings(cirr_root=str(root), out="o", num_epochs=50, schedule_epochs=40).check()
-    with pytest.raises(CirflowError, match=r"train\.div_factor must be > 0"):
+    with pytest.raises(CirflowError, match=r"--div-factor must be > 0"):
         TrainSettings(cirr_root=str(root), out="o", div_factor=0).check()
     prints = {
         fingerprint(base),

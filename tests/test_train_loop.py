@@ -317,13 +317,13 @@ def test_cli_takes_the_seed_flags_then_evaluates_and_writes_the_submission(demo_
 
 def test_missing_box_file_and_bad_settings(demo_root, tmp_path):
     with pytest.raises(CirflowError, match="needs a box file"):
-        train(settings(demo_root, tmp_path / "r", use_region_loss=True))
+        train(settings(demo_root, tmp_path / "r", region_mode="aux"))
     with pytest.raises(CirflowError, match="box file not found"):
         train(
             settings(
                 demo_root,
                 tmp_path / "r",
-                use_region_loss=True,
+                region_mode="aux",
                 box_file=str(tmp_path / "nope.json"),
             )
         )

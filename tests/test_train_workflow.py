@@ -74,7 +74,7 @@ def test_stage1_stage2_evaluation_and_rerun_scope(tmp_path):
         and len(csv) == 12
     )
     hp2 = json.loads((wd / "results/demo/models/stage2/hparams.json").read_text())
-    assert hp2["settings"]["use_region_loss"] and hp2["settings"]["init_checkpoint"].endswith(
+    assert hp2["settings"]["region_mode"] != "none" and hp2["settings"]["init_checkpoint"].endswith(
         "stage1/best.pt"
     )
     assert hp2["box_counts"]["targets_with_boxes"] > 0
@@ -102,14 +102,13 @@ def test_killed_training_job_resumes_when_rerun(tmp_path):
     # Simulate the kill: epoch 1 of a 2-epoch run finished, the job died, Snakemake removed the
     # declared outputs. We produce that state with the library (same settings as the rule).
     run_snakemake(wd, "results/demo/dataset/demo_manifest.json", timeout=600)
-    from cirflow.train.config import semantic_params, settings_from_config
+    from cirflow.train.config import RunFiles, settings_from_config
     from cirflow.train.loop import train
+    from cirflow.train.runs import semantic_params
 
     cfg = yaml.safe_load((wd / "test_config.yaml").read_text())
     settings = settings_from_config(
-        "stage1",
-        cirr_root=wd / "results/demo/dataset",
-        out=stage1,
+        RunFiles(str(wd / "results/demo/dataset"), str(stage1)),
         model_cfg=cfg["model"],
         train_params=semantic_params(cfg["train"], "stage1"),
         runtime_cfg=cfg["train"],

@@ -35,7 +35,7 @@ def test_each_triplets_boxes_are_its_targets_mapped_with_that_images_size(
         _settings(
             tiny_demo,
             tmp_path / "s2",
-            use_region_loss=True,
+            region_mode="aux",
             box_file=str(box_file),
             image_cache=cache,
         )

@@ -129,7 +129,7 @@ def checkpoint(tmp_path_factory):
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("ckpt")
-    model = SPRC(get_preset("tiny_scratch"), load_pretrained=False)
+    model = SPRC(get_preset("tiny_scratch"))
     write_best(model, folder / "resume/best.pt", folder / "best.pt", 1, {}, {})
     return folder / "best.pt"
 
@@ -149,7 +149,7 @@ def _eval_settings(cache):
 
 
 def test_evaluation_leaves_bad_gallery_images_out_and_lists_them(demo, checkpoint, tmp_path):
-    from cirflow.evaluate.run import evaluate_checkpoint
+    from cirflow.evaluate.run import ScoreFiles, load_for_evaluation, score_split
 
     ds = CirrDataset(demo, "val")
     used = {n for t in ds.triplets for n in (t["reference"], t["target_hard"])}
@@ -163,13 +163,10 @@ def test_evaluation_leaves_bad_gallery_images_out_and_lists_them(demo, checkpoin
     results = {}
     for cache in ("memory", "none"):
         out = tmp_path / cache
-        metrics = evaluate_checkpoint(
-            checkpoint,
-            demo,
-            _eval_settings(cache),
-            out / "val_metrics.json",
-            details_out=out / "val_details.json",
-        )
+        settings = _eval_settings(cache)
+        loaded = load_for_evaluation(checkpoint, settings)
+        files = ScoreFiles(out / "val_metrics.json", out / "val_details.json")
+        metrics = score_split(loaded, demo, settings, files)
         details = json.loads((out / "val_details.json").read_text())
         assert sorted(e["image"] for e in details["unreadable_images"]) == sorted(
             [gallery_only, target]
@@ -184,7 +181,7 @@ def test_evaluation_leaves_bad_gallery_images_out_and_lists_them(demo, checkpoin
 def test_the_server_files_keep_every_pairid_when_a_reference_cannot_be_read(
     demo, checkpoint, tmp_path
 ):
-    from cirflow.evaluate.run import write_submission
+    from cirflow.evaluate.run import SubmissionFiles, load_for_evaluation, submission_for_model
 
     ds = CirrDataset(demo, "test1")
     reference = ds.triplets[1]["reference"]
@@ -193,14 +190,12 @@ def test_the_server_files_keep_every_pairid_when_a_reference_cannot_be_read(
     files = {}
     for cache in ("memory", "none"):
         out = tmp_path / cache
-        details = write_submission(
-            checkpoint,
-            demo,
-            _eval_settings(cache),
-            out / "recall.json",
-            out / "recall_subset.json",
-            details_out=out / "details.json",
+        settings = _eval_settings(cache)
+        loaded = load_for_evaluation(checkpoint, settings)
+        files = SubmissionFiles(
+            out / "recall.json", out / "recall_subset.json", out / "details.json"
         )
+        details = submission_for_model(loaded, demo, settings, files)
         recall = json.loads((out / "recall.json").read_text())
         subset = json.loads((out / "recall_subset.json").read_text())
         pairids = {str(t["pairid"]) for t in ds.triplets}

@@ -25,6 +25,7 @@ it out of the gallery. So one bad file never stops a job, and both modes agree.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -193,11 +194,14 @@ class ImageTable:
 
 @dataclass
 class Batch:
-    indices: torch.Tensor  # triplet indices
+    """One training or evaluation batch: images as a table gives them (uint8 pixels or cached
+    ViT tokens) until `to` makes them model input on a device (what `SPRC.forward` takes)."""
+
+    indices: torch.Tensor | None  # triplet indices
     # Image indices of each target / reference (to mask false negatives in the loss).
     target_ids: torch.Tensor | None
-    reference_ids: torch.Tensor
-    ref: torch.Tensor  # uint8 (B, 3, S, S)
+    reference_ids: torch.Tensor | None
+    ref: torch.Tensor  # uint8 (B, 3, S, S), or cached tokens (B, T, D)
     target: torch.Tensor | None
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -206,6 +210,46 @@ class Batch:
     # The references' boxes (region tokens with batch_images negatives), same layout.
     ref_boxes: torch.Tensor | None = None
     ref_box_valid: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        """The batch as model input on `device` (images through `model_input`)."""
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Batch(
+            self.indices,
+            move(self.target_ids),
+            move(self.reference_ids),
+            model_input(self.ref, device),
+            None if self.target is None else model_input(self.target, device),
+            move(self.input_ids),
+            move(self.attention_mask),
+            move(self.boxes),
+            move(self.box_valid),
+            move(self.ref_boxes),
+            move(self.ref_box_valid),
+        )
+
+    def without_image_ids(self) -> Batch:
+        """The same batch without image ids: the losses then mask no false negatives (SPRC)."""
+        return dataclasses.replace(self, target_ids=None, reference_ids=None)
+
+    @classmethod
+    def of_tensors(cls, ref_images, target_images, input_ids, attention_mask, **optional) -> Batch:
+        """A batch of model-ready tensors given by name (`SPRC.forward`'s keywords): the four
+        above, and any of target_ids, reference_ids, boxes, box_valid, ref_boxes,
+        ref_box_valid."""
+        optional.setdefault("target_ids", None)
+        optional.setdefault("reference_ids", None)
+        return cls(
+            None,
+            ref=ref_images,
+            target=target_images,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            **optional,
+        )
 
 
 def model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from cirflow.evaluate.settings import CLI, EvalSettings
+from cirflow.settings import add_flags, from_flags
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -21,17 +22,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         choices=["pretrain", "pretrain_vitL", "tiny", "tiny_scratch"],
         help="preset of an SPRC checkpoint (cirflow checkpoints say it themselves)",
     )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--num-workers", type=int, default=4)
-    p.add_argument("--image-cache", default="auto", choices=["auto", "memory", "none"])
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument(
-        "--max-unreadable-fraction",
-        type=float,
-        default=0.01,
-        help="unreadable images are left out and listed; past this fraction of a split: an error",
-    )
+    add_flags(p, EvalSettings)
     p.add_argument(
         "--box-file",
         default=None,
@@ -80,53 +71,39 @@ def register(subparsers) -> None:
 
 
 def settings_from_args(args) -> EvalSettings:
-    return EvalSettings(
-        device=args.device,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        image_cache=args.image_cache,
-        threads=args.threads,
-        max_unreadable_fraction=args.max_unreadable_fraction,
-        section=CLI,
-    )
+    return EvalSettings(**from_flags(args, EvalSettings), section=CLI)
 
 
-def boxes_from_args(args):
+def sources_from_args(args):
+    """The split's box file (a model with region tokens); images are decoded from pixels."""
     from cirflow.data.regions import BoxFile
+    from cirflow.evaluate.run import SplitSources
 
-    return BoxFile(args.box_file, args.box_meta_file) if args.box_file else None
+    return SplitSources(boxes=BoxFile(args.box_file, args.box_meta_file) if args.box_file else None)
 
 
 def run_evaluate(args) -> int:
-    from cirflow.evaluate.run import evaluate_checkpoint
+    from cirflow.evaluate.run import ScoreFiles, load_for_evaluation, score_split
 
-    evaluate_checkpoint(
-        args.checkpoint,
-        args.cirr_root,
-        settings_from_args(args),
-        args.out,
-        details_out=args.details,
-        split=args.split,
-        backbone=args.backbone,
-        boxes=boxes_from_args(args),
-    )
+    settings = settings_from_args(args)
+    loaded = load_for_evaluation(args.checkpoint, settings, args.backbone)
+    out = ScoreFiles(args.out, details=args.details)
+    score_split(loaded, args.cirr_root, settings, out, args.split, sources_from_args(args))
     return 0
 
 
 def run_submission(args) -> int:
-    from cirflow.evaluate.run import write_submission
-
-    out = Path(args.out_dir)
-    write_submission(
-        args.checkpoint,
-        args.cirr_root,
-        settings_from_args(args),
-        out / "recall.json",
-        out / "recall_subset.json",
-        backbone=args.backbone,
-        details_out=args.details,
-        boxes=boxes_from_args(args),
+    from cirflow.evaluate.run import (
+        SubmissionFiles,
+        load_for_evaluation,
+        submission_for_model,
     )
+
+    settings = settings_from_args(args)
+    loaded = load_for_evaluation(args.checkpoint, settings, args.backbone)
+    out_dir = Path(args.out_dir)
+    out = SubmissionFiles(out_dir / "recall.json", out_dir / "recall_subset.json", args.details)
+    submission_for_model(loaded, args.cirr_root, settings, out, sources_from_args(args))
     return 0
 
 

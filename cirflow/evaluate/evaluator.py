@@ -25,6 +25,7 @@ from cirflow.evaluate.recall import (
     submission_files,
 )
 from cirflow.evaluate.settings import EvalSettings
+from cirflow.model.config import RegionMode
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class SplitEvaluator:
         self.device = device or resolve_device(settings.device, settings.key("device"))
         self.boxes: dict[int, torch.Tensor] | None = None
         self.box_counts: dict | None = None
-        if getattr(model, "use_region_tokens", False):
+        if model.region_mode is RegionMode.TOKENS:
             if boxes is None:
                 raise CirflowError(
                     f"{split}: this model scores images with region tokens "

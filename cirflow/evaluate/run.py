@@ -32,7 +32,7 @@ from cirflow.evaluate.rankings import TOP_K, rankings_document, write_rankings
 from cirflow.evaluate.recall import METRIC_KEYS
 from cirflow.evaluate.settings import EvalSettings
 from cirflow.io import read_json, write_json_atomic, write_text_atomic
-from cirflow.model.checkpoints import build_model_from_checkpoint
+from cirflow.model.factory import load_model
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,42 @@ class LoadedModel:
     device: torch.device
 
 
+@dataclass(frozen=True)
+class SplitSources:
+    """Where a split's images come from beside the dataset: cached ViT token shards (a frozen
+    ViT; None: decode pixels) and the split's own box file (a model with region tokens)."""
+
+    features: list[str] | None = None
+    boxes: BoxFile | None = None
+
+
+@dataclass(frozen=True)
+class ScoreFiles:
+    """What scoring a split writes: its recalls (JSON), and optionally the run's details and
+    each query's ranking (`cirflow.evaluate.rankings`)."""
+
+    metrics: str | Path
+    details: str | Path | None = None
+    rankings: str | Path | None = None
+
+
+@dataclass(frozen=True)
+class SubmissionFiles:
+    """The CIRR test-server files (recall.json, top 50; recall_subset.json, top 3) and the
+    details of how they were made (unreadable images, fallback-ranked queries)."""
+
+    recall: str | Path
+    subset: str | Path
+    details: str | Path | None = None
+
+
 def load_for_evaluation(
     checkpoint: str | Path, settings: EvalSettings, backbone: str | None = None
 ) -> LoadedModel:
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
     dev = resolve_device(settings.device, settings.key("device"))
-    model, obj = build_model_from_checkpoint(checkpoint, backbone, dev)
+    model, obj = load_model(checkpoint, backbone, dev)
     model.use_amp = dev.type == "cuda"
     model.eval()
     return LoadedModel(model, Path(checkpoint), obj.get("epoch"), dev)
@@ -63,34 +92,33 @@ def score_split(
     loaded: LoadedModel,
     cirr_root: str | Path,
     settings: EvalSettings,
-    out: str | Path,
-    details_out: str | Path | None = None,
+    out: ScoreFiles,
     split: str = "val",
-    features: list[str] | None = None,
-    boxes: BoxFile | None = None,
-    rankings_out: str | Path | None = None,
+    sources: SplitSources = SplitSources(),
 ) -> dict[str, float]:
-    """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out` (JSON, percent).
+    """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out.metrics` (JSON,
+    percent).
 
-    `out` holds the METRIC_KEYS numbers and, where the split has an edit-type sidecar, one more
-    key, PER_EDIT_KEY: {edit type: {recall_at1, recall_at5, group_recall_at1, queries}}. The
-    returned dict is the METRIC_KEYS numbers only. `rankings_out`: also each query's target
-    rank and best images, from the same ranking (`cirflow.evaluate.rankings`).
+    The file holds the METRIC_KEYS numbers and, where the split has an edit-type sidecar, one
+    more key, PER_EDIT_KEY: {edit type: {recall_at1, recall_at5, group_recall_at1, queries}}.
+    The returned dict is the METRIC_KEYS numbers only.
     """
     if split == "test1":
         raise CirflowError(
             "test1 has no targets: use `cirflow submission` for the test-server files"
         )
     t0 = time.perf_counter()
-    model = loaded.model
-    ev = SplitEvaluator(cirr_root, split, model, settings, loaded.device, features, boxes)
-    metrics, per_edit, ranked = ev.metrics_and_edit_types(model, TOP_K if rankings_out else 0)
-    chance = ev.chance()
+    ev = SplitEvaluator(
+        cirr_root, split, loaded.model, settings, loaded.device, sources.features, sources.boxes
+    )
+    metrics, per_edit, ranked = ev.metrics_and_edit_types(
+        loaded.model, TOP_K if out.rankings else 0
+    )
     written: dict[str, Any] = dict(metrics)
     if per_edit is not None:
         written[PER_EDIT_KEY] = per_edit
-    write_json_atomic(out, written, indent=2)
-    if rankings_out:
+    write_json_atomic(out.metrics, written, indent=2)
+    if out.rankings:
         document = rankings_document(
             ev.data.triplets,
             ev.gallery_names,
@@ -100,30 +128,38 @@ def score_split(
             ev.edit_types(),
             split,
         )
-        write_rankings(rankings_out, document)
-    if details_out:
-        write_json_atomic(
-            details_out,
-            {
-                "checkpoint": str(loaded.checkpoint),
-                "epoch": loaded.epoch,
-                "preset": model.preset.name,
-                "split": split,
-                "queries": len(ev.data),
-                "gallery": len(ev.gallery_names),
-                "chance": chance,
-                **ev.unreadable_report(),
-                "edit_types": str(ev.edits_source()) if per_edit is not None else None,
-                "region_mode": getattr(model, "region_mode", "none"),
-                "box_counts": ev.box_counts,
-                "seconds": round(time.perf_counter() - t0, 2),
-            },
-            indent=2,
-        )
+        write_rankings(out.rankings, document)
+    if out.details:
+        details = split_details(loaded, ev, per_edit is not None)
+        details["seconds"] = round(time.perf_counter() - t0, 2)
+        write_json_atomic(out.details, details, indent=2)
+    _log_scores(loaded, ev, metrics, per_edit)
+    return metrics
+
+
+def split_details(loaded: LoadedModel, ev: SplitEvaluator, with_edit_types: bool) -> dict:
+    """val_details.json: what was scored, against which chance levels, what was left out."""
+    return {
+        "checkpoint": str(loaded.checkpoint),
+        "epoch": loaded.epoch,
+        "preset": loaded.model.preset.name,
+        "split": ev.split,
+        "queries": len(ev.data),
+        "gallery": len(ev.gallery_names),
+        "chance": ev.chance(),
+        **ev.unreadable_report(),
+        "edit_types": str(ev.edits_source()) if with_edit_types else None,
+        "region_mode": loaded.model.region_mode,
+        "box_counts": ev.box_counts,
+    }
+
+
+def _log_scores(loaded: LoadedModel, ev: SplitEvaluator, metrics: dict, per_edit) -> None:
+    chance = ev.chance()
     log.info(
         "%s on %s (%d queries, gallery %d), chance in brackets:\n%s",
         loaded.checkpoint,
-        split,
+        ev.split,
         len(ev.data),
         len(ev.gallery_names),
         format_metrics(metrics, chance),
@@ -131,32 +167,30 @@ def score_split(
     if per_edit is not None:
         log.info(
             "%s per edit type (%s):\n%s",
-            split,
+            ev.split,
             ev.edits_source(),
             format_edit_types(per_edit, chance, overall=metrics),
         )
-    return metrics
 
 
 def submission_for_model(
     loaded: LoadedModel,
     cirr_root: str | Path,
     settings: EvalSettings,
-    recall_out: str | Path,
-    subset_out: str | Path,
-    details_out: str | Path | None = None,
-    features: list[str] | None = None,
-    boxes: BoxFile | None = None,
+    out: SubmissionFiles,
+    sources: SplitSources = SplitSources(),
 ) -> dict:
     """CIRR test-server files for test1: recall.json (top-50) and recall_subset.json (top-3).
 
-    Every pairid is in both files; `details_out` (JSON) lists the unreadable images left out of
+    Every pairid is in both files; `out.details` (JSON) lists the unreadable images left out of
     the gallery and the queries ranked with the fallback (black reference). Returns that dict.
-    `boxes`: test1's box file, for a model with region tokens."""
-    ev = SplitEvaluator(cirr_root, "test1", loaded.model, settings, loaded.device, features, boxes)
+    """
+    ev = SplitEvaluator(
+        cirr_root, "test1", loaded.model, settings, loaded.device, sources.features, sources.boxes
+    )
     recall, subset = ev.submission(loaded.model)
-    write_json_atomic(recall_out, recall)
-    write_json_atomic(subset_out, subset)
+    write_json_atomic(out.recall, recall)
+    write_json_atomic(out.subset, subset)
     details = {
         "checkpoint": str(loaded.checkpoint),
         "epoch": loaded.epoch,
@@ -167,86 +201,31 @@ def submission_for_model(
         "black reference image; members missing from the gallery follow the ranked ones",
         **ev.unreadable_report(),
     }
-    if details_out:
-        write_json_atomic(details_out, details, indent=2)
-    log.info("wrote %s and %s (%d queries)", recall_out, subset_out, len(ev.data))
+    if out.details:
+        write_json_atomic(out.details, details, indent=2)
+    log.info("wrote %s and %s (%d queries)", out.recall, out.subset, len(ev.data))
     return details
-
-
-def evaluate_checkpoint(
-    checkpoint: str | Path,
-    cirr_root: str | Path,
-    settings: EvalSettings,
-    out: str | Path,
-    details_out: str | Path | None = None,
-    split: str = "val",
-    backbone: str | None = None,
-    boxes: BoxFile | None = None,
-) -> dict[str, float]:
-    """`cirflow evaluate`: recalls of `checkpoint` on `split` → `out` (`boxes`: the split's
-    box file, for a model with region tokens)."""
-    loaded = load_for_evaluation(checkpoint, settings, backbone)
-    return score_split(loaded, cirr_root, settings, out, details_out, split, boxes=boxes)
-
-
-def write_submission(
-    checkpoint: str | Path,
-    cirr_root: str | Path,
-    settings: EvalSettings,
-    recall_out: str | Path,
-    subset_out: str | Path,
-    backbone: str | None = None,
-    details_out: str | Path | None = None,
-    boxes: BoxFile | None = None,
-) -> dict:
-    """`cirflow submission`: the test-server files of `checkpoint` (`boxes`: test1's box file,
-    for a model with region tokens)."""
-    loaded = load_for_evaluation(checkpoint, settings, backbone)
-    return submission_for_model(
-        loaded, cirr_root, settings, recall_out, subset_out, details_out, boxes=boxes
-    )
 
 
 def evaluate_stage(
     checkpoint: str | Path,
     cirr_root: str | Path,
     settings: EvalSettings,
-    metrics_out: str | Path,
-    details_out: str | Path,
-    recall_out: str | Path,
-    subset_out: str | Path,
-    features: dict[str, list[str]] | None = None,
-    test1_details_out: str | Path | None = None,
-    boxes: dict[str, BoxFile] | None = None,
-    rankings_out: str | Path | None = None,
+    val_out: ScoreFiles,
+    submission_out: SubmissionFiles | None = None,
+    sources: dict[str, SplitSources] | None = None,
 ) -> dict[str, float]:
     """Rule evaluate: val recalls and test1 server files of one stage, the model built once.
-    `features`: {"val": [...], "test1": [...]} cached ViT token shards (a frozen ViT);
-    `boxes`: {"val": BoxFile, "test1": BoxFile}, each split's own boxes (region tokens);
-    `recall_out` None: val only (the ablation's runs); `rankings_out`: val's per-query file."""
-    features, boxes = features or {}, boxes or {}
+    `sources`: each split's cached features and own boxes; `submission_out` None: val only (the
+    ablation's runs)."""
+    sources = sources or {}
     loaded = load_for_evaluation(checkpoint, settings)
     metrics = score_split(
-        loaded,
-        cirr_root,
-        settings,
-        metrics_out,
-        details_out,
-        "val",
-        features.get("val"),
-        boxes.get("val"),
-        rankings_out,
+        loaded, cirr_root, settings, val_out, "val", sources.get("val", SplitSources())
     )
-    if recall_out is not None:
+    if submission_out is not None:
         submission_for_model(
-            loaded,
-            cirr_root,
-            settings,
-            recall_out,
-            subset_out,
-            test1_details_out,
-            features.get("test1"),
-            boxes.get("test1"),
+            loaded, cirr_root, settings, submission_out, sources.get("test1", SplitSources())
         )
     return metrics
 

@@ -1,5 +1,6 @@
 """How an evaluation runs (`evaluate:` in config.yaml, the `cirflow evaluate` flags, or the
-per-epoch validation inside training): device, batch size, workers, image cache.
+per-epoch validation inside training): device, batch size, workers, image cache. Each setting is
+declared once (`cirflow.settings`): its checks and its flags come from the declaration.
 
 Torch-free. `section` says where the values came from, so that an error names the key the user
 actually set: `evaluate.device`, `train.eval_batch_size`, or `--image-cache` on the command line.
@@ -9,36 +10,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cirflow.data.image_cache import check_cache_mode
-from cirflow.errors import CirflowError
+from cirflow.data.image_cache import CACHE_MODES
+from cirflow.settings import NO_FLAG, check_declared, setting
 
 CLI = "cli"
 
 
 @dataclass(frozen=True)
 class EvalSettings:
-    device: str = "auto"
-    batch_size: int = 128
-    num_workers: int = 0
-    image_cache: str = "auto"
-    threads: int | None = None
-    progress: bool = True
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N", config="evaluate")
+    batch_size: int = setting(
+        128, "images / queries per forward pass", config="evaluate", minimum=1
+    )
+    num_workers: int = setting(
+        2, "DataLoader worker processes", config="evaluate", minimum=0, cli_default=4
+    )
+    image_cache: str = setting(
+        "auto", "keep preprocessed images in memory", config="evaluate", choices=CACHE_MODES
+    )
+    threads: int | None = setting(None, "torch CPU threads", parse=int)
+    progress: bool = setting(True, "progress bars", flag=NO_FLAG)
     # Unreadable images are left out of the gallery; past this fraction of a split: an error.
-    max_unreadable_fraction: float = 0.01
+    max_unreadable_fraction: float = setting(
+        0.01,
+        "unreadable images are left out and listed; past this fraction of a split: an error",
+        config="evaluate",
+        minimum=0,
+        maximum=1,
+    )
     section: str = "evaluate"  # config section of the values, or CLI for command-line flags
     batch_size_key: str = "batch_size"  # training validates with train.eval_batch_size
 
     def __post_init__(self) -> None:
-        if int(self.batch_size) < 1:
-            raise CirflowError(f"{self.key('batch_size')} must be ≥ 1 (got {self.batch_size!r})")
-        if int(self.num_workers) < 0:
-            raise CirflowError(f"{self.key('num_workers')} must be ≥ 0 (got {self.num_workers!r})")
-        check_cache_mode(self.image_cache, self.key("image_cache"))
-        if not 0 <= float(self.max_unreadable_fraction) <= 1:
-            raise CirflowError(
-                f"{self.key('max_unreadable_fraction')} must be a fraction in [0, 1] "
-                f"(got {self.max_unreadable_fraction!r})"
-            )
+        check_declared(self, self.key)
 
     def key(self, name: str) -> str:
         """The config key (or command-line flag) of setting `name`."""

@@ -1,14 +1,14 @@
-"""Model weights on disk: cirflow's checkpoints (written and read here) and the published
-SPRC ones (read).
+"""cirflow's checkpoint format: written and read here, and only here (`best.pt`, `last.pt`).
 
-cirflow checkpoint (``best.pt``, ``last.pt``), a dict:
+A checkpoint is a dict:
 
-    format      "cirflow-sprc/1"
-    model       {"preset": <preset name>, "freeze_vit": bool, "vit_precision": str, "with_region": bool,
-                 "region_tokens": bool, "max_region_tokens": int | None}   (the last two: stage 2's
-                 region mode `tokens`; absent in older files = false, None)
-    state_dict  the trainable weights only: everything except a frozen ViT (LAVIS rebuilds it
-                from its own cached weights), with LAVIS/SPRC parameter names
+    format      "cirflow-sprc/2" ("cirflow-sprc/1": the same, with the region mode as two
+                booleans in `model`; still read)
+    model       the `ModelConfig`, resolved (`cirflow.model.config`): preset, freeze_vit,
+                vit_precision, weights (where a frozen ViT left out of the file is rebuilt from),
+                region_mode, max_region_tokens
+    state_dict  the trainable weights only: everything except a frozen ViT (the factory
+                rebuilds it from its own file), with LAVIS/SPRC parameter names
     best.pt     + epoch, metrics (the validation recalls of that epoch), hparams
     last.pt     + optimizer, scheduler, scaler, epoch, num_epochs, rng, fingerprint, and the
                 history (train_rows, val_rows, best_score, best_epoch): all a resumed run needs
@@ -17,26 +17,11 @@ Both are written atomically (temporary file + rename). `best.pt` is written unde
 ``resume/best.pt`` and hard-linked to ``best.pt``: Snakemake deletes the declared outputs of a
 killed job, and the link keeps the best weights for the resumed run without a second copy.
 
-Published SPRC checkpoint: ``{"Blip2QformerCirAlignPrompt": state_dict, ...}`` (what SPRC's
-``save_model`` writes), LAVIS parameter names, possibly with a DDP ``module.`` prefix; its
-`itm_head.*` and `Qformer.cls.*` weights are not used by SPRC's retrieval and are ignored.
-
-Loading is strict (`load_weights`): the file's keys must be exactly the model's, except
-
-    absent, allowed       ``*position_ids`` buffers; the region head (``region_proj.``) in BLIP-2 /
-                          SPRC files, and where the caller allows it (stage 2 from stage 1); the
-                          prompt tokens in BLIP-2 files; the ViT as a whole where it is frozen
-                          (cirflow files never hold it) or in BLIP-2 files (it has its own file)
-    present, ignored      ``itm_head.*``, ``Qformer.cls.*`` (heads SPRC's retrieval never uses)
-
-A ViT present in part, or any other missing or extra key, is a CirflowError that names the keys:
-a silently dropped or added block (e.g. ViT-L built with 21 blocks while the file holds 23) is
-the most dangerous failure here (docs/design.md §5, "strict loading").
+Loading weights into a model (any file kind, strict key rules) is `cirflow.model.factory`'s job.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -46,37 +31,29 @@ import torch
 
 from cirflow.errors import CirflowError
 from cirflow.io import atomic_path
+from cirflow.model.config import ModelConfig
 
-log = logging.getLogger(__name__)
-
-FORMAT = "cirflow-sprc/1"
-SPRC_KEY = "Blip2QformerCirAlignPrompt"
-IGNORED_PREFIXES = ("itm_head.", "Qformer.cls.")
-KINDS = ("cirflow", "sprc", "state_dict", "blip2")
+FORMAT = "cirflow-sprc/2"
+FORMATS = ("cirflow-sprc/1", FORMAT)
 VIT_PREFIX = "visual_encoder."
+
+
+def is_cirflow_checkpoint(obj: dict) -> bool:
+    return obj.get("format") in FORMATS
+
+
+def model_config(obj: dict) -> ModelConfig:
+    """The model a cirflow checkpoint was written from."""
+    return ModelConfig.from_dict(obj["model"])
 
 
 def saved_state_dict(model) -> dict[str, torch.Tensor]:
     """The weights a checkpoint holds: all but a frozen ViT's."""
-    frozen_vit = getattr(model, "freeze_vit", False)
+    frozen_vit = model.preset.freeze_vit
     return {
         k: v.detach().clone()
         for k, v in model.state_dict().items()
-        if not (frozen_vit and k.startswith("visual_encoder."))
-    }
-
-
-def model_spec(model) -> dict[str, Any]:
-    return {
-        "preset": model.preset.name,
-        "freeze_vit": bool(model.preset.freeze_vit),
-        "vit_precision": model.preset.vit_precision,
-        "with_region": bool(model.with_region),
-        # Region tokens (docs/design.md §6): the evaluation then needs the gallery's boxes.
-        "region_tokens": bool(getattr(model, "use_region_tokens", False)),
-        "max_region_tokens": getattr(model, "max_region_tokens", None),
-        # Where the frozen ViT (left out of the file) is rebuilt from: tiny's first stage.
-        "weights": model.preset.vit_weights,
+        if not (frozen_vit and k.startswith(VIT_PREFIX))
     }
 
 
@@ -100,39 +77,31 @@ def publish_link(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def _checkpoint(model, **extra: Any) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "model": model.config.resolved().to_dict(),
+        "state_dict": saved_state_dict(model),
+        **extra,
+    }
+
+
 def write_best(
     model, stash: Path, published: Path, epoch: int, metrics: dict, hparams: dict
 ) -> None:
     """The weights of the best epoch: written to `stash` (resume/best.pt), linked to `published`."""
-    save_atomic(
-        {
-            "format": FORMAT,
-            "model": model_spec(model),
-            "state_dict": saved_state_dict(model),
-            "epoch": epoch,
-            "metrics": metrics,
-            "hparams": hparams,
-        },
-        stash,
-    )
+    save_atomic(_checkpoint(model, epoch=epoch, metrics=metrics, hparams=hparams), stash)
     publish_link(stash, published)
 
 
 def write_last(path: Path, model, training_state: dict[str, Any]) -> None:
     """Everything a resumed run needs: the weights + `training_state` (optimizer, scheduler,
     scaler, epoch, num_epochs, rng, fingerprint, history; see the module docstring)."""
-    save_atomic(
-        {
-            "format": FORMAT,
-            "model": model_spec(model),
-            "state_dict": saved_state_dict(model),
-            **training_state,
-        },
-        path,
-    )
+    save_atomic(_checkpoint(model, **training_state), path)
 
 
-def torch_load(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint file's dict (cirflow's, or a published SPRC one), tensors only."""
     path = Path(path)
     if not path.is_file():
         raise CirflowError(f"checkpoint not found: {path}")
@@ -145,159 +114,7 @@ def torch_load(path: str | Path) -> dict:
     return obj
 
 
-def extract_state_dict(obj: dict, path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """(state_dict, kind) from a cirflow or a published SPRC checkpoint."""
-    if obj.get("format") == FORMAT:
-        return obj["state_dict"], "cirflow"
-    if SPRC_KEY in obj and isinstance(obj[SPRC_KEY], dict):
-        sd = obj[SPRC_KEY]
-        kind = "sprc"
-    elif all(isinstance(v, torch.Tensor) for v in obj.values()) and obj:
-        sd, kind = obj, "state_dict"
-    else:
-        raise CirflowError(
-            f"{path}: not a cirflow checkpoint (format {FORMAT!r}) nor an SPRC one "
-            f"({{'{SPRC_KEY}': state_dict}}); top-level keys: {sorted(obj)[:8]}"
-        )
-    sd = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
-    return sd, kind
-
-
-def summarise_keys(keys: list[str], limit: int = 8) -> str:
-    """Keys grouped by module, e.g. ``visual_encoder.blocks.2.* (12 keys), temp``: up to the
-    first numbered part (a block), else the parent module."""
-    groups: dict[str, list[str]] = {}
-    for key in keys:
-        parts = key.split(".")
-        numbered = [i for i, p in enumerate(parts[:-1]) if p.isdigit()]
-        head = ".".join(parts[: numbered[0] + 1] if numbered else parts[:-1]) or key
-        groups.setdefault(head, []).append(key)
-    items = [f"{g}.* ({len(ks)} keys)" if len(ks) > 1 else ks[0] for g, ks in groups.items()]
-    more = f", ... ({len(items) - limit} more groups)" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
-
-
-def key_problems(
-    model_keys,
-    file_keys,
-    kind: str,
-    frozen_vit: bool,
-    allow_missing: tuple[str, ...] = (),
-) -> tuple[list[str], list[str]]:
-    """(missing, unexpected): the keys that break the rules of the module docstring."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown checkpoint kind {kind!r}")
-    model_keys = set(model_keys)
-    file_keys = {k for k in file_keys if not k.startswith(IGNORED_PREFIXES)}
-    allowed = tuple(allow_missing)
-    if kind in ("sprc", "state_dict", "blip2"):
-        allowed += ("region_proj.",)
-    if kind == "blip2":
-        allowed += ("prompt_tokens",)
-    file_has_vit = any(k.startswith(VIT_PREFIX) for k in file_keys)
-    vit_may_be_absent = not file_has_vit and (frozen_vit or kind == "blip2")
-    missing = sorted(
-        k
-        for k in model_keys - file_keys
-        if not k.endswith("position_ids")
-        and not k.startswith(allowed)
-        and not (vit_may_be_absent and k.startswith(VIT_PREFIX))
-    )
-    unexpected = sorted(k for k in file_keys - model_keys if not k.endswith("position_ids"))
-    return missing, unexpected
-
-
-def load_weights(
-    model,
-    state_dict: dict[str, torch.Tensor],
-    source: str,
-    kind: str = "cirflow",
-    allow_missing: tuple[str, ...] = (),
-) -> None:
-    """Load `state_dict` (a file of `kind`, see KINDS) into `model`, strictly (module docstring).
-
-    `allow_missing`: further key prefixes that may be absent (e.g. ``region_proj.`` when stage
-    2 starts from a stage-1 checkpoint).
-    """
-    own = model.state_dict()
-    frozen_vit = bool(getattr(model, "freeze_vit", False))
-    missing, unexpected = key_problems(own, state_dict, kind, frozen_vit, allow_missing)
-    if missing or unexpected:
-        preset = getattr(getattr(model, "preset", None), "name", "?")
-        parts = []
-        if missing:
-            parts.append(
-                f"{len(missing)} model weights missing from the file: {summarise_keys(missing)}"
-            )
-        if unexpected:
-            parts.append(
-                f"{len(unexpected)} unexpected keys in the file: {summarise_keys(unexpected)}"
-            )
-        raise CirflowError(
-            f"{source}: this {kind} file does not match the model (preset {preset!r}; wrong "
-            "--backbone, or a file from another LAVIS version?): " + "; ".join(parts)
-        )
-    sd = {k: v for k, v in state_dict.items() if k in own}
-    shape_errors = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in sd.items()
-        if tuple(v.shape) != tuple(own[k].shape)
-    ]
-    if shape_errors:
-        raise CirflowError(
-            f"{source}: weights do not fit this model (wrong --backbone/preset?): "
-            + "; ".join(shape_errors[:5])
-        )
-    model.load_state_dict(sd, strict=False)
-    ignored = [k for k in state_dict if k.startswith(IGNORED_PREFIXES)]
-    if ignored:
-        log.info(
-            "%s: ignored %d weights of heads SPRC does not use (%s)",
-            source,
-            len(ignored),
-            summarise_keys(ignored),
-        )
-
-
-def build_model_from_checkpoint(
-    path: str | Path, preset_name: str | None = None, device: str | torch.device = "cpu"
-):
-    """Build an SPRC model and load `path` (cirflow or published SPRC format) into it.
-
-    A published SPRC file does not say which backbone it was trained with: pass `preset_name`
-    (``pretrain`` for SPRC's released CIRR weights).
-    """
-    from cirflow.model.presets import get_preset
-    from cirflow.model.sprc import SPRC
-
-    obj = torch_load(path)
-    sd, kind = extract_state_dict(obj, path)
-    if kind == "cirflow":
-        spec = obj["model"]
-        if preset_name and preset_name != spec["preset"]:
-            raise CirflowError(
-                f"{path} was trained with preset {spec['preset']!r}, not {preset_name!r}"
-            )
-        preset = get_preset(
-            spec["preset"],
-            freeze_vit=spec["freeze_vit"],
-            vit_precision=spec["vit_precision"],
-            weights=spec.get("weights"),
-        )
-        model = SPRC(
-            preset,
-            with_region=spec["with_region"],
-            load_pretrained=False,
-            region_tokens=bool(spec.get("region_tokens", False)),
-            max_region_tokens=spec.get("max_region_tokens"),
-        )
-    else:
-        if not preset_name:
-            raise CirflowError(
-                f"{path} is an SPRC checkpoint: say which backbone it uses (--backbone pretrain)"
-            )
-        model = SPRC(get_preset(preset_name), load_pretrained=False)
-    load_weights(model, sd, str(path), kind=kind)
-    model.prepare_for_device(torch.device(device))
-    log.info("loaded %s checkpoint %s (preset %s)", kind, path, model.preset.name)
-    return model.to(device), obj
+def write_first_stage(path: str | Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """A first stage in BLIP-2's checkpoint layout, ``{"model": state_dict}`` (the demo's
+    `pretrain_backbone`; the factory reads it as it reads the official BLIP-2 file)."""
+    save_atomic({"model": state_dict}, path)

@@ -30,8 +30,8 @@ from cirflow.data.transforms import TARGET_RATIO, normalize, preprocess
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.io import atomic_path, write_json_atomic
+from cirflow.model.factory import pretrained_vision_encoder
 from cirflow.model.presets import ModelPreset
-from cirflow.model.sprc import SPRC
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def extract_shard(
     dev = resolve_device(device, "features.device")
     dataset = CirrDataset(cirr_root, split)
     names = sorted(dataset.images)[shard::num_shards]
-    vit, _ = SPRC.build_vision_encoder(preset)
+    vit, _ = pretrained_vision_encoder(preset)
     vit = vit.to(dev).eval()
     if dev.type != "cuda":
         vit.float()  # fp16 ViT weights only run on CUDA

@@ -49,35 +49,29 @@ the text feed-forward and no cross-attention, as SPRC does.
 
 The ViT, `ln_vision`, `Qformer`, `query_tokens`, `vision_proj`, `text_proj`, `temp` and
 `prompt_tokens` keep LAVIS/SPRC's attribute names, so published SPRC state dicts load as they are.
+This module holds the model and its equations; building it from a config and loading weight
+files is `cirflow.model.factory`'s job, building the LAVIS parts `cirflow.model.lavis_parts`'.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from functools import partial
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cirflow.data.captions import blip_captions
+from cirflow.data.tables import Batch
 from cirflow.errors import CirflowError
-from cirflow.model.checkpoints import load_weights, summarise_keys
-from cirflow.model.presets import (
-    TINY_VOCAB_FILE,
-    VIT_WEIGHTS,
-    ModelPreset,
-    check_weights_available,
-)
+from cirflow.model.config import ModelConfig, RegionMode
+from cirflow.model.lavis_modules import Blip2Base, disabled_train
+from cirflow.model.lavis_parts import build_qformer, build_tokenizer, build_vision_encoder
+from cirflow.model.presets import ModelPreset
 
 log = logging.getLogger(__name__)
-
-# LAVIS imports (slow: `import lavis` loads all of LAVIS). Done at module import so that the
-# cost is paid once per process.
-from lavis.models.blip2_models.blip2 import Blip2Base, LayerNorm, disabled_train  # noqa: E402
-from lavis.models.blip2_models.Qformer import BertConfig, BertLMHeadModel  # noqa: E402
-from lavis.models.eva_vit import VisionTransformer  # noqa: E402
 
 
 def contrastive_loss(
@@ -165,116 +159,41 @@ def _pad_slots(x: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([x, pad], dim=1)
 
 
-def load_vit_weights(vit: nn.Module, path: str) -> None:
-    """A tiny ViT's weights from a BLIP-2-layout file ({"model": state_dict}, `visual_encoder.*`).
-
-    Every ViT weight must be in the file and match: a frozen ViT is never trained afterwards, so
-    a silently missing block would stay random for good.
-    """
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    state = obj.get("model") if isinstance(obj, dict) else None
-    if not isinstance(state, dict):
-        raise CirflowError(f"{path}: not a BLIP-2-layout file ({{'model': state_dict}})")
-    prefix = "visual_encoder."
-    vit_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    missing, unexpected = vit.load_state_dict(vit_state, strict=False)
-    if missing or unexpected:
-        raise CirflowError(
-            f"{path}: its ViT weights do not fit this preset's ViT: "
-            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
-        )
-
-
-def _local_file(url_or_path: str) -> str:
-    """A LAVIS URL through LAVIS's download cache ($TORCH_HOME/hub/checkpoints), or a path."""
-    from lavis.common.dist_utils import download_cached_file
-    from lavis.common.utils import is_url
-
-    if is_url(url_or_path):
-        return download_cached_file(url_or_path, check_hash=False, progress=True)
-    return url_or_path
-
-
-def load_vit_file(vit: nn.Module, url_or_path: str, preset: ModelPreset) -> None:
-    """Load a LAVIS ViT file (eva_vit_g.pth, clip_vit_L.pth) into `vit`: every weight of the
-    built ViT must be in the file (a CirflowError names the missing ones). The file's blocks
-    beyond the built depth are not used (BLIP-2 drops the ViT's last layer) and are logged."""
-    path = _local_file(url_or_path)
-    state = torch.load(path, map_location="cpu", weights_only=False)  # LAVIS's own files
-    if not isinstance(state, dict):
-        raise CirflowError(f"{url_or_path}: expected a ViT state dict, got {type(state).__name__}")
-    if preset.vit_model.startswith("eva"):
-        from lavis.models.eva_vit import interpolate_pos_embed
-    else:
-        from lavis.models.clip_vit import interpolate_pos_embed
-    interpolate_pos_embed(vit, state)
-    own = vit.state_dict()
-    missing = sorted(k for k in own if k not in state)
-    if missing:
-        raise CirflowError(
-            f"{url_or_path}: the ViT file lacks {len(missing)} weights of preset "
-            f"{preset.name!r} ({preset.vit_depth} blocks): {summarise_keys(missing)}"
-        )
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if shapes:
-        raise CirflowError(
-            f"{url_or_path}: ViT weights of the wrong shape: {'; '.join(shapes[:5])}"
-        )
-    vit.load_state_dict({k: state[k] for k in own})
-    unused = sorted(k for k in state if k not in own)
-    if unused:
-        log.info(
-            "%s: %d entries not used by the %d-block ViT: %s",
-            url_or_path,
-            len(unused),
-            preset.vit_depth,
-            summarise_keys(unused),
-        )
-
-
 class SPRC(Blip2Base):
-    """Blip2QformerCirAlignPrompt, written from the equations above.
+    """Blip2QformerCirAlignPrompt, written from the equations above, with random weights
+    (`cirflow.model.factory.build_model` loads the preset's files).
 
     Args:
         preset: the backbone (see `cirflow.model.presets`).
-        with_region: add `region_proj` (stage 2, mode `aux`: the region loss).
-        load_pretrained: load the preset's BLIP-2 weights (pretrain presets). Pass False when a
-            checkpoint holding every trainable weight is loaded next (evaluation).
-        region_tokens: stage 2, mode `tokens`: boxes given to `forward` / `gallery_features`
-            add region tokens to the candidate sets (no new weights).
-        max_region_tokens: the cap on boxes per image the boxes were loaded with (kept here so
-            that an evaluation loads the gallery's boxes the way training did).
+        region_mode: what boxes do (docs/design.md §6). `aux` adds `region_proj` (the region
+            loss); `tokens` makes boxes given to `forward` / `gallery_tokens` add region tokens
+            to the candidate sets (no new weights).
+        max_region_tokens: mode tokens: the cap on boxes per image the boxes were loaded with
+            (kept here so that an evaluation loads the gallery's boxes the way training did).
     """
 
     def __init__(
         self,
         preset: ModelPreset,
-        with_region: bool = False,
-        load_pretrained: bool = True,
-        region_tokens: bool = False,
+        region_mode: str | RegionMode = RegionMode.NONE,
         max_region_tokens: int | None = None,
     ):
         super().__init__()
-        check_weights_available(preset)
         self.preset = preset
-        self.with_region = with_region
-        self.use_region_tokens = region_tokens
-        self.max_region_tokens = max_region_tokens
+        self.region_mode = RegionMode(region_mode)
+        tokens = self.region_mode is RegionMode.TOKENS
+        self.max_region_tokens = max_region_tokens if tokens else None
         self.use_amp = False  # set by the trainer/evaluator (CUDA only)
 
-        self.tokenizer = self.build_tokenizer(preset)
-        self.visual_encoder, self.ln_vision = self.build_vision_encoder(preset)
+        self.tokenizer = build_tokenizer(preset)
+        self.visual_encoder, self.ln_vision = build_vision_encoder(preset)
         self.freeze_vit = preset.freeze_vit
         if preset.freeze_vit:
             for param in self.visual_encoder.parameters():
                 param.requires_grad = False
             self.visual_encoder = self.visual_encoder.eval()
             self.visual_encoder.train = disabled_train
-        self.Qformer, self.query_tokens = self.build_qformer(
+        self.Qformer, self.query_tokens = build_qformer(
             preset, self.visual_encoder.num_features, len(self.tokenizer)
         )
         hidden = self.Qformer.config.hidden_size
@@ -284,142 +203,23 @@ class SPRC(Blip2Base):
         self.prompt_tokens = nn.Parameter(torch.zeros(1, preset.num_query_token, hidden))
         self.prompt_tokens.data.normal_(mean=0.0, std=self.Qformer.config.initializer_range)
         self.max_txt_len = preset.max_txt_len
-        if with_region:
+        if self.region_mode is RegionMode.AUX:
             # Drawn from a fork of the RNG: the stream training continues with (dropout) is the
             # same whatever the region mode, so stage 2 and its control start alike.
             with torch.random.fork_rng(devices=[]):
                 self.region_proj = nn.Linear(self.visual_encoder.num_features, preset.embed_dim)
-        if load_pretrained and preset.pretrained:
-            self.load_blip2_weights(preset.pretrained)
 
-    # ------------------------------------------------------------------ construction (LAVIS parts)
-    @staticmethod
-    def build_tokenizer(preset: ModelPreset):
-        if preset.vocab == "bert-base-uncased":
-            return Blip2Base.init_tokenizer()  # bert-base-uncased + [DEC] as bos token
-        from transformers import BertTokenizer
-
-        vocab = TINY_VOCAB_FILE if preset.vocab == "tiny" else preset.vocab
-        tokenizer = BertTokenizer(vocab_file=str(vocab), do_lower_case=True)
-        tokenizer.add_special_tokens({"bos_token": "[DEC]"})
-        return tokenizer
-
-    @staticmethod
-    def build_vit(preset: ModelPreset) -> nn.Module:
-        """The preset's ViT architecture with random weights (LAVIS classes at the preset's sizes).
-
-        eva_*: lavis.models.eva_vit.VisionTransformer, as LAVIS's create_eva_vit_g builds it.
-        clip_L: lavis.models.clip_vit.VisionTransformer with `vit_depth` residual blocks. That
-        class builds one block fewer than its `layers` argument in LAVIS 1.0.2 (not in SPRC's
-        bundled copy), so the count is measured on a small probe, and checked after building.
-        """
-        if preset.vit_model.startswith("eva"):
-            return VisionTransformer(
-                img_size=preset.image_size,
-                patch_size=preset.vit_patch_size,
-                embed_dim=preset.vit_width,
-                depth=preset.vit_depth,
-                num_heads=preset.vit_heads,
-                mlp_ratio=preset.vit_mlp_ratio,
-                qkv_bias=True,
-                drop_path_rate=preset.drop_path_rate,
-                norm_layer=partial(nn.LayerNorm, eps=1e-6),
-                use_mean_pooling=False,
-                use_checkpoint=preset.use_grad_checkpoint,
-            )
-        if preset.vit_model != "clip_L":
-            raise CirflowError(f"unknown vit_model {preset.vit_model!r} in preset {preset.name!r}")
-        from lavis.models.clip_vit import VisionTransformer as ClipVisionTransformer
-
-        def clip_vit(layers: int, width: int, heads: int, size: int, checkpointing: bool):
-            return ClipVisionTransformer(
-                input_resolution=size,
-                patch_size=preset.vit_patch_size,
-                width=width,
-                layers=layers,
-                heads=heads,
-                use_grad_checkpointing=checkpointing,
-            )
-
-        probe = clip_vit(3, 8, 1, preset.vit_patch_size, False)
-        dropped = 3 - len(probe.transformer.resblocks)  # 1 in LAVIS 1.0.2, 0 in SPRC's copy
-        vit = clip_vit(
-            preset.vit_depth + dropped,
-            preset.vit_width,
-            preset.vit_heads,
-            preset.image_size,
-            preset.use_grad_checkpoint,
+    @property
+    def config(self) -> ModelConfig:
+        """What this model is (what a checkpoint stores to rebuild it)."""
+        return ModelConfig(
+            preset=self.preset.name,
+            freeze_vit=self.preset.freeze_vit,
+            vit_precision=self.preset.vit_precision,
+            weights=self.preset.vit_weights,
+            region_mode=self.region_mode,
+            max_region_tokens=self.max_region_tokens,
         )
-        if len(vit.transformer.resblocks) != preset.vit_depth:
-            raise CirflowError(
-                f"preset {preset.name!r}: built {len(vit.transformer.resblocks)} ViT blocks, "
-                f"expected {preset.vit_depth}"
-            )
-        return vit
-
-    @classmethod
-    def build_vision_encoder(cls, preset: ModelPreset):
-        """(ViT, ln_vision): the architecture, the preset's ViT file (unless random), fp16 if asked."""
-        from lavis.models.eva_vit import convert_weights_to_fp16
-
-        vit = cls.build_vit(preset)
-        if preset.vit_model in VIT_WEIGHTS and not preset.random_init:
-            load_vit_file(vit, VIT_WEIGHTS[preset.vit_model], preset)
-        elif preset.vit_weights:  # tiny: the demo's first stage
-            load_vit_weights(vit, preset.vit_weights)
-        if preset.vit_precision == "fp16" and preset.vit_model != "eva_tiny":
-            # LAVIS's conversion (Linear/Conv weights; they run under autocast). The tiny ViT
-            # stays fp32 whatever vit_precision says, as it always has.
-            convert_weights_to_fp16(vit)
-        return vit, LayerNorm(vit.num_features)
-
-    @staticmethod
-    def build_qformer(preset: ModelPreset, vision_width: int, vocab_size: int):
-        if not preset.qformer:  # LAVIS's BLIP-2 Q-Former: bert-base-uncased weights
-            qformer, query_tokens = Blip2Base.init_Qformer(
-                preset.num_query_token, vision_width, preset.cross_attention_freq
-            )
-            qformer.resize_token_embeddings(vocab_size)
-        else:
-            cfg = {
-                "vocab_size": vocab_size,
-                "hidden_act": "gelu",
-                "initializer_range": 0.02,
-                "layer_norm_eps": 1e-12,
-                "pad_token_id": 0,
-                "type_vocab_size": 2,
-                "position_embedding_type": "absolute",
-                **preset.qformer,
-                "encoder_width": vision_width,
-                "add_cross_attention": True,
-                "cross_attention_freq": preset.cross_attention_freq,
-                "query_length": preset.num_query_token,
-            }
-            config = BertConfig.from_dict(cfg)
-            qformer = BertLMHeadModel(config)
-            query_tokens = nn.Parameter(torch.zeros(1, preset.num_query_token, config.hidden_size))
-            query_tokens.data.normal_(mean=0.0, std=config.initializer_range)
-        # As BLIP-2: the query feed-forward starts as a copy of the text feed-forward.
-        state = qformer.state_dict()
-        for name, param in qformer.named_parameters():
-            if "_query" in name:
-                param.data.copy_(state[name.replace("_query", "")])
-        # SPRC never uses the MLM head: drop it (its keys are ignored when loading checkpoints).
-        qformer.cls = None
-        return qformer, query_tokens
-
-    def load_blip2_weights(self, url_or_path: str) -> None:
-        """Load a BLIP-2 file (``{"model": state_dict}``), checking its keys against this model:
-        only the prompt tokens, the region head and the ViT (it has its own file) may be absent;
-        itm_head / Qformer.cls are known and ignored; anything else is an error
-        (`cirflow.model.checkpoints.load_weights`)."""
-        path = _local_file(url_or_path)
-        # The official BLIP-2 files are trusted pickles (they hold more than tensors).
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
-            raise CirflowError(f"{url_or_path}: not a BLIP-2 checkpoint ({{'model': state_dict}})")
-        load_weights(self, checkpoint["model"], str(url_or_path), kind="blip2")
-        log.info("loaded BLIP-2 weights from %s", url_or_path)
 
     def prepare_for_device(self, device: torch.device) -> None:
         """fp16 ViT weights only run on CUDA: on CPU they are turned back into fp32."""
@@ -575,13 +375,6 @@ class SPRC(Blip2Base):
         prompt = self.fusion_prompt(self.image_tokens(ref_images), input_ids, attention_mask)
         return self.compose(prompt, input_ids, attention_mask)
 
-    @property
-    def region_mode(self) -> str:
-        """`tokens`, `aux` or `none`: what boxes do in this model (docs/design.md §6)."""
-        if self.use_region_tokens:
-            return "tokens"
-        return "aux" if self.with_region else "none"
-
     def gallery_features(self, images) -> torch.Tensor:
         return self.target_features(self.image_tokens(images))
 
@@ -715,117 +508,109 @@ class SPRC(Blip2Base):
         return self.temp.clamp(min=1e-3, max=0.5)
 
     def forward(
-        self,
-        *,
-        ref_images: torch.Tensor,
-        target_images: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        boxes: torch.Tensor | None = None,
-        box_valid: torch.Tensor | None = None,
-        target_ids: torch.Tensor | None = None,
-        reference_ids: torch.Tensor | None = None,
-        reference_negatives: bool = False,
-        ref_boxes: torch.Tensor | None = None,
-        ref_box_valid: torch.Tensor | None = None,
+        self, batch: Batch | None = None, *, reference_negatives: bool = False, **tensors
     ) -> dict[str, torch.Tensor]:
         """The unweighted losses of one batch: loss_itc, loss_rtc, loss_align[, loss_region].
 
-        Keywords only (the tensors/flags are too many to pass by position). `target_ids`,
-        `reference_ids` (optional image ids): false negatives are masked out of the softmax
-        (see `contrastive_loss`). `boxes` / `box_valid`: the targets' boxes (input pixels) —
-        the region loss (`aux`) or the region tokens (`tokens`); `ref_boxes` /
-        `ref_box_valid`: the references' boxes, for their region tokens as candidates
-        (`tokens` with `reference_negatives`).
+        `batch`: a `cirflow.data.tables.Batch` on the model's device (`Batch.to`), or its
+        tensors as keywords (`Batch.of_tensors`: ref_images, target_images, input_ids,
+        attention_mask, and optionally target_ids, reference_ids, boxes, box_valid, ref_boxes,
+        ref_box_valid). Image ids mask false negatives out of the softmax (`contrastive_loss`);
+        the targets' boxes (input pixels) feed the region loss (`aux`) or the region tokens
+        (`tokens`). `reference_negatives`: the batch's reference images join the candidates
+        (with their region tokens where the batch has their boxes).
         """
-        bsz = ref_images.shape[0]
-        temp = self.temperature()
-        if boxes is not None and not (self.with_region or self.use_region_tokens):
+        b = batch if batch is not None else Batch.of_tensors(**tensors)
+        if b.boxes is not None and not self.region_mode.uses_boxes:
             raise CirflowError(
                 "boxes given to a model built without region_proj or region tokens "
                 "(region mode none)"
             )
-        tokens = self.use_region_tokens and boxes is not None
-
-        ref_embeds = self.image_tokens(ref_images)
-        target_embeds = self.image_tokens(target_images)
+        ref_embeds = self.image_tokens(b.ref)
+        target_embeds = self.image_tokens(b.target)
         target_feats = self.target_features(target_embeds)  # (B, nq, D)
-
-        prompt = self.fusion_prompt(ref_embeds, input_ids, attention_mask)  # P
-        q = self.compose(prompt, input_ids, attention_mask)
-        candidates, column_ids = target_feats, target_ids
-        region = region_valid = None
-        if tokens:
-            with_refs = reference_negatives and ref_boxes is not None
-            region_t, region_r = self._region_tokens_of_batch(
-                target_embeds,
-                boxes,
-                box_valid,
-                ref_embeds if with_refs else None,
-                ref_boxes,
-                ref_box_valid,
-                target_ids,
-                reference_ids,
-            )
-            region, region_valid = region_t, box_valid
-        if reference_negatives:
-            # The batch's reference images join the candidates (their K from the same ViT
-            # pass that gave P): with img_set batching, more of a set's images are negatives.
-            candidates = torch.cat([target_feats, self.target_features(ref_embeds)])
-            column_ids = torch.cat([target_ids, reference_ids])
-            if tokens:
-                # Their region tokens too (none without their boxes: global tokens only).
-                width = max(boxes.shape[1], ref_boxes.shape[1] if with_refs else 0)
-                ref_region = region_r if with_refs else region_t[:, :0]
-                ref_valid = ref_box_valid if with_refs else box_valid[:, :0]
-                region = torch.cat([_pad_slots(region_t, width), _pad_slots(ref_region, width)])
-                region_valid = torch.cat(
-                    [_pad_slots(box_valid, width), _pad_slots(ref_valid, width)]
-                )
-        sim = union_scores(q, candidates, region, region_valid)
-        losses = {"loss_itc": contrastive_loss(sim, temp, target_ids, reference_ids, column_ids)}
-
-        u = self.prompt_text_query(input_ids, attention_mask)
-        sim_u = union_scores(u, candidates, region, region_valid)
-        losses["loss_rtc"] = contrastive_loss(sim_u, temp, target_ids, reference_ids, column_ids)
-
+        prompt = self.fusion_prompt(ref_embeds, b.input_ids, b.attention_mask)  # P
+        q = self.compose(prompt, b.input_ids, b.attention_mask)
+        cands = self._candidates(b, target_embeds, target_feats, ref_embeds, reference_negatives)
+        temp = self.temperature()
+        sim = union_scores(q, cands.tokens, cands.region, cands.region_valid)
+        losses = {"loss_itc": contrastive_loss(sim, temp, b.target_ids, b.reference_ids, cands.ids)}
+        u = self.prompt_text_query(b.input_ids, b.attention_mask)
+        sim_u = union_scores(u, cands.tokens, cands.region, cands.region_valid)
+        losses["loss_rtc"] = contrastive_loss(sim_u, temp, b.target_ids, b.reference_ids, cands.ids)
         losses["loss_align"] = F.mse_loss(
             prompt.float().mean(dim=1),
-            self.prompt_tokens.detach().float().mean(dim=1).expand(bsz, -1),
+            self.prompt_tokens.detach().float().mean(dim=1).expand(len(q), -1),
         )
-        if tokens:
+        if cands.target_regions is not None:  # tokens: L_region over the region tokens
             losses["loss_region"] = self.region_contrast(
-                q, region_t, box_valid, target_ids, reference_ids
+                q, cands.target_regions, b.box_valid, b.target_ids, b.reference_ids
             )
-        elif boxes is not None:
+        elif b.boxes is not None:  # aux
             losses["loss_region"] = self.region_loss(
-                q, target_embeds, boxes, box_valid, target_ids, reference_ids
+                q, target_embeds, b.boxes, b.box_valid, b.target_ids, b.reference_ids
             )
         return losses
 
-    def _region_tokens_of_batch(
-        self,
-        target_embeds,
-        boxes,
-        box_valid,
-        ref_embeds=None,
-        ref_boxes=None,
-        ref_valid=None,
-        target_ids=None,
-        reference_ids=None,
-    ):
+    def _candidates(
+        self, b: Batch, target_embeds, target_feats, ref_embeds, reference_negatives: bool
+    ) -> Candidates:
+        """The columns of L_itc / L_rtc: the targets' K (+ the references' with
+        `reference_negatives`), their image ids, and in mode tokens their region tokens."""
+        target_regions = ref_regions = None
+        with_refs = False
+        if self.region_mode is RegionMode.TOKENS and b.boxes is not None:
+            with_refs = reference_negatives and b.ref_boxes is not None
+            target_regions, ref_regions = self._region_tokens_of_batch(
+                target_embeds, b, ref_embeds if with_refs else None
+            )
+        valid = b.box_valid if target_regions is not None else None
+        cands = Candidates(target_feats, b.target_ids, target_regions, valid, target_regions)
+        if not reference_negatives:
+            return cands
+        # The batch's reference images join the candidates (their K from the same ViT pass that
+        # gave P): with img_set batching, more of a set's images are negatives.
+        cands.tokens = torch.cat([target_feats, self.target_features(ref_embeds)])
+        cands.ids = torch.cat([b.target_ids, b.reference_ids])
+        if target_regions is not None:
+            # Their region tokens too (none without their boxes: global tokens only).
+            width = max(b.boxes.shape[1], b.ref_boxes.shape[1] if with_refs else 0)
+            ref_region = ref_regions if with_refs else target_regions[:, :0]
+            ref_valid = b.ref_box_valid if with_refs else b.box_valid[:, :0]
+            cands.region = torch.cat(
+                [_pad_slots(target_regions, width), _pad_slots(ref_region, width)]
+            )
+            cands.region_valid = torch.cat(
+                [_pad_slots(b.box_valid, width), _pad_slots(ref_valid, width)]
+            )
+        return cands
+
+    def _region_tokens_of_batch(self, target_embeds, b: Batch, ref_embeds=None):
         """(R of the targets, R of the references or None), in one Q-Former call (an image
         that is both a target and a reference computed once, where the ids are known)."""
         if ref_embeds is None:
-            return self.region_tokens(target_embeds, boxes, box_valid, target_ids), None
-        bsz, width = target_embeds.shape[0], max(boxes.shape[1], ref_boxes.shape[1])
+            return self.region_tokens(target_embeds, b.boxes, b.box_valid, b.target_ids), None
+        bsz, width = target_embeds.shape[0], max(b.boxes.shape[1], b.ref_boxes.shape[1])
         ids = None
-        if target_ids is not None and reference_ids is not None:
-            ids = torch.cat([target_ids, reference_ids])
+        if b.target_ids is not None and b.reference_ids is not None:
+            ids = torch.cat([b.target_ids, b.reference_ids])
         both = self.region_tokens(
             torch.cat([target_embeds, ref_embeds]),
-            torch.cat([_pad_slots(boxes, width), _pad_slots(ref_boxes, width)]),
-            torch.cat([_pad_slots(box_valid, width), _pad_slots(ref_valid, width)]),
+            torch.cat([_pad_slots(b.boxes, width), _pad_slots(b.ref_boxes, width)]),
+            torch.cat([_pad_slots(b.box_valid, width), _pad_slots(b.ref_box_valid, width)]),
             ids,
         )
-        return both[:bsz, : boxes.shape[1]], both[bsz:, : ref_boxes.shape[1]]
+        return both[:bsz, : b.boxes.shape[1]], both[bsz:, : b.ref_boxes.shape[1]]
+
+
+@dataclass
+class Candidates:
+    """The columns a batch's queries are scored against: global tokens K (C, nq, D), their
+    image ids (C,) or None, region tokens R (C, M, D) and their validity (C, M) in mode tokens
+    (else None), and the targets' own R (for L_region)."""
+
+    tokens: torch.Tensor
+    ids: torch.Tensor | None
+    region: torch.Tensor | None
+    region_valid: torch.Tensor | None
+    target_regions: torch.Tensor | None

@@ -46,22 +46,16 @@ from tqdm import tqdm
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.feature_store import FeatureStore, FeatureTable
 from cirflow.data.regions import BoxFile, load_training_boxes
-from cirflow.data.tables import ImageTable, TripletData, model_input
+from cirflow.data.tables import Batch, ImageTable, TripletData
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
 from cirflow.evaluate.settings import EvalSettings
 from cirflow.io import remove_stale_temps, write_json_atomic
-from cirflow.model.checkpoints import (
-    extract_state_dict,
-    load_weights,
-    publish_link,
-    torch_load,
-    write_best,
-    write_last,
-)
-from cirflow.model.presets import get_preset
-from cirflow.model.sprc import SPRC
+from cirflow.model.checkpoints import publish_link, read_checkpoint, write_best, write_last
+from cirflow.model.config import RegionMode
+from cirflow.model.factory import model_for_training
+from cirflow.model.state_dicts import load_state
 from cirflow.train.config import TrainSettings, fingerprint
 from cirflow.train.history import RunState, loss_columns, write_events, write_tables
 from cirflow.train.rng import rng_state, seed_everything, set_rng_state
@@ -70,7 +64,6 @@ from cirflow.train.schedule import one_cycle
 log = logging.getLogger(__name__)
 
 
-# ------------------------------------------------------------------------------------- the loop
 class Trainer:
     def __init__(
         self, settings: TrainSettings, on_epoch_end: Callable[[int, dict], None] | None = None
@@ -98,7 +91,10 @@ class Trainer:
             self.resume_dir / "best.pt",
         ]
 
+    # ------------------------------------------------------------------------------- building
     def build(self) -> None:
+        """Everything a run needs, in an order that keeps the RNG stream of every region mode
+        the same: the checks, the model, the data, the validation, the optimizer."""
         s = self.s
         s.check()
         if s.threads:
@@ -106,104 +102,13 @@ class Trainer:
         self.device = resolve_device(s.device, s.key("device"))
         self.use_amp = bool(s.amp) and self.device.type == "cuda"
         seed_everything(s.seed)
-
-        preset = get_preset(
-            s.preset, freeze_vit=s.freeze_vit, vit_precision=s.vit_precision, weights=s.weights
-        )
-        self.preset = preset
-        init_sd = None
-        if s.init_checkpoint:
-            obj = torch_load(s.init_checkpoint)
-            init_sd, kind = extract_state_dict(obj, s.init_checkpoint)
-            if kind == "cirflow" and obj["model"]["preset"] != preset.name:
-                raise CirflowError(
-                    f"{s.init_checkpoint} was trained with preset {obj['model']['preset']!r}, this run uses {preset.name!r}"
-                )
-        # A full init checkpoint replaces the BLIP-2 weights: do not load those first.
-        aux, tokens = s.region_mode == "aux", s.region_mode == "tokens"
-        model = SPRC(
-            preset,
-            with_region=aux,
-            load_pretrained=init_sd is None,
-            region_tokens=tokens,
-            max_region_tokens=int(s.max_region_tokens) if tokens else None,
-        )
-        if init_sd is not None:
-            # Only aux has a head a stage-1 checkpoint lacks (region_proj, random init).
-            allow = ("region_proj.",) if aux else ()
-            load_weights(model, init_sd, s.init_checkpoint, kind=kind, allow_missing=allow)
-            log.info("initialised from %s (region mode %s)", s.init_checkpoint, s.region_mode)
+        model = model_for_training(s.model_config, s.init_checkpoint)
         model.prepare_for_device(self.device)
         self.model = model.to(self.device)
         self.model.use_amp = self.use_amp
-
-        train_ds = CirrDataset(s.cirr_root, "train")
-        if s.features:
-            if not preset.freeze_vit:
-                raise CirflowError(
-                    "cached image features need a frozen ViT: set model.freeze_vit: true or "
-                    "features.enabled: false"
-                )
-            self.train_table = FeatureTable(train_ds, FeatureStore(s.features["train"]))
-        else:
-            self.train_table = ImageTable(
-                train_ds,
-                preset.image_size,
-                s.image_cache,
-                s.num_workers,
-                progress=s.progress,
-                cache_key=s.key("image_cache"),
-            )
-        self.train_table.check_unreadable(
-            s.max_unreadable_fraction, s.key("max_unreadable_fraction")
-        )
-        self.train_data = TripletData(
-            train_ds, self.train_table, model.tokenizer, preset.max_txt_len
-        )
-        self.box_counts = None
-        if s.use_region_loss:
-            names = {t["target_hard"] for t in self.train_data.triplets}
-            # Region tokens of the references too, where they are candidates (batch_images).
-            with_refs = tokens and s.negatives == "batch_images"
-            if with_refs:
-                names |= {t["reference"] for t in self.train_data.triplets}
-            boxes, self.box_counts = load_training_boxes(
-                s.box_file,
-                self.train_table,
-                preset.image_size,
-                names,
-                s.box_meta_file,
-                max_boxes=int(s.max_region_tokens) if tokens else None,
-                min_targets_with_boxes=s.min_targets_with_boxes,
-                min_key=s.key("min_targets_with_boxes"),
-            )
-            self.train_data.target_boxes = boxes
-            self.train_data.reference_boxes = with_refs
-        self.steps_per_epoch = self.train_data.num_batches(s.batch_size)
-        if self.steps_per_epoch == 0:
-            raise CirflowError(
-                f"{s.key('batch_size')} {s.batch_size} is larger than the "
-                f"{len(self.train_data)} training triplets"
-            )
-        self.total_steps = self.steps_per_epoch * s.num_epochs
-        self.evaluator = SplitEvaluator(
-            s.cirr_root,
-            "val",
-            model,
-            EvalSettings(
-                device=s.device,
-                batch_size=s.eval_batch_size,
-                num_workers=s.num_workers,
-                image_cache=s.image_cache,
-                max_unreadable_fraction=s.max_unreadable_fraction,
-                progress=False,
-                section="train",
-                batch_size_key="eval_batch_size",
-            ),
-            self.device,
-            features=(s.features or {}).get("val"),
-            boxes=BoxFile(s.val_box_file, s.val_box_meta_file) if tokens else None,
-        )
+        self.preset = model.preset
+        self._build_train_data()
+        self.evaluator = self._build_evaluator()
         named = model.trainable_named_parameters()
         self.params = [p for _, p in named]
         self.optimizer = torch.optim.AdamW(
@@ -213,10 +118,102 @@ class Trainer:
             eps=1e-7,
             weight_decay=s.weight_decay,
         )
-        self.scheduler = one_cycle(self.optimizer, s, self.steps_per_epoch)
+        self.scheduler = one_cycle(
+            self.optimizer,
+            s.learning_rate,
+            self.steps_per_epoch * s.schedule_length,
+            s.pct_start,
+            s.div_factor,
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         # Resume only onto the same data: which train images are left out is part of it.
         self.fingerprint = fingerprint(s, sorted(self.train_table.unreadable))
+
+    def _image_table(self, dataset: CirrDataset):
+        """The train split's images: cached ViT tokens (a frozen ViT), else decoded pixels."""
+        s = self.s
+        if not s.features:
+            return ImageTable(
+                dataset,
+                self.preset.image_size,
+                s.image_cache,
+                s.num_workers,
+                progress=s.progress,
+                cache_key=s.key("image_cache"),
+            )
+        if not self.preset.freeze_vit:
+            raise CirflowError(
+                "cached image features need a frozen ViT: set model.freeze_vit: true or "
+                "features.enabled: false"
+            )
+        return FeatureTable(dataset, FeatureStore(s.features["train"]))
+
+    def _build_train_data(self) -> None:
+        """The train triplets (those whose images can be read) and, with boxes, their boxes."""
+        s = self.s
+        train_ds = CirrDataset(s.cirr_root, "train")
+        self.train_table = self._image_table(train_ds)
+        self.train_table.check_unreadable(
+            s.max_unreadable_fraction, s.key("max_unreadable_fraction")
+        )
+        self.train_data = TripletData(
+            train_ds, self.train_table, self.model.tokenizer, self.preset.max_txt_len
+        )
+        self.box_counts = self._load_boxes() if s.uses_boxes else None
+        self.steps_per_epoch = self.train_data.num_batches(s.batch_size)
+        if self.steps_per_epoch == 0:
+            raise CirflowError(
+                f"{s.key('batch_size')} {s.batch_size} is larger than the "
+                f"{len(self.train_data)} training triplets"
+            )
+        self.total_steps = self.steps_per_epoch * s.num_epochs
+
+    def _load_boxes(self) -> dict:
+        """The targets' boxes (and the references', where region tokens make them candidates:
+        tokens with batch_images negatives) into the training data; returns their counts."""
+        s = self.s
+        tokens = s.region_mode == RegionMode.TOKENS
+        names = {t["target_hard"] for t in self.train_data.triplets}
+        with_refs = tokens and s.negatives == "batch_images"
+        if with_refs:
+            names |= {t["reference"] for t in self.train_data.triplets}
+        boxes, counts = load_training_boxes(
+            s.box_file,
+            self.train_table,
+            self.preset.image_size,
+            names,
+            s.box_meta_file,
+            max_boxes=int(s.max_region_tokens) if tokens else None,
+            min_targets_with_boxes=s.min_targets_with_boxes,
+            min_key=s.key("min_targets_with_boxes"),
+        )
+        self.train_data.target_boxes = boxes
+        self.train_data.reference_boxes = with_refs
+        return counts
+
+    def _build_evaluator(self) -> SplitEvaluator:
+        """The per-epoch validation on val (with the val images' own boxes in mode tokens)."""
+        s = self.s
+        settings = EvalSettings(
+            device=s.device,
+            batch_size=s.eval_batch_size,
+            num_workers=s.num_workers,
+            image_cache=s.image_cache,
+            max_unreadable_fraction=s.max_unreadable_fraction,
+            progress=False,
+            section="train",
+            batch_size_key="eval_batch_size",
+        )
+        tokens = s.region_mode == RegionMode.TOKENS
+        return SplitEvaluator(
+            s.cirr_root,
+            "val",
+            self.model,
+            settings,
+            self.device,
+            features=(s.features or {}).get("val"),
+            boxes=BoxFile(s.val_box_file, s.val_box_meta_file) if tokens else None,
+        )
 
     def param_groups(self, named) -> list[dict]:
         """One AdamW group; in mode aux, region_proj in a second group whose OneCycle peak is
@@ -258,35 +255,21 @@ class Trainer:
         )
 
     def _try_resume(self) -> RunState:
+        """The history of an unfinished run with the same fingerprint, its weights, optimizer,
+        scheduler and RNG state restored; else a fresh state (the reason is logged)."""
         if not self.s.resume or not self.last_path.is_file():
             return RunState()
         try:
-            ckpt = torch_load(self.last_path)
+            ckpt = read_checkpoint(self.last_path)
         except CirflowError as exc:
             log.warning("not resuming: %s", exc)
             return RunState()
-        if ckpt.get("fingerprint") != self.fingerprint:
-            log.info(
-                "not resuming from %s: it was made with other settings, data or init weights",
-                self.last_path,
-            )
-            return RunState()
-        if ckpt["epoch"] >= self.s.num_epochs:
-            log.info(
-                "not resuming from %s: that run is finished (epoch %d); training afresh",
-                self.last_path,
-                ckpt["epoch"],
-            )
+        refusal = self._resume_refusal(ckpt)
+        if refusal:
+            log.info("not resuming from %s: %s", self.last_path, refusal)
             return RunState()
         state = RunState.from_checkpoint(ckpt)
-        if state.best_epoch is not None and not (self.resume_dir / "best.pt").is_file():
-            log.warning(
-                "not resuming: %s lost its best weights (%s)",
-                self.last_path,
-                self.resume_dir / "best.pt",
-            )
-            return RunState()
-        load_weights(self.model, ckpt["state_dict"], str(self.last_path))
+        load_state(self.model, ckpt["state_dict"], str(self.last_path))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -297,6 +280,16 @@ class Trainer:
             "resuming from %s after epoch %d of %d", self.last_path, state.epoch, self.s.num_epochs
         )
         return state
+
+    def _resume_refusal(self, ckpt: dict) -> str | None:
+        """Why `last.pt` cannot be resumed, or None when it can."""
+        if ckpt.get("fingerprint") != self.fingerprint:
+            return "it was made with other settings, data or init weights"
+        if ckpt["epoch"] >= self.s.num_epochs:
+            return f"that run is finished (epoch {ckpt['epoch']}); training afresh"
+        if ckpt.get("best_epoch") is not None and not (self.resume_dir / "best.pt").is_file():
+            return f"it lost its best weights ({self.resume_dir / 'best.pt'})"
+        return None
 
     # ----------------------------------------------------------------------------------- files
     def _write_hparams(self, resumed_from: int) -> None:
@@ -348,15 +341,50 @@ class Trainer:
             }
         return out
 
-    # ------------------------------------------------------------------------------------ run
-    def loss_ids(self, batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Image ids of the batch's targets and references, with which the losses mask false
-        negatives (`SPRC.forward`); (None, None) with train.*.mask_false_negatives false (SPRC)."""
-        if not self.s.mask_false_negatives:
-            return None, None
-        return batch.target_ids.to(self.device), batch.reference_ids.to(self.device)
+    # ------------------------------------------------------------------------------- training
+    def loss_weights(self) -> dict[str, float]:
+        """The weight of each loss in the total (L_region only with boxes)."""
+        s = self.s
+        weights = {"loss_itc": 1.0, "loss_rtc": s.loss_rtc, "loss_align": s.loss_align}
+        if s.uses_boxes:
+            weights["loss_region"] = s.loss_region
+        return weights
+
+    def model_batch(self, batch: Batch) -> Batch:
+        """A table's batch as the model's input on the run's device; without image ids (no
+        false negatives masked: SPRC's plain losses) when mask_false_negatives is false."""
+        batch = batch.to(self.device)
+        return batch if self.s.mask_false_negatives else batch.without_image_ids()
+
+    def train_step(self, batch: Batch, epoch: int, step: int) -> tuple[dict, torch.Tensor]:
+        """One optimizer step on a batch: (its unweighted losses, the weighted total)."""
+        s = self.s
+        losses = self.model(
+            self.model_batch(batch), reference_negatives=s.negatives == "batch_images"
+        )
+        total = losses["loss_itc"]
+        for name, weight in self.loss_weights().items():
+            if name != "loss_itc":
+                total = total + weight * losses[name]
+        if not torch.isfinite(total):
+            raise CirflowError(
+                f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
+                + ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+                + f"; training stopped. The last good checkpoint is {self.last_path} "
+                "(lower the learning rate or set train.*.grad_clip)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if s.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, s.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return losses, total
 
     def train_epoch(self, epoch: int) -> dict:
+        """One pass over the training batches: the epoch's mean of each loss."""
         s = self.s
         self.model.train()
         sums: dict[str, float] = {}
@@ -371,66 +399,47 @@ class Trainer:
             mininterval=10,
         )
         for step, batch in enumerate(bar):
-            ref = model_input(batch.ref, self.device)
-            tgt = model_input(batch.target, self.device)
-            ids = batch.input_ids.to(self.device)
-            mask = batch.attention_mask.to(self.device)
-            boxes = valid = ref_boxes = ref_valid = None
-            if s.use_region_loss:  # aux or tokens
-                boxes, valid = batch.boxes.to(self.device), batch.box_valid.to(self.device)
-            if batch.ref_boxes is not None:  # tokens with batch_images
-                ref_boxes = batch.ref_boxes.to(self.device)
-                ref_valid = batch.ref_box_valid.to(self.device)
-            target_ids, reference_ids = self.loss_ids(batch)
-            losses = self.model(
-                ref_images=ref,
-                target_images=tgt,
-                input_ids=ids,
-                attention_mask=mask,
-                boxes=boxes,
-                box_valid=valid,
-                target_ids=target_ids,
-                reference_ids=reference_ids,
-                reference_negatives=s.negatives == "batch_images",
-                ref_boxes=ref_boxes,
-                ref_box_valid=ref_valid,
-            )
-            total = (
-                losses["loss_itc"]
-                + s.loss_rtc * losses["loss_rtc"]
-                + s.loss_align * losses["loss_align"]
-            )
-            if s.use_region_loss:
-                total = total + s.loss_region * losses["loss_region"]
-            if not torch.isfinite(total):
-                raise CirflowError(
-                    f"non-finite loss at epoch {epoch + 1}, step {step + 1}: "
-                    + ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
-                    + f"; training stopped. The last good checkpoint is {self.last_path} "
-                    "(lower the learning rate or set train.*.grad_clip)"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(total).backward()
-            if s.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.params, s.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+            losses, total = self.train_step(batch, epoch, step)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             sums["loss_total"] = sums.get("loss_total", 0.0) + float(total.detach())
             if s.progress:
-                bar.set_postfix(
-                    loss=f"{float(total):.3f}",
-                    lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
-                    refresh=False,
-                )
+                lr = self.scheduler.get_last_lr()[0]
+                bar.set_postfix(loss=f"{float(total):.3f}", lr=f"{lr:.2e}", refresh=False)
         n = max(self.steps_per_epoch, 1)
-        row = {"epoch": epoch + 1}
-        for k in loss_columns(s.use_region_loss):
-            row[k] = sums.get(k, 0.0) / n
-        return row
+        return {"epoch": epoch + 1, **{k: sums.get(k, 0.0) / n for k in loss_columns(s.uses_boxes)}}
+
+    def run_epoch(self, epoch: int, state: RunState, chance: dict) -> None:
+        """Train one epoch, validate when due, write the checkpoints and the tables."""
+        s = self.s
+        t0 = time.perf_counter()
+        row = self.train_epoch(epoch)
+        t_train = time.perf_counter() - t0
+        state.train_rows.append(row)
+        state.epoch = epoch + 1
+        metrics = None
+        if (epoch + 1) % s.validation_frequency == 0 or epoch + 1 == s.num_epochs:
+            metrics = self.evaluator.metrics(self.model)
+            state.val_rows.append({"epoch": epoch + 1, **metrics})
+            score = metrics["arithmetic_mean"]
+            if state.best_score is None or score > state.best_score:
+                state.best_score, state.best_epoch = score, epoch + 1
+                self._save_best(state, metrics)
+        self._save_last(state)
+        write_tables(self.out, state, s.uses_boxes)
+        write_events(self.out, state)
+        log.info(
+            "epoch %d/%d: %s (%.1f s train, %.1f s total)",
+            epoch + 1,
+            s.num_epochs,
+            ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"),
+            t_train,
+            time.perf_counter() - t0,
+        )
+        if metrics is not None:
+            log.info("val recall (%%), chance in brackets:\n%s", format_metrics(metrics, chance))
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch + 1, row)
 
     def run(self) -> RunState:
         remove_stale_temps(self.output_files())
@@ -438,10 +447,25 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         state = self._try_resume()
         self._write_hparams(state.epoch)
-        s = self.s
+        self._log_start()
         chance = self.evaluator.chance()
+        for epoch in range(state.epoch, self.s.num_epochs):
+            self.run_epoch(epoch, state, chance)
+        if state.best_epoch is not None and not self.best_path.exists():
+            publish_link(self.resume_dir / "best.pt", self.best_path)
         log.info(
-            "training %s on %d triplets: %d epochs x %d steps (batch %d), device %s%s, %d trainable parameters, region mode %s",
+            "best epoch %s (arithmetic mean %.2f); outputs in %s",
+            state.best_epoch,
+            state.best_score or math.nan,
+            self.out,
+        )
+        return state
+
+    def _log_start(self) -> None:
+        s = self.s
+        log.info(
+            "training %s on %d triplets: %d epochs x %d steps (batch %d), device %s%s, "
+            "%d trainable parameters, region mode %s",
             self.preset.name,
             len(self.train_data),
             s.num_epochs,
@@ -461,46 +485,6 @@ class Trainer:
                     c["triplets_left_out"],
                     c["triplets_used"],
                 )
-        for epoch in range(state.epoch, s.num_epochs):
-            t0 = time.perf_counter()
-            row = self.train_epoch(epoch)
-            t_train = time.perf_counter() - t0
-            state.train_rows.append(row)
-            state.epoch = epoch + 1
-            metrics = None
-            if (epoch + 1) % s.validation_frequency == 0 or epoch + 1 == s.num_epochs:
-                metrics = self.evaluator.metrics(self.model)
-                state.val_rows.append({"epoch": epoch + 1, **metrics})
-                score = metrics["arithmetic_mean"]
-                if state.best_score is None or score > state.best_score:
-                    state.best_score, state.best_epoch = score, epoch + 1
-                    self._save_best(state, metrics)
-            self._save_last(state)
-            write_tables(self.out, state, s.use_region_loss)
-            write_events(self.out, state)
-            log.info(
-                "epoch %d/%d: %s (%.1f s train, %.1f s total)",
-                epoch + 1,
-                s.num_epochs,
-                ", ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"),
-                t_train,
-                time.perf_counter() - t0,
-            )
-            if metrics is not None:
-                log.info(
-                    "val recall (%%), chance in brackets:\n%s", format_metrics(metrics, chance)
-                )
-            if self.on_epoch_end is not None:
-                self.on_epoch_end(epoch + 1, row)
-        if state.best_epoch is not None and not self.best_path.exists():
-            publish_link(self.resume_dir / "best.pt", self.best_path)
-        log.info(
-            "best epoch %s (arithmetic mean %.2f); outputs in %s",
-            state.best_epoch,
-            state.best_score or math.nan,
-            self.out,
-        )
-        return state
 
 
 def train(

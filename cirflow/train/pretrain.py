@@ -27,7 +27,7 @@ few train images kept less of what composed retrieval needs than a random one (R
 
 Output: one file in BLIP-2's checkpoint layout, ``{"model": state_dict}`` with LAVIS's names
 (`visual_encoder.*`, `ln_vision.*`, `Qformer.*`, `query_tokens`, `vision_proj.*`,
-`text_proj.*`, `temp`), loaded by the `tiny` preset through `SPRC.load_blip2_weights`, the code
+`text_proj.*`, `temp`), loaded by the `tiny` preset through `cirflow.model.factory.load_blip2_file`, the code
 that loads the official BLIP-2 file for `pretrain`. Its figure: image → description R@1 on the
 val images (never trained on), over all val descriptions and within each family.
 """
@@ -52,11 +52,14 @@ from cirflow.data.transforms import normalize
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.io import write_json_atomic, write_text_atomic
-from cirflow.model.checkpoints import save_atomic
-from cirflow.model.presets import get_preset
+from cirflow.model.checkpoints import write_first_stage
+from cirflow.model.config import ModelConfig
+from cirflow.model.factory import build_model
 from cirflow.model.sprc import SPRC, contrastive_loss
+from cirflow.settings import check_declared, setting
 from cirflow.train.history import csv_text
 from cirflow.train.rng import seed_everything
+from cirflow.train.schedule import one_cycle
 
 log = logging.getLogger(__name__)
 
@@ -74,38 +77,40 @@ BLIP2_PREFIXES = (
 
 @dataclass
 class PretrainSettings:
-    """The `pretrain:` section of config.yaml."""
+    """The `pretrain:` section of config.yaml, each key declared once (`cirflow.settings`)."""
 
-    epochs: int = 15
-    families_per_batch: int = 8
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
+    epochs: int = setting(15, "epochs of the first stage", config="pretrain", minimum=1)
+    families_per_batch: int = setting(
+        8, "whole image families (6 images each) per batch", config="pretrain", minimum=1
+    )
+    learning_rate: float = setting(
+        2e-3, "peak OneCycle learning rate (AdamW)", config="pretrain", exclusive_minimum=0
+    )
+    weight_decay: float = setting(0.05, "AdamW weight decay", config="pretrain", minimum=0)
+    warmup_epochs: float = setting(1.0, "OneCycle warm-up in epochs", config="pretrain", minimum=0)
     # Weight of the image-grounded masked-word loss beside L_itc (0 = contrast only), and the
     # fraction of each description's words it masks.
-    masked_words: float = 0.0
-    mask_fraction: float = 0.3
+    masked_words: float = setting(
+        0.0, "weight of the masked-word loss beside contrast", config="pretrain", minimum=0
+    )
+    mask_fraction: float = setting(
+        0.3,
+        "fraction of each description's words the masked-word loss masks",
+        config="pretrain",
+        exclusive_minimum=0,
+        maximum=1,
+    )
     # False: the ViT keeps its (seeded) random init and only the Q-Former learns, as BLIP-2's
     # first stage keeps its image encoder frozen.
-    train_vit: bool = True
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    threads: int | None = None
-    progress: bool = True
+    train_vit: bool = setting(True, "train the ViT with the Q-Former", config="pretrain")
+    seed: int = setting(0, "seed of init and batch order", config="pretrain")
+    device: str = setting("cpu", "cpu, or auto / cuda", config="pretrain", param=False)
+    num_workers: int = setting(0, "image decoding workers", param=False, minimum=0)
+    threads: int | None = setting(None, "threads of the job", param=False)
+    progress: bool = setting(True, "progress bars", param=False)
 
     def check(self) -> None:
-        for name in ("epochs", "families_per_batch"):
-            if int(getattr(self, name)) < 1:
-                raise CirflowError(f"pretrain.{name} must be ≥ 1 (got {getattr(self, name)!r})")
-        if not self.learning_rate > 0:
-            raise CirflowError(f"pretrain.learning_rate must be > 0 (got {self.learning_rate!r})")
-        if not self.masked_words >= 0:
-            raise CirflowError(f"pretrain.masked_words must be ≥ 0 (got {self.masked_words!r})")
-        if not 0 < self.mask_fraction <= 1:
-            raise CirflowError(
-                f"pretrain.mask_fraction must be in (0, 1] (got {self.mask_fraction!r})"
-            )
+        check_declared(self, lambda name: f"pretrain.{name}")
 
 
 class DescribedImages:
@@ -209,20 +214,30 @@ def mask_words(input_ids, attention_mask, fraction: float, mask_id: int, generat
     return input_ids.masked_fill(chosen, mask_id), labels
 
 
-def masked_description_loss(
-    model: SPRC, head: MaskedWordHead, embeds, input_ids, attention_mask, fraction, mask_id, gen
-) -> torch.Tensor:
-    """Image-grounded masked-word loss: the description, with `fraction` of its words masked,
-    goes through the Q-Former together with the query tokens (which cross-attend the image, as
-    in SPRC's fusion pass); the masked words are predicted from the text outputs. Text never
-    sees the image but through the queries, so the queries (and the ViT) must keep every
-    object's size, colour, shape and position — what contrast alone lets them drop — and the
-    text layers learn the demo's words as BERT's pretraining teaches the real Q-Former's."""
-    masked, labels = mask_words(input_ids, attention_mask, fraction, mask_id, gen)
-    hidden = model.multimodal_hidden(embeds, masked, attention_mask)
-    with model.autocast():
-        logits = head(hidden[:, model.query_tokens.shape[1] :, :]).float()
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+@dataclass
+class MaskedWords:
+    """The image-grounded masked-word loss: its head, the fraction of words it masks, the
+    [MASK] id and the generator that draws the masks."""
+
+    head: MaskedWordHead
+    fraction: float
+    mask_id: int
+    generator: torch.Generator
+
+    def loss(self, model: SPRC, embeds, input_ids, attention_mask) -> torch.Tensor:
+        """The description, with `fraction` of its words masked, goes through the Q-Former
+        together with the query tokens (which cross-attend the image, as in SPRC's fusion
+        pass); the masked words are predicted from the text outputs. Text never sees the image
+        but through the queries, so the queries (and the ViT) must keep every object's size,
+        colour, shape and position — what contrast alone lets them drop — and the text layers
+        learn the demo's words as BERT's pretraining teaches the real Q-Former's."""
+        masked, labels = mask_words(
+            input_ids, attention_mask, self.fraction, self.mask_id, self.generator
+        )
+        hidden = model.multimodal_hidden(embeds, masked, attention_mask)
+        with model.autocast():
+            logits = self.head(hidden[:, model.query_tokens.shape[1] :, :]).float()
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
 
 @torch.no_grad()
@@ -271,17 +286,29 @@ def backbone_state(model: SPRC) -> dict[str, torch.Tensor]:
     }
 
 
-def pretrain_backbone(
-    cirr_root: str | Path, out: str | Path, metrics_out: str | Path, settings: PretrainSettings
-) -> dict:
-    """Train the tiny backbone on the demo's train split; write `out` and `metrics_out`."""
-    s = settings
-    s.check()
-    if s.threads:
-        torch.set_num_threads(int(s.threads))
-    device = resolve_device(s.device, "pretrain.device")
-    seed_everything(s.seed)
-    model = SPRC(get_preset("tiny_scratch", freeze_vit=not s.train_vit)).to(device)
+@dataclass
+class Pretraining:
+    """One first-stage run: the model, its data, the masked-word loss (or None), the optimizer
+    and its schedule."""
+
+    model: SPRC
+    train: DescribedImages
+    val: DescribedImages
+    words: MaskedWords | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    steps_per_epoch: int
+    device: torch.device
+
+    @property
+    def columns(self) -> list[str]:
+        return ["epoch", "loss_itc"] + (["loss_words"] if self.words is not None else [])
+
+
+def prepare(cirr_root: str | Path, s: PretrainSettings, device: torch.device) -> Pretraining:
+    """The model (tiny_scratch, the ViT frozen unless `train_vit`), the train and val images with
+    their descriptions, and the optimizer, built in an order that fixes every random draw."""
+    model = build_model(ModelConfig("tiny_scratch", freeze_vit=not s.train_vit)).to(device)
     descriptions = load_descriptions(cirr_root)
 
     def described(split: str) -> DescribedImages:
@@ -296,79 +323,92 @@ def pretrain_backbone(
             f"pretrain.families_per_batch {s.families_per_batch} is more than the "
             f"{len(train.families)} train families"
         )
-    head = MaskedWordHead(model).to(device) if s.masked_words > 0 else None
-    mask_id = model.tokenizer.mask_token_id
-    mask_gen = torch.Generator().manual_seed(s.seed)
+    words = None
     params = [p for p in model.parameters() if p.requires_grad and p is not model.prompt_tokens]
-    if head is not None:
+    if s.masked_words > 0:
+        head = MaskedWordHead(model).to(device)
+        mask_gen = torch.Generator().manual_seed(s.seed)
+        words = MaskedWords(head, s.mask_fraction, model.tokenizer.mask_token_id, mask_gen)
         # The word embeddings are the model's own (tied): only the head's new weights join.
         params += [*head.transform.parameters(), head.bias]
     optimizer = torch.optim.AdamW(
         params, lr=s.learning_rate, betas=(0.9, 0.98), eps=1e-7, weight_decay=s.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=s.learning_rate,
-        total_steps=steps_per_epoch * s.epochs,
-        pct_start=min(s.warmup_epochs / s.epochs, 0.5),
-        div_factor=100.0,
+    total = steps_per_epoch * s.epochs
+    scheduler = one_cycle(
+        optimizer, s.learning_rate, total, min(s.warmup_epochs / s.epochs, 0.5), 100.0
     )
+    return Pretraining(model, train, val, words, optimizer, scheduler, steps_per_epoch, device)
+
+
+def pretrain_epoch(run: Pretraining, s: PretrainSettings, epoch: int) -> dict:
+    """One pass over the train families: the epoch's mean of each loss."""
+    t0 = time.perf_counter()
+    sums = dict.fromkeys(run.columns[1:], 0.0)
+    bar = tqdm(
+        run.train.batches(s.families_per_batch, s.seed, epoch),
+        total=run.steps_per_epoch,
+        desc=f"pretrain {epoch + 1}/{s.epochs}",
+        disable=not s.progress,
+        mininterval=10,
+    )
+    for images, ids, mask, text_ids in bar:
+        ids, mask = ids.to(run.device), mask.to(run.device)
+        embeds = run.model.image_tokens(normalize(images.to(run.device)))
+        losses = {"loss_itc": itc_loss(run.model, embeds, ids, mask, text_ids.to(run.device))}
+        if run.words is not None:
+            losses["loss_words"] = run.words.loss(run.model, embeds, ids, mask)
+        loss = losses["loss_itc"] + s.masked_words * losses.get("loss_words", 0.0)
+        if not math.isfinite(float(loss.detach())):
+            raise CirflowError(f"pretrain: non-finite loss at epoch {epoch + 1}")
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        for k, v in losses.items():
+            sums[k] += float(v.detach())
+    row = {"epoch": epoch + 1, **{k: v / run.steps_per_epoch for k, v in sums.items()}}
+    log.info(
+        "pretrain epoch %d/%d: %s (%.1f s)",
+        epoch + 1,
+        s.epochs,
+        ", ".join(f"{k} {row[k]:.4f}" for k in run.columns[1:]),
+        time.perf_counter() - t0,
+    )
+    return row
+
+
+def pretrain_backbone(
+    cirr_root: str | Path, out: str | Path, metrics_out: str | Path, settings: PretrainSettings
+) -> dict:
+    """Train the tiny backbone on the demo's train split; write `out` and `metrics_out`."""
+    s = settings
+    s.check()
+    if s.threads:
+        torch.set_num_threads(int(s.threads))
+    device = resolve_device(s.device, "pretrain.device")
+    seed_everything(s.seed)
+    run = prepare(cirr_root, s, device)
     log.info(
         "pretraining the tiny backbone on %d train images (%d families), %d epochs x %d steps",
-        len(train.table),
-        len(train.families),
+        len(run.train.table),
+        len(run.train.families),
         s.epochs,
-        steps_per_epoch,
+        run.steps_per_epoch,
     )
-    rows = []
-    model.train()
-    columns = ["epoch", "loss_itc"] + (["loss_words"] if head is not None else [])
-    for epoch in range(s.epochs):
-        t0 = time.perf_counter()
-        sums = dict.fromkeys(columns[1:], 0.0)
-        bar = tqdm(
-            train.batches(s.families_per_batch, s.seed, epoch),
-            total=steps_per_epoch,
-            desc=f"pretrain {epoch + 1}/{s.epochs}",
-            disable=not s.progress,
-            mininterval=10,
-        )
-        for images, ids, mask, text_ids in bar:
-            ids, mask = ids.to(device), mask.to(device)
-            embeds = model.image_tokens(normalize(images.to(device)))
-            losses = {"loss_itc": itc_loss(model, embeds, ids, mask, text_ids.to(device))}
-            if head is not None:
-                losses["loss_words"] = masked_description_loss(
-                    model, head, embeds, ids, mask, s.mask_fraction, mask_id, mask_gen
-                )
-            loss = losses["loss_itc"] + s.masked_words * losses.get("loss_words", 0.0)
-            if not math.isfinite(float(loss.detach())):
-                raise CirflowError(f"pretrain: non-finite loss at epoch {epoch + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            for k, v in losses.items():
-                sums[k] += float(v.detach())
-        rows.append({"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()}})
-        log.info(
-            "pretrain epoch %d/%d: %s (%.1f s)",
-            epoch + 1,
-            s.epochs,
-            ", ".join(f"{k} {rows[-1][k]:.4f}" for k in columns[1:]),
-            time.perf_counter() - t0,
-        )
-    figures = retrieval_figures(model, val, device)
-    save_atomic({"model": backbone_state(model)}, out)
+    run.model.train()
+    rows = [pretrain_epoch(run, s, epoch) for epoch in range(s.epochs)]
+    figures = retrieval_figures(run.model, run.val, device)
+    write_first_stage(out, backbone_state(run.model))
     result = {
         "split": "val",
         **figures,
-        "train_images": len(train.table),
+        "train_images": len(run.train.table),
         "settings": asdict(s),
         "history": rows,
     }
     write_json_atomic(metrics_out, result, indent=2)
-    write_text_atomic(Path(metrics_out).with_suffix(".csv"), csv_text(rows, columns))
+    write_text_atomic(Path(metrics_out).with_suffix(".csv"), csv_text(rows, run.columns))
     log.info(
         "val image -> description R@1 %.2f (chance %.2f); within a family %.2f (chance %.2f)",
         figures["image_to_text_r1"],

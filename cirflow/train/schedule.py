@@ -22,20 +22,23 @@ from __future__ import annotations
 
 import torch
 
-from cirflow.train.config import TrainSettings
-
 
 def one_cycle(
-    optimizer: torch.optim.Optimizer, settings: TrainSettings, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer,
+    learning_rate: float,
+    total_steps: int,
+    pct_start: float,
+    div_factor: float,
 ) -> torch.optim.lr_scheduler.OneCycleLR:
+    """OneCycleLR over `total_steps`, each parameter group peaking at `learning_rate` × its
+    ``lr_multiplier``."""
     peaks = [
-        settings.learning_rate * float(group.get("lr_multiplier", 1.0))
-        for group in optimizer.param_groups
+        learning_rate * float(group.get("lr_multiplier", 1.0)) for group in optimizer.param_groups
     ]
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=peaks if len(peaks) > 1 else peaks[0],
-        total_steps=steps_per_epoch * settings.schedule_length,
-        pct_start=settings.pct_start,
-        div_factor=float(settings.div_factor),
+        total_steps=total_steps,
+        pct_start=pct_start,
+        div_factor=float(div_factor),
     )
