@@ -12,7 +12,7 @@ Builds, in a temp folder: a CIRR root with the real split files from ../shared/c
 2,297 val, 2,315 test1 names), the real val/test1 captions (train's are not there: an empty list
 stands in) and an empty placeholder file for every image; a copy of the workflow (Snakefile,
 rules, schemas, workflow_scripts, config.yaml, profiles, envs; `cirflow/` linked, so that the
-package sources the rules list as inputs are the real ones) with `dataset.name: cirr` and N shards
+package sources the rules' code digests hash are the real ones) with `dataset.name: cirr` and N shards
 per split. It then brings the workflow up to date without computing anything (an
 empty file for every output `snakemake --summary` lists, then `snakemake --touch` to put their
 times in DAG order; Snakemake only looks at the split files, never at the images), checks that a

@@ -9,7 +9,6 @@ rule gt_boxes:
     input:
         gt="results/demo/dataset/boxes_gt.json",
         data=[split_file(s) for s in SPLITS],
-        code=code_of("gt_boxes"),
     output:
         boxes=expand("results/demo/boxes/gt/{split}.json", split=SPLITS),
         meta=expand("results/demo/boxes/gt/{split}.meta.json", split=SPLITS),
@@ -19,6 +18,7 @@ rule gt_boxes:
     conda:
         "../envs/train.yaml"
     params:
+        code=code_digest("gt_boxes"),
         cirr_root=root_of_input,
     script:
         "../workflow_scripts/gt_boxes.py"
@@ -32,7 +32,6 @@ rule ablation_train:
         backbone=backbone_file(),
         features_train=feature_files("train"),
         features_val=feature_files("val"),
-        code=code_of("train_stage"),
         init="results/{ds}/models/stage1/best.pt",
     output:
         best="results/{ds}/ablation/runs/{run}/seed{seed}/best.pt",
@@ -51,6 +50,7 @@ rule ablation_train:
         mem_mb=config["train"]["resources"]["mem_mb"],
         runtime=config["train"]["resources"]["runtime"],
     params:
+        code=code_digest("train_stage"),
         cirr_root=root_of_input,
         model=canonical(config["model"]),
         # train.stage2 with the run's region mode, seed and the ablation's epochs.
@@ -67,7 +67,6 @@ rule ablation_evaluate:
         backbone=backbone_file(),
         features_val=feature_files("val"),
         edit_types=edit_type_inputs("val"),
-        code=code_of("evaluate"),
     output:
         metrics="results/{ds}/ablation/runs/{run}/seed{seed}/val_metrics.json",
         details="results/{ds}/ablation/runs/{run}/seed{seed}/val_details.json",
@@ -83,6 +82,7 @@ rule ablation_evaluate:
         mem_mb=config["evaluate"]["resources"]["mem_mb"],
         runtime=config["evaluate"]["resources"]["runtime"],
     params:
+        code=code_digest("evaluate"),
         cirr_root=root_of_input,
         evaluate=eval_params(),
     script:
@@ -92,7 +92,6 @@ rule ablation_evaluate:
 rule ablation:
     input:
         metrics=[e["metrics"] for e in ablation_entries()],
-        code=code_of("ablation_summary"),
     output:
         csv=f"results/{DATASET}/ablation/summary.csv",
         md=f"results/{DATASET}/ablation/summary.md",
@@ -103,6 +102,7 @@ rule ablation:
     conda:
         "../envs/train.yaml"
     params:
+        code=code_digest("ablation_summary"),
         entries=canonical(ablation_entries()),
         ablation=canonical(ABLATION),
         stage2=canonical(config["train"]["stage2"]),

@@ -11,7 +11,6 @@ rule detect_shard:
     input:
         split_file=lambda w: split_file(w.split),
         weights=detector_weights,
-        code=code_of("detect_shard"),
     output:
         "results/{ds}/boxes/{method}/{split}/shard-{shard}-of-{n}.json",
     log:
@@ -24,6 +23,7 @@ rule detect_shard:
     resources:
         gpu=detect_gpus,
     params:
+        code=code_digest("detect_shard"),
         root=dataset_root(),
         detect=detect_params,
     script:
@@ -33,7 +33,6 @@ rule detect_shard:
 rule merge_boxes:
     input:
         shards=shard_files,
-        code=code_of("merge_boxes"),
     output:
         boxes="results/{ds}/boxes/{method}/{split}.json",
         meta="results/{ds}/boxes/{method}/{split}.meta.json",
@@ -42,6 +41,7 @@ rule merge_boxes:
     conda:
         "../envs/detect.yaml"
     params:
+        code=code_digest("merge_boxes"),
         max_unreadable_fraction=config["boxes"]["max_unreadable_fraction"],
     script:
         "../workflow_scripts/merge_boxes.py"
@@ -53,12 +53,13 @@ rule box_stats:
         meta="results/{ds}/boxes/{method}/{split}.meta.json",
         # Ground-truth boxes (the demo's boxes_gt.json; none for CIRR) -> stats "quality".
         gt=lambda w: gt_boxes_file() or [],
-        code=code_of("box_stats"),
     output:
         "results/{ds}/boxes/{method}/{split}.stats.json",
     log:
         "logs/{ds}/boxes/{method}/{split}.stats.log",
     conda:
         "../envs/detect.yaml"
+    params:
+        code=code_digest("box_stats"),
     script:
         "../workflow_scripts/box_stats.py"

@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 # Torch-free imports only (tests/test_workflow.py checks it): every job parses this again.
 from cirflow.boxes.detectors import METHODS, method_config, uses_gpu
-from cirflow.code_inputs import script_sources
+from cirflow.code_inputs import script_digest
 from cirflow.config import canonical, check_config, load_schema, normalise_config
 from cirflow.data.cirr import SPLITS
 from cirflow.model.presets import DEMO_BACKBONE, get_preset
@@ -78,11 +78,19 @@ def gt_boxes_file():
     return f"{dataset_root()}/boxes_gt.json" if DATASET == "demo" else None
 
 
-def code_of(script):
-    """The cirflow files workflow_scripts/<script>.py runs (its import closure), as inputs:
-    editing a module reruns exactly the rules that run it."""
-    files = script_sources(f"workflow_scripts/{script}.py", workflow.basedir)
-    return [os.path.relpath(os.path.join(workflow.basedir, f)) for f in files]
+# Under the working directory's .snakemake/: file digests kept across processes (each SLURM
+# job parses the workflow again), recomputed for a file whose size, mtime, ctime or inode differ.
+CODE_DIGEST_CACHE = ".snakemake/cirflow/code_digests.json"
+
+
+def code_digest(script):
+    """Digest of workflow_scripts/<script>.py and the cirflow files it runs (its import closure),
+    by content without comments, docstrings or formatting (cirflow/code_inputs.py), as a param:
+    a change of code reruns exactly the rules that run it, an edit of its text only nothing.
+    """
+    return script_digest(
+        f"workflow_scripts/{script}.py", workflow.basedir, cache=CODE_DIGEST_CACHE
+    )
 
 
 def shard_count(split):

@@ -3,8 +3,6 @@
 
 
 rule demo_dataset:
-    input:
-        code=code_of("demo_dataset"),
     output:
         manifest="results/demo/dataset/demo_manifest.json",
         gt_boxes="results/demo/dataset/boxes_gt.json",
@@ -27,6 +25,7 @@ rule demo_dataset:
         "../envs/detect.yaml"
     threads: 2
     params:
+        code=code_digest("demo_dataset"),
         demo=canonical(config["demo"]),
     script:
         "../workflow_scripts/demo_dataset.py"

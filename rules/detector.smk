@@ -12,7 +12,6 @@ rule train_detector:
             "results/demo/dataset/cirr/image_splits/split.rc2.{split}.json",
             split=["train", "val"],
         ),
-        code=code_of("train_detector"),
     output:
         weights=TRAINED_DETECTOR,
         summary="results/demo/detector/train_summary.json",
@@ -26,6 +25,7 @@ rule train_detector:
     resources:
         gpu=0 if config["boxes"]["detector"]["device"] == "cpu" else 1,
     params:
+        code=code_digest("train_detector"),
         detector=canonical(
             {k: v for k, v in config["boxes"]["detector"].items() if k != "threads"}
         ),

@@ -18,7 +18,6 @@ rule evaluate:
         features_val=feature_files("val"),
         features_test1=feature_files("test1"),
         edit_types=edit_type_inputs("val"),
-        code=code_of("evaluate"),
     output:
         metrics="results/{ds}/eval/{stage}/val_metrics.json",
         details="results/{ds}/eval/{stage}/val_details.json",
@@ -39,6 +38,7 @@ rule evaluate:
         mem_mb=config["evaluate"]["resources"]["mem_mb"],
         runtime=config["evaluate"]["resources"]["runtime"],
     params:
+        code=code_digest("evaluate"),
         cirr_root=root_of_input,
         evaluate=eval_params(),
     script:
@@ -50,7 +50,6 @@ rule compare_stages:
         stage1="results/{ds}/eval/stage1/val_metrics.json",
         control="results/{ds}/eval/stage2_control/val_metrics.json",
         stage2="results/{ds}/eval/stage2/val_metrics.json",
-        code=code_of("compare_stages"),
     output:
         "results/{ds}/eval/comparison.csv",
     log:
@@ -58,5 +57,7 @@ rule compare_stages:
     localrule: True
     conda:
         "../envs/train.yaml"
+    params:
+        code=code_digest("compare_stages"),
     script:
         "../workflow_scripts/compare_stages.py"

@@ -7,7 +7,6 @@ rule pretrain_backbone:
     input:
         data=training_data(),
         descriptions="results/demo/dataset/descriptions.json",
-        code=code_of("pretrain_backbone"),
     output:
         backbone=DEMO_BACKBONE,
         metrics="results/demo/backbone/pretrain_metrics.json",
@@ -21,6 +20,7 @@ rule pretrain_backbone:
     resources:
         gpu=0 if config["pretrain"]["device"] == "cpu" else 1,
     params:
+        code=code_digest("pretrain_backbone"),
         pretrain=canonical(
             {k: v for k, v in config["pretrain"].items() if k != "threads"}
         ),
@@ -32,7 +32,6 @@ rule image_features:
     input:
         split_file=lambda w: split_file(w.split),
         weights=backbone_file(),
-        code=code_of("image_features"),
     output:
         array="results/{ds}/features/{split}/shard-{shard}-of-{n}.npy",
         index="results/{ds}/features/{split}/shard-{shard}-of-{n}.index.json",
@@ -48,6 +47,7 @@ rule image_features:
         mem_mb=config["features"]["resources"]["mem_mb"],
         runtime=config["features"]["resources"]["runtime"],
     params:
+        code=code_digest("image_features"),
         root=dataset_root(),
         # What the tokens depend on (a change reruns the stage); batch size, device and
         # workers are read from the config at run time.

@@ -33,7 +33,6 @@ rule box_report:
             method=[m for m in BOX_METHODS if m != w.method],
             split=BOX_SPLITS,
         ),
-        code=code_of("box_report"),
     output:
         html=report(
             "results/{ds}/report/boxes_{method}.html",
@@ -57,6 +56,7 @@ rule box_report:
     conda:
         "../envs/report.yaml"
     params:
+        code=code_digest("box_report"),
         # report: without report.results (the results page's keys).
         report=box_report_params(),
     script:
@@ -84,7 +84,6 @@ rule results_report:
         train_time=stage_files("benchmarks/runs/{ds}/train_{stage}.tsv"),
         eval_time=stage_files("benchmarks/runs/{ds}/evaluate_{stage}.tsv"),
         split_file=split_file("val"),
-        code=code_of("results_report"),
     output:
         report(
             "results/{ds}/report/results.html",
@@ -100,6 +99,7 @@ rule results_report:
     conda:
         "../envs/report.yaml"
     params:
+        code=code_digest("results_report"),
         report=canonical(config["report"]["results"]),
         config=results_page_config(),
         region_mode=STAGE2_MODE,

@@ -11,7 +11,6 @@ rule train_stage1:
         backbone=backbone_file(),
         features_train=feature_files("train"),
         features_val=feature_files("val"),
-        code=code_of("train_stage"),
     output:
         **stage_outputs("stage1"),
     log:
@@ -26,6 +25,7 @@ rule train_stage1:
         mem_mb=config["train"]["resources"]["mem_mb"],
         runtime=config["train"]["resources"]["runtime"],
     params:
+        code=code_digest("train_stage"),
         cirr_root=root_of_input,
         model=canonical(config["model"]),
         train=train_params("stage1"),
@@ -41,7 +41,6 @@ rule train_stage2:
         backbone=backbone_file(),
         features_train=feature_files("train"),
         features_val=feature_files("val"),
-        code=code_of("train_stage"),
         init=("results/{ds}/models/stage1/best.pt" if STAGE2_INIT == "stage1" else []),
     output:
         **stage_outputs("stage2"),
@@ -57,6 +56,7 @@ rule train_stage2:
         mem_mb=config["train"]["resources"]["mem_mb"],
         runtime=config["train"]["resources"]["runtime"],
     params:
+        code=code_digest("train_stage"),
         cirr_root=root_of_input,
         model=canonical(config["model"]),
         train=train_params("stage2"),
@@ -71,7 +71,6 @@ rule train_stage2_control:
         backbone=backbone_file(),
         features_train=feature_files("train"),
         features_val=feature_files("val"),
-        code=code_of("train_stage"),
         init=("results/{ds}/models/stage1/best.pt" if STAGE2_INIT == "stage1" else []),
     output:
         **stage_outputs(CONTROL),
@@ -87,6 +86,7 @@ rule train_stage2_control:
         mem_mb=config["train"]["resources"]["mem_mb"],
         runtime=config["train"]["resources"]["runtime"],
     params:
+        code=code_digest("train_stage"),
         cirr_root=root_of_input,
         model=canonical(config["model"]),
         # train.stage2 with region.mode none; every other key is stage 2's.

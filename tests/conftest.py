@@ -150,7 +150,7 @@ SMALL_DEMO = {
 
 
 def make_workflow_copy(dest: Path, overrides: dict | None = None) -> Path:
-    """Copy the workflow (and the cirflow sources its rules list as inputs) into `dest` and
+    """Copy the workflow (and the cirflow sources its rules' code digests cover) into `dest` and
     write `test_config.yaml` with `overrides` merged over SMALL_DEMO."""
     import shutil
 

@@ -1,5 +1,8 @@
 """Snakemake reruns exactly the stages that went stale (dry runs on a finished small demo)."""
 
+import ast
+import os
+
 import pytest
 import yaml
 from conftest import SMALL_DEMO, planned_jobs
@@ -35,20 +38,74 @@ def with_config(workdir, **changes):
     return planned_jobs(workdir, "--configfile", "changed_config.yaml")
 
 
-def edited(workdir, relpath):
-    """Dry-run after a real edit of a package source file. (A bare `touch` reruns nothing:
-    Snakemake 9 compares the checksums of small inputs, so only a content change counts.)"""
+def rewritten(workdir, relpath, change, *args):
+    """Dry-run after `change` (text -> text) of a file, then put the file back as it was (its
+    bytes and times)."""
     path = workdir / relpath
-    original = path.read_bytes()
-    path.write_bytes(original + b"\n# an edit\n")
+    original, stat = path.read_bytes(), path.stat()
+    path.write_text(change(original.decode()))
     try:
-        return planned_jobs(workdir)
+        return planned_jobs(workdir, *args)
     finally:
         path.write_bytes(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def edited(workdir, relpath):
+    """Dry-run after a change of code in a package or workflow file: a statement added to a
+    Python file, anything to a template. (Snakemake compares code by its digest, a param: a
+    comment or a bare `touch` reruns nothing.)"""
+    if relpath.endswith(".py"):
+        return rewritten(workdir, relpath, lambda text: text + "\n_EDITED = 1\n")
+    return rewritten(workdir, relpath, lambda text: text + "\n<!-- an edit -->\n")
+
+
+def text_only_edit(text):
+    """`text` (a Python module) written again by `ast.unparse` (other quotes, line breaks and
+    parentheses, no comments), every docstring reworded, a comment added: the same code."""
+    tree = ast.parse(text)
+    same = ast.dump(ast.parse(ast.unparse(tree)))
+    assert same == ast.dump(tree), "ast.unparse changed the code"
+    for node in ast.walk(tree):
+        kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        if isinstance(node, kinds) and ast.get_docstring(node, clean=False) is not None:
+            node.body[0].value.value = "Reworded. " + node.body[0].value.value
+    return "# a comment\n" + ast.unparse(tree) + "\n"
 
 
 def test_nothing_changed_nothing_runs(finished):
     assert planned_jobs(finished) == {}
+
+
+@pytest.mark.parametrize("module", ["cirflow/train/pretrain.py", "cirflow/data/transforms.py"])
+def test_comments_docstrings_and_formatting_rerun_nothing(finished, module):
+    """Code counts by its digest (rules/common.smk code_digest), which leaves them out: before,
+    as file inputs, this reran the first stage, the features, every training and evaluation."""
+    assert rewritten(finished, module, text_only_edit) == {}
+
+
+def test_a_comment_in_a_workflow_script_or_rule_file_reruns_nothing(finished):
+    """Snakemake's own `code` trigger would rerun a script's rules on any edit of the script
+    (it compares the script's mtime): the workflow's profiles leave it out, the code param
+    covers the script by content. A rule file's comments were never compared."""
+    script = "workflow_scripts/train_stage.py"
+    assert rewritten(finished, script, text_only_edit) == {}
+    rules = "rules/train.smk"
+
+    def comments(text):
+        return "# a comment\n" + text.replace("    output:", "    # a comment\n    output:")
+
+    assert rewritten(finished, rules, comments) == {}
+    # Without the profile, Snakemake's trigger is back: the same edit reruns the script's rules.
+    jobs = rewritten(finished, script, text_only_edit, "--workflow-profile", "none")
+    assert {"train_stage1", "train_stage2", "train_stage2_control"} <= set(jobs)
+
+
+def test_a_change_of_code_in_a_workflow_script_reruns_its_rules(finished):
+    assert edited(finished, "workflow_scripts/compare_stages.py") == {
+        "compare_stages": 1,
+        "results_report": 1,
+    }
 
 
 def _reversed(node):

@@ -86,9 +86,9 @@ SCRIPTS = sorted(p.stem for p in SCRIPTS_DIR.glob("*.py"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_code_inputs_cover_what_the_script_really_imports(script, repo):
-    """A rule's `code=` inputs (the static import closure of its script) hold every cirflow
-    module that importing the script's own imports loads."""
+def test_code_closure_covers_what_the_script_really_imports(script, repo):
+    """The files a rule's code digest covers (the static import closure of its script) hold
+    every cirflow module that importing the script's own imports loads."""
     import ast
     import subprocess
     import sys
@@ -118,7 +118,7 @@ def test_code_inputs_cover_what_the_script_really_imports(script, repo):
     assert loaded and loaded <= listed, sorted(loaded - listed)
 
 
-def test_code_inputs_keep_unrelated_modules_out(repo):
+def test_code_closure_keeps_unrelated_modules_out(repo):
     """Editing the demo generator must not rerun detection on real CIRR; training and
     evaluation run the image transform; the report's code is the report's alone."""
     from cirflow.code_inputs import script_sources
@@ -145,3 +145,23 @@ def test_code_inputs_keep_unrelated_modules_out(repo):
     assert not {f for f in boxes if f.startswith("cirflow/report/results/")}
     model_side = ("cirflow/train/", "cirflow/evaluate/", "cirflow/model/", "cirflow/boxes/")
     assert not {f for f in results if f.startswith(model_side)}
+
+
+def test_no_rule_needs_snakemakes_code_trigger(repo):
+    """The profiles leave Snakemake's `code` rerun trigger out: for a `script:` rule it compares
+    the script's mtime (a comment edit would rerun the rule), and the rules' code params cover
+    the scripts by content. It also compares the code of `shell:` and `run:` rules, which would
+    then go unchecked: there must be none (or the profiles must keep the trigger)."""
+    import re
+
+    import yaml
+
+    for profile in ("default", "local", "slurm"):
+        settings = yaml.safe_load((repo / "profiles" / profile / "config.yaml").read_text())
+        assert sorted(settings["rerun-triggers"]) == ["input", "mtime", "params", "software-env"]
+    for path in [repo / "Snakefile", *sorted((repo / "rules").glob("*.smk"))]:
+        text = path.read_text()
+        assert not re.search(r"(?m)^\s+(shell|run|notebook|wrapper|template_engine):", text), path
+        rules = re.findall(r"(?m)^rule (\w+):", text)
+        scripts = re.findall(r"(?m)^    script:", text)
+        assert len(scripts) == len(rules) - (path.name == "Snakefile"), path
