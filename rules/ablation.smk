@@ -1,8 +1,8 @@
 # The ablation (`snakemake ablation`; not in rule all): stage 2 for every region mode x box
-# source x seed (config `ablation:`), all from the same stage-1 best.pt, each evaluated on val,
-# then the summary (mean +- sd over seeds, paired delta vs mode none). Mode none does not use
-# boxes: one run per seed, shared by every box source. The gt source is the demo's ground truth
-# as box files (rule gt_boxes).
+# source x seed (config `ablation:`), all from the same stage-1 best.pt, each evaluated on val
+# (rules train and evaluate, reused), then the summary (mean +- sd over seeds, paired delta vs
+# mode none). Mode none does not use boxes: one run per seed, shared by every box source. The gt
+# source is the demo's ground truth as box files (rule gt_boxes).
 
 
 rule gt_boxes:
@@ -24,15 +24,7 @@ rule gt_boxes:
         "../workflow_scripts/gt_boxes.py"
 
 
-rule ablation_train:
-    input:
-        # The run's train boxes (unless mode none), and its val boxes with tokens.
-        unpack(ablation_train_boxes),
-        data=training_data(),
-        backbone=backbone_file(),
-        features_train=feature_files("train"),
-        features_val=feature_files("val"),
-        init="results/{ds}/models/stage1/best.pt",
+use rule train as ablation_train with:
     output:
         best="results/{ds}/ablation/runs/{run}/seed{seed}/best.pt",
         train_csv="results/{ds}/ablation/runs/{run}/seed{seed}/train_metrics.csv",
@@ -42,31 +34,10 @@ rule ablation_train:
         "logs/{ds}/ablation/{run}/seed{seed}/train.log",
     benchmark:
         "benchmarks/runs/{ds}/ablation/{run}/seed{seed}/train.tsv"
-    conda:
-        "../envs/train.yaml"
     threads: ablation_threads("train")
-    resources:
-        gpu=config["train"]["resources"]["gpu"],
-        mem_mb=config["train"]["resources"]["mem_mb"],
-        runtime=config["train"]["resources"]["runtime"],
-    params:
-        code=code_digest("train_stage"),
-        cirr_root=root_of_input,
-        model=canonical(config["model"]),
-        # train.stage2 with the run's region mode, seed and the ablation's epochs.
-        train=ablation_train_params,
-    script:
-        "../workflow_scripts/train_stage.py"
 
 
-rule ablation_evaluate:
-    input:
-        unpack(ablation_eval_boxes),
-        checkpoint="results/{ds}/ablation/runs/{run}/seed{seed}/best.pt",
-        data=[split_file("val"), captions_file("val")],
-        backbone=backbone_file(),
-        features_val=feature_files("val"),
-        edit_types=edit_type_inputs("val"),
+use rule evaluate as ablation_evaluate with:
     output:
         metrics="results/{ds}/ablation/runs/{run}/seed{seed}/val_metrics.json",
         details="results/{ds}/ablation/runs/{run}/seed{seed}/val_details.json",
@@ -74,19 +45,7 @@ rule ablation_evaluate:
         "logs/{ds}/ablation/{run}/seed{seed}/evaluate.log",
     benchmark:
         "benchmarks/runs/{ds}/ablation/{run}/seed{seed}/evaluate.tsv"
-    conda:
-        "../envs/train.yaml"
     threads: ablation_threads("evaluate")
-    resources:
-        gpu=config["evaluate"]["resources"]["gpu"],
-        mem_mb=config["evaluate"]["resources"]["mem_mb"],
-        runtime=config["evaluate"]["resources"]["runtime"],
-    params:
-        code=code_digest("evaluate"),
-        cirr_root=root_of_input,
-        evaluate=eval_params(),
-    script:
-        "../workflow_scripts/evaluate.py"
 
 
 rule ablation:

@@ -10,13 +10,17 @@ from snakemake.utils import validate
 from cirflow.boxes.detectors import METHODS, method_config, uses_gpu
 from cirflow.code_inputs import script_digest
 from cirflow.config import canonical, check_config, load_schema, normalise_config
+from cirflow.data import cirr
 from cirflow.data.cirr import SPLITS
-from cirflow.model.presets import DEMO_BACKBONE, get_preset
-from cirflow.model.config import REGION_MODES
+from cirflow.model.config import ModelConfig
+from cirflow.model.presets import DEMO_BACKBONE
 from cirflow.train.runs import (
-    CONTROL,
     STAGES,
     ablation_params,
+    ablation_runs,
+    ablation_sources,
+    parse_run,
+    run_pattern,
     semantic_params,
     stage_mode,
 )
@@ -42,7 +46,7 @@ wildcard_constraints:
     shard=r"\d+",
     n=r"\d+",
     stage="|".join(STAGES),
-    run="none|(" + "|".join(REGION_MODES[1:]) + ")_(" + "|".join([*METHODS, "gt"]) + ")",
+    run=run_pattern([*METHODS, "gt"]),
     seed=r"\d+",
 
 
@@ -54,16 +58,16 @@ def dataset_root(wildcards=None):
 
 
 def split_file(split):
-    return f"{dataset_root()}/cirr/image_splits/split.rc2.{split}.json"
+    return str(cirr.split_file(dataset_root(), split))
 
 
 def captions_file(split):
-    return f"{dataset_root()}/cirr/captions/cap.rc2.{split}.json"
+    return str(cirr.captions_file(dataset_root(), split))
 
 
 def edits_file(split):
     """The edit-type sidecar beside a split's captions (docs/design.md §3)."""
-    return f"{dataset_root()}/cirr/captions/edits.rc2.{split}.json"
+    return str(cirr.edits_file(dataset_root(), split))
 
 
 def edit_type_inputs(split):
@@ -204,13 +208,7 @@ def detector_weights(wildcards):
 
 
 def model_preset():
-    m = config["model"]
-    return get_preset(
-        m["preset"],
-        freeze_vit=m.get("freeze_vit"),
-        vit_precision=m.get("vit_precision"),
-        weights=m.get("weights"),
-    )
+    return ModelConfig.from_model_section(config["model"]).resolve_preset()
 
 
 def backbone_file():
@@ -315,9 +313,69 @@ def stage_region_mode(stage):
     return STAGE2_MODE if stage == "stage2" else "none"
 
 
-def stage2_boxes(wildcards):
-    """Inputs of train_stage2: its train boxes (and val boxes with tokens)."""
-    return region_box_inputs(STAGE2_MODE, stage2_box_method(), ["val"])
+def is_stage(wildcards):
+    """A job of one of the three stages (wildcard stage), else one of the ablation's runs
+    (wildcards run, seed)."""
+    return "stage" in wildcards.keys()
+
+
+def training_run(wildcards):
+    """(region mode, box source, starts from stage 1's best.pt) of a training or evaluation
+    job: a stage (stage 2 and the control start from stage 1 unless
+    train.stage2.init: pretrained) or an ablation run (always from stage 1)."""
+    if is_stage(wildcards):
+        stage = wildcards.stage
+        from_stage1 = stage != "stage1" and STAGE2_INIT == "stage1"
+        return stage_region_mode(stage), stage2_box_method(), from_stage1
+    mode, source = parse_run(wildcards.run)
+    return mode, source, True
+
+
+def train_run_inputs(wildcards):
+    """Rule train's inputs that depend on the run: its train boxes (unless mode none), its val
+    boxes with tokens (the per-epoch validation), stage 1's best.pt for a stage-2 run.
+    """
+    mode, source, from_stage1 = training_run(wildcards)
+    inputs = region_box_inputs(mode, source, ["val"])
+    if from_stage1:
+        inputs["init"] = f"results/{wildcards.ds}/models/stage1/best.pt"
+    return inputs
+
+
+def train_run_params(wildcards):
+    """What determines the run's weights (canonical): a stage's block
+    (cirflow.train.runs.semantic_params), or train.stage2 with an ablation run's region mode,
+    seed and epochs (ablation_params)."""
+    if is_stage(wildcards):
+        return train_params(wildcards.stage)
+    mode, _ = parse_run(wildcards.run)
+    seed = int(wildcards.seed)
+    return canonical(ablation_params(config["train"], ABLATION, mode, seed))
+
+
+def run_dir(wildcards):
+    if is_stage(wildcards):
+        return f"results/{wildcards.ds}/models/{wildcards.stage}"
+    return ablation_dir(wildcards.run, wildcards.seed)
+
+
+def evaluation_inputs(wildcards):
+    """Rule evaluate's inputs: the run's best.pt and val's files; a stage's test1 files too
+    (the test-server files; the ablation's runs score val only); with region tokens each
+    scored split's boxes of the run's box source."""
+    mode, source, _ = training_run(wildcards)
+    splits = ["val", "test1"] if is_stage(wildcards) else ["val"]
+    inputs = {
+        "checkpoint": f"{run_dir(wildcards)}/best.pt",
+        "data": [f(split) for split in splits for f in (split_file, captions_file)],
+    }
+    if "test1" in splits:
+        inputs["features_test1"] = feature_files("test1")
+    boxes = region_box_inputs(mode, source, splits)
+    inputs.update(
+        {k: v for k, v in boxes.items() if k.startswith(("boxes_val", "boxes_test1"))}
+    )
+    return inputs
 
 
 def stage_eval_boxes(stage, splits=("val", "test1")):
@@ -330,91 +388,34 @@ def stage_eval_boxes(stage, splits=("val", "test1")):
     }
 
 
-def evaluation_boxes(wildcards):
-    """Inputs of evaluate: with region tokens, the val and test1 boxes of the stage's method."""
-    return stage_eval_boxes(wildcards.stage)
-
-
-def stage_outputs(stage):
-    return {
-        "best": f"results/{{ds}}/models/{stage}/best.pt",
-        "train_csv": f"results/{{ds}}/models/{stage}/train_metrics.csv",
-        "val_csv": f"results/{{ds}}/models/{stage}/validation_metrics.csv",
-        "hparams": f"results/{{ds}}/models/{stage}/hparams.json",
-    }
-
-
 def eval_params():
     """The evaluate: section without its resources (evaluation is cheap to redo)."""
     return canonical({k: v for k, v in config["evaluate"].items() if k != "resources"})
 
 
 def train_params(stage):
-    """What determines a stage's weights (cirflow.train.config.semantic_params), canonical."""
+    """What determines a stage's weights (cirflow.train.runs.semantic_params), canonical."""
     return canonical(semantic_params(config["train"], stage))
 
 
-# --- the ablation (rules/ablation.smk) ---
+# --- the ablation (rules/ablation.smk; its training and evaluation reuse rules train and
+# evaluate, the run names are cirflow.train.runs') ---
 
 ABLATION = config["ablation"]
-
-
-def ablation_sources():
-    """ablation.box_sources, else boxes.methods plus gt on the demo."""
-    sources = ABLATION["box_sources"] or [
-        *BOX_METHODS,
-        *(["gt"] if DATASET == "demo" else []),
-    ]
-    if "gt" in sources and DATASET != "demo":
-        raise ValueError(
-            "ablation.box_sources: gt (ground-truth boxes) exists only for the demo"
-        )
-    return list(dict.fromkeys(sources))
-
-
-def ablation_runs():
-    """Run names: none (box-independent, shared by every source) and <mode>_<source>."""
-    runs = ["none"] if "none" in ABLATION["modes"] else []
-    for source in ablation_sources():
-        runs += [f"{m}_{source}" for m in ABLATION["modes"] if m != "none"]
-    return runs
-
-
-def ablation_run(run):
-    """(mode, box source or None) of a run name."""
-    if run == "none":
-        return "none", None
-    mode, source = run.split("_", 1)
-    return mode, source
+ABLATION_SOURCES = ablation_sources(
+    ABLATION["box_sources"], BOX_METHODS, demo=DATASET == "demo"
+)
 
 
 def ablation_dir(run, seed):
     return f"results/{DATASET}/ablation/runs/{run}/seed{seed}"
 
 
-def ablation_train_boxes(wildcards):
-    mode, source = ablation_run(wildcards.run)
-    return region_box_inputs(mode, source, ["val"])
-
-
-def ablation_eval_boxes(wildcards):
-    mode, source = ablation_run(wildcards.run)
-    boxes = region_box_inputs(mode, source, ["val"])
-    return {k: v for k, v in boxes.items() if k.startswith("boxes_val")}
-
-
-def ablation_train_params(wildcards):
-    mode, _ = ablation_run(wildcards.run)
-    return canonical(
-        ablation_params(config["train"], ABLATION, mode, int(wildcards.seed))
-    )
-
-
 def ablation_entries():
     """Every run of the ablation: mode, box source, seed and its val_metrics.json."""
     entries = []
-    for run in ablation_runs():
-        mode, source = ablation_run(run)
+    for run in ablation_runs(ABLATION["modes"], ABLATION_SOURCES):
+        mode, source = parse_run(run)
         for seed in ABLATION["seeds"]:
             path = f"{ablation_dir(run, seed)}/val_metrics.json"
             entries.append(

@@ -1,22 +1,16 @@
 # Evaluation: one job per stage (stage1, stage2_control, stage2) scores CIRR val (recalls) and
 # test1 (the test-server files) with the model built once; then the stage table. A stage with
-# region tokens scores each split's gallery with that split's own boxes of its method.
+# region tokens scores each split's gallery with that split's own boxes of its method. The
+# ablation's runs reuse rule evaluate on val only (rules/ablation.smk).
 
 
 rule evaluate:
     input:
-        # With region tokens: the val and test1 boxes (and sidecars) of the stage's method.
-        unpack(evaluation_boxes),
-        checkpoint="results/{ds}/models/{stage}/best.pt",
-        data=[
-            split_file("val"),
-            captions_file("val"),
-            split_file("test1"),
-            captions_file("test1"),
-        ],
+        # The run's best.pt, the scored splits' files (val; test1 for a stage) and, with
+        # region tokens, their boxes.
+        unpack(evaluation_inputs),
         backbone=backbone_file(),
         features_val=feature_files("val"),
-        features_test1=feature_files("test1"),
         edit_types=edit_type_inputs("val"),
     output:
         metrics="results/{ds}/eval/{stage}/val_metrics.json",

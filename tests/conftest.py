@@ -187,19 +187,22 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
 
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    """Rule -> job count of what `snakemake -n` would run now ({} when nothing)."""
+    """Rule -> job count of what `snakemake -n` would run now ({} when nothing). Rule train's
+    jobs are counted per stage, as `train:stage1`, `train:stage2`, `train:stage2_control`."""
+    import re
+
     proc = run_snakemake(workdir, "-n", *args)
     out = proc.stdout + proc.stderr
     if "Nothing to be done" in out:
         return {}
-    table = out.split("Job stats:", 1)[1].splitlines()
-    jobs = {}
-    for line in table[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        if parts[0] not in ("total", "all"):
-            jobs[parts[0]] = int(parts[1])
+    jobs: dict[str, int] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        stage = re.search(r"^\s+wildcards: .*\bstage=(\w+)", block, re.M)
+        if rule == "train" and stage:
+            rule = f"train:{stage.group(1)}"
+        if rule != "all":
+            jobs[rule] = jobs.get(rule, 0) + 1
     return jobs
 
 

@@ -17,6 +17,9 @@ def _outputs(workdir, *args):
     jobs = []
     for block in text.split("\nrule ")[1:]:
         rule = block.split(":", 1)[0]
+        stage = re.search(r"\n    wildcards: .*\bstage=(\w+)", block)
+        if rule == "train" and stage:  # rule train's jobs, per stage (conftest.planned_jobs)
+            rule = f"train:{stage.group(1)}"
         inputs = re.search(r"\n    input: (.*)", block)
         outputs = re.search(r"\n    output: (.*)", block)
         jobs.append(
@@ -32,12 +35,12 @@ def _outputs(workdir, *args):
 def test_rule_all_holds_the_control_and_not_the_ablation(tmp_path):
     wd = make_workflow_copy(tmp_path / "wf")
     jobs = planned_jobs(wd)
-    assert jobs["train_stage2"] == 1 and jobs["train_stage2_control"] == 1
+    assert jobs["train:stage2"] == 1 and jobs["train:stage2_control"] == 1
     assert jobs["evaluate"] == 3 and jobs["compare_stages"] == 1
     assert not {"ablation_train", "ablation_evaluate", "ablation", "gt_boxes"} & set(jobs)
-    by_rule = {rule: (i, o) for rule, i, o in _outputs(wd) if rule.startswith("train_stage2")}
-    control_in, control_out = by_rule["train_stage2_control"]
-    stage2_in, _ = by_rule["train_stage2"]
+    by_rule = {rule: (i, o) for rule, i, o in _outputs(wd) if rule.startswith("train:stage2")}
+    control_in, control_out = by_rule["train:stage2_control"]
+    stage2_in, _ = by_rule["train:stage2"]
     assert "results/demo/models/stage1/best.pt" in control_in
     assert "results/demo/models/stage1/best.pt" in stage2_in
     assert not any("/boxes/" in p for p in control_in)  # mode none reads no boxes
@@ -56,7 +59,7 @@ def test_the_ablation_dry_run_lists_the_expected_jobs(tmp_path):
         "detect_shard": 3,
         "merge_boxes": 2,
         "gt_boxes": 1,
-        "train_stage1": 1,
+        "train:stage1": 1,
         "ablation_train": 15,
         "ablation_evaluate": 15,
         "ablation": 1,

@@ -69,7 +69,7 @@ def test_every_rule_logs_and_heavy_rules_benchmark():
     for block in rules:
         name = block.split(":", 1)[0]
         assert "\n    log:" in block, f"rule {name} has no log:"
-    heavy = ("detect_shard", "train_stage1", "train_stage2", "evaluate", "train_detector")
+    heavy = ("detect_shard", "train", "evaluate", "train_detector")
     for block in rules:
         name = block.split(":", 1)[0]
         if name in heavy:

@@ -13,7 +13,7 @@ BOX_STAGES = {"detect_shard", "merge_boxes", "box_stats", "box_report"}
 # Stage 2 and what follows it (the stage comparison and the results page; the box report never
 # waits for training). Never the control: it reads no boxes and no region-only key.
 STAGE2_ON = {
-    "train_stage2": 1,
+    "train:stage2": 1,
     "evaluate": 1,
     "compare_stages": 1,
     "results_report": 1,
@@ -98,7 +98,7 @@ def test_a_comment_in_a_workflow_script_or_rule_file_reruns_nothing(finished):
     assert rewritten(finished, rules, comments) == {}
     # Without the profile, Snakemake's trigger is back: the same edit reruns the script's rules.
     jobs = rewritten(finished, script, text_only_edit, "--workflow-profile", "none")
-    assert {"train_stage1", "train_stage2", "train_stage2_control"} <= set(jobs)
+    assert {"train:stage1", "train:stage2", "train:stage2_control"} <= set(jobs)
 
 
 def test_a_change_of_code_in_a_workflow_script_reruns_its_rules(finished):
@@ -141,7 +141,7 @@ def test_detection_key_reruns_detection_and_what_follows(finished):
     assert BOX_STAGES <= set(jobs)
     assert set(STAGE2_ON) <= set(jobs)
     assert "demo_dataset" not in jobs
-    assert "train_stage1" not in jobs and "train_stage2_control" not in jobs
+    assert "train:stage1" not in jobs and "train:stage2_control" not in jobs
     assert jobs["evaluate"] == 1  # stage 2's only
 
 
@@ -153,21 +153,21 @@ def test_pretraining_key_reruns_the_first_stage_features_training_and_evaluation
     jobs = with_config(finished, pretrain__learning_rate=1e-3)
     assert jobs["pretrain_backbone"] == 1
     assert jobs["image_features"] == 4  # config.yaml's shards: train 2, val 1, test1 1
-    for rule in ("train_stage1", "train_stage2", "train_stage2_control", "evaluate"):
+    for rule in ("train:stage1", "train:stage2", "train:stage2_control", "evaluate"):
         assert rule in jobs, rule
     assert not {"demo_dataset", "detect_shard", "merge_boxes", "box_stats"} & set(jobs)
 
 
 def test_stage2_key_reruns_neither_the_first_stage_nor_the_features(finished):
     jobs = with_config(finished, train__stage2__learning_rate=3e-4)
-    assert "train_stage2" in jobs
-    assert not {"pretrain_backbone", "image_features", "train_stage1"} & set(jobs)
+    assert "train:stage2" in jobs
+    assert not {"pretrain_backbone", "image_features", "train:stage1"} & set(jobs)
 
 
 def test_stage1_key_reruns_both_stages_but_no_detection(finished):
     jobs = with_config(finished, train__stage1__learning_rate=7e-4)
-    assert jobs["train_stage1"] == 1 and jobs["train_stage2"] == 1
-    assert jobs["train_stage2_control"] == 1
+    assert jobs["train:stage1"] == 1 and jobs["train:stage2"] == 1
+    assert jobs["train:stage2_control"] == 1
     assert not BOX_STAGES - {"box_report"} & set(jobs)
 
 
@@ -178,8 +178,8 @@ def test_report_key_reruns_only_the_report(finished):
 def test_detection_code_reruns_detection_and_what_follows(finished):
     jobs = edited(finished, "cirflow/boxes/saliency.py")
     assert BOX_STAGES <= set(jobs)
-    assert "train_stage2" in jobs
-    assert "train_stage1" not in jobs
+    assert "train:stage2" in jobs
+    assert "train:stage1" not in jobs
 
 
 def test_transform_code_reruns_training_and_evaluation_only(finished):
@@ -188,9 +188,9 @@ def test_transform_code_reruns_training_and_evaluation_only(finished):
         # The first stage and the cached features go through the same transform.
         "pretrain_backbone": 1,
         "image_features": 4,
-        "train_stage1": 1,
-        "train_stage2": 1,
-        "train_stage2_control": 1,
+        "train:stage1": 1,
+        "train:stage2": 1,
+        "train:stage2_control": 1,
         "evaluate": 3,
         "compare_stages": 1,
         "results_report": 1,  # never the box report: it does not wait for training

@@ -481,11 +481,11 @@ def test_each_page_waits_only_for_what_it_shows(tmp_path):
     workdir = make_workflow_copy(tmp_path / "wf")
     jobs = planned_jobs(workdir, "results/demo/report/boxes_saliency.html")
     assert "box_report" in jobs
-    assert not {"train_stage1", "train_stage2", "evaluate", "compare_stages"} & set(jobs)
+    assert not {"train:stage1", "train:stage2", "evaluate", "compare_stages"} & set(jobs)
     _write(workdir / "results/demo/ablation/summary.csv", "mode,box_source\n")
     everything = planned_jobs(workdir)
     assert everything["results_report"] == 1 and everything["box_report"] == 1
-    assert everything["evaluate"] == 3 and everything["train_stage2_control"] == 1
+    assert everything["evaluate"] == 3 and everything["train:stage2_control"] == 1
     assert not {r for r in everything if r.startswith(("ablation", "gt_boxes"))}
     assert "stage_report" not in everything
 

@@ -56,7 +56,7 @@ TARGETS = [f"results/demo/boxes/saliency/{split}.stats.json" for split in SPLITS
 
 # Rules that declare gpu=1 (detect_shard only for yolo/hybrid, see expects_gpu). Every job of these
 # must be submitted with one GPU, every other job with none.
-GPU_RULES = {"slurm_gpu_probe", "train_stage1", "train_stage2", "evaluate"}
+GPU_RULES = {"slurm_gpu_probe", "train", "evaluate"}
 
 # Compared byte for byte between the SLURM and the local run (files or folders under the run dir).
 COMPARED = ["results/demo/boxes", "results/demo/dataset/cirr", "results/demo/dataset/boxes_gt.json"]
@@ -86,8 +86,7 @@ HEAVY_RULES = (
     "detect_shard",
     "pretrain_backbone",
     "image_features",
-    "train_stage1",
-    "train_stage2",
+    "train",
     "evaluate",
     "box_report",
 )
@@ -258,8 +257,7 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     assert {
         "demo_dataset",
         "detect_shard",
-        "train_stage1",
-        "train_stage2",
+        "train",
         "evaluate",
         "slurm_gpu_probe",
     } <= rules_seen
