@@ -154,7 +154,7 @@ def step_time_only(args) -> None:
     from cirflow.data.gt_boxes import split_ground_truth
     from cirflow.data.regions import load_training_boxes
     from cirflow.data.tables import TripletData
-    from cirflow.model.features import extract_shard
+    from cirflow.model.features import FeatureSettings, FeatureShard, extract_shard
     from cirflow.model.presets import get_preset
     from cirflow.model.sprc import SPRC
 
@@ -175,7 +175,13 @@ def step_time_only(args) -> None:
         progress=False,
     )
     preset = get_preset("tiny_scratch", freeze_vit=True)
-    extract_shard(preset, root, "train", 0, 1, tmp / "train.npy", progress=False)
+    extract_shard(
+        preset,
+        root,
+        FeatureShard("train", 0, 1),
+        tmp / "train.npy",
+        FeatureSettings(progress=False),
+    )
     dataset = CirrDataset(root, "train")
     table = FeatureTable(dataset, FeatureStore([tmp / "train.npy"]))
     boxes_cfg = cfg["boxes"]
