@@ -147,7 +147,7 @@ def train_step(model, opt, batch, with_boxes: bool, loss_region: float) -> float
 def step_time_only(args) -> None:
     import torch
 
-    from cirflow.boxes.shards import merge_results, run_shard
+    from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_results, run_shard
     from cirflow.data.cirr import CirrDataset
     from cirflow.data.demo import generate_demo
     from cirflow.data.feature_store import FeatureStore, FeatureTable
@@ -187,12 +187,8 @@ def step_time_only(args) -> None:
     boxes_cfg = cfg["boxes"]
     shard = run_shard(
         root,
-        "train",
-        "saliency",
-        boxes_cfg["saliency"],
-        boxes_cfg["postfilter"],
-        0,
-        1,
+        ShardSpec("train", 0, 1),
+        BoxMethod("saliency", boxes_cfg["saliency"], boxes_cfg["postfilter"]),
         None,
         progress=False,
     )
