@@ -152,7 +152,7 @@ def step_time_only(args) -> None:
     from cirflow.data.demo import generate_demo
     from cirflow.data.feature_store import FeatureStore, FeatureTable
     from cirflow.data.gt_boxes import split_ground_truth
-    from cirflow.data.regions import load_training_boxes
+    from cirflow.data.regions import BoxFile
     from cirflow.data.tables import TripletData
     from cirflow.model.features import FeatureSettings, FeatureShard, extract_shard
     from cirflow.model.presets import get_preset
@@ -210,8 +210,8 @@ def step_time_only(args) -> None:
         f"{args.threads} threads, median of {args.steps} steps after 3 warm-up steps:"
     )
     for source in ("saliency", "gt"):
-        boxes, counts = load_training_boxes(
-            tmp / source / "train.json", table, preset.image_size, names, max_boxes=cap
+        boxes, counts = BoxFile(tmp / source / "train.json").load_training(
+            table, preset.image_size, names, max_boxes=cap
         )
         data.target_boxes, data.reference_boxes = boxes, True
         per_image = counts["boxes_used"] / max(counts["targets"], 1)

@@ -71,14 +71,14 @@ def table(tiny_demo):
 
 
 def test_stage2_refuses_a_box_file_that_boxes_too_few_targets(tiny_demo, table, tmp_path):
-    from cirflow.data.regions import load_training_boxes
+    from cirflow.data.regions import BoxFile
 
     targets = sorted({t["target_hard"] for t in CirrDataset(tiny_demo, "train").triplets})
     path = tmp_path / "train.json"
 
     def load(boxes, fraction=0.1):
         path.write_text(json.dumps(boxes))
-        return load_training_boxes(path, table, 64, set(targets), min_targets_with_boxes=fraction)
+        return BoxFile(path).load_training(table, 64, set(targets), min_targets_with_boxes=fraction)
 
     with pytest.raises(CirflowError, match=r"the box file is empty \(\{\}\)"):
         load({})

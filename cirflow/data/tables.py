@@ -300,7 +300,7 @@ class TripletData:
         )
         self.tokens: list[list[int]] = enc["input_ids"]
         self.pad_id = tokenizer.pad_token_id or 0
-        # Per image index: its boxes in input pixels (stage 2, `regions.load_training_boxes`):
+        # Per image index: its boxes in input pixels (stage 2, `regions.BoxFile.load_training`):
         # the targets', and the references' too where `reference_boxes` is set (region tokens
         # of the reference images, which are candidates with batch_images negatives).
         self.target_boxes: dict[int, torch.Tensor] | None = None
