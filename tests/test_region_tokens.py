@@ -10,7 +10,13 @@ import torch
 from cirflow.data.tables import model_input
 from cirflow.data.transforms import geometry, map_boxes
 from cirflow.errors import CirflowError
-from cirflow.evaluate.ranking import exact_ranks, max_token_scores, pair_scores
+from cirflow.evaluate.ranking import (
+    Gallery,
+    QueryImages,
+    exact_ranks,
+    max_token_scores,
+    pair_scores,
+)
 from cirflow.evaluate.settings import EvalSettings
 from cirflow.model.presets import get_preset
 from cirflow.model.sprc import SPRC, patch_mask, union_scores
@@ -137,12 +143,13 @@ def test_ranking_with_region_tokens_leaves_images_without_boxes_exactly_as_they_
     ref, tgt = torch.arange(40) % 70, (torch.arange(40) + 1) % 70
     members = torch.stack([tgt, (tgt + 1) % 70, (tgt + 2) % 70], dim=1)
     none = (r, torch.zeros_like(valid))
+    images = QueryImages(ref, tgt, members)
     for approx in (False, True):
         assert all(
             torch.equal(a, b)
             for a, b in zip(
-                exact_ranks(q, k, ref, tgt, members, approx=approx, regions=none),
-                exact_ranks(q, k, ref, tgt, members, approx=approx),
+                exact_ranks(q, Gallery(k, none), images, approx=approx),
+                exact_ranks(q, Gallery(k), images, approx=approx),
                 strict=True,
             )
         )

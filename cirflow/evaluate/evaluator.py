@@ -16,7 +16,7 @@ from cirflow.data.tables import ImageTable, TripletData
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.features import gallery_features, gallery_region_features, query_features
-from cirflow.evaluate.ranking import max_token_scores, ranks_and_top
+from cirflow.evaluate.ranking import Gallery, QueryImages, max_token_scores, ranks_and_top
 from cirflow.evaluate.recall import (
     chance_levels,
     member_matrix,
@@ -215,7 +215,7 @@ class SplitEvaluator:
         target = torch.tensor([index[t["target_hard"]] for t in triplets], device=dev)
         members = member_matrix(triplets, index).to(dev)
         rank, subset_rank, top = ranks_and_top(
-            queries, gallery, reference, target, members, top_k, regions=regions
+            queries, Gallery(gallery, regions), QueryImages(reference, target, members), top_k
         )
         log.info("%s: ranking in %.2f s", self.split, time.perf_counter() - t0)
         return rank, subset_rank, top
