@@ -356,15 +356,30 @@ class TripletData:
         batch_size: int,
         seed: int = 0,
         epoch: int = 0,
-        shuffle: bool = True,
-        drop_last: bool = True,
         num_workers: int = 0,
-        targets: bool = True,
         batching: str = "random",
     ) -> Iterator[Batch]:
-        """The batches of one epoch (same order whether images are cached or not)."""
-        order = self.permutation(seed, epoch, shuffle, batching)
-        load_targets = targets and self.target_idx is not None
+        """The batches of one training epoch: in the epoch's order (`permutation`), the last
+        partial batch dropped, with the targets (same order whether images are cached or not)."""
+        order = self.permutation(seed, epoch, True, batching)
+        with_targets = self.target_idx is not None
+        yield from self._batches_in(order, batch_size, True, with_targets, num_workers)
+
+    def query_batches(self, batch_size: int, num_workers: int = 0) -> Iterator[Batch]:
+        """Every triplet once, in triplet order, without the target images (evaluation)."""
+        order = self.permutation(0, 0, shuffle=False)
+        yield from self._batches_in(order, batch_size, False, False, num_workers)
+
+    def _batches_in(
+        self,
+        order: torch.Tensor,
+        batch_size: int,
+        drop_last: bool,
+        load_targets: bool,
+        num_workers: int,
+    ) -> Iterator[Batch]:
+        """`order` cut into batches of `batch_size` (the last partial one dropped with
+        `drop_last`), gathered here when the table is cached, else decoded by workers."""
         n_full = len(order) // batch_size
         n = n_full if drop_last else -(-len(order) // batch_size)
         chunks = [order[i * batch_size : (i + 1) * batch_size] for i in range(n)]

@@ -164,28 +164,11 @@ class SplitEvaluator:
         regions = None
         if self.boxes is not None:
             gallery, regions = gallery_region_features(
-                model,
-                self.table,
-                self.boxes,
-                self.device,
-                s.batch_size,
-                s.num_workers,
-                s.progress,
-                indices=self.gallery_idx,
+                model, self.table, self.boxes, self.device, s, indices=self.gallery_idx
             )
         else:
-            gallery = gallery_features(
-                model,
-                self.table,
-                self.device,
-                s.batch_size,
-                s.num_workers,
-                s.progress,
-                indices=self.gallery_idx,
-            )
-        queries = query_features(
-            model, self.data, self.device, s.batch_size, s.num_workers, s.progress
-        )
+            gallery = gallery_features(model, self.table, self.device, s, indices=self.gallery_idx)
+        queries = query_features(model, self.data, self.device, s)
         log.info(
             "%s: features of %d images and %d queries in %.1f s",
             self.split,
