@@ -73,7 +73,28 @@ def _collate_decoded(items):
     return idx, imgs, sizes, errors
 
 
-class ImageTable:
+class SplitTable:
+    """What `ImageTable` and `feature_store.FeatureTable` share: the split's image names (in
+    split-file order) and the unreadable ones among them (name → why)."""
+
+    split: str
+    names: list[str]
+    unreadable: dict[str, str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def is_readable(self, name: str) -> bool:
+        return name not in self.unreadable
+
+    def check_unreadable(self, max_fraction: float, key: str) -> None:
+        """Fail at once, listing the images, when more than `max_fraction` cannot be read."""
+        check_unreadable_fraction(
+            self.unreadable, len(self.names), f"split {self.split}", max_fraction, key
+        )
+
+
+class ImageTable(SplitTable):
     """The images of one split: name → index, uint8 (3, S, S) tensors and original sizes."""
 
     def __init__(
@@ -151,18 +172,6 @@ class ImageTable:
                         errors[i] = e
                 bar.update(len(idx))
         self.unreadable = {self.names[i]: errors[i] for i in sorted(errors)}
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def is_readable(self, name: str) -> bool:
-        return name not in self.unreadable
-
-    def check_unreadable(self, max_fraction: float, key: str) -> None:
-        """Fail at once, listing the images, when more than `max_fraction` cannot be read."""
-        check_unreadable_fraction(
-            self.unreadable, len(self.names), f"split {self.split}", max_fraction, key
-        )
 
     def get(self, indices: list[int] | torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, S, S) for these image indices (decoded now when not cached; an
