@@ -329,12 +329,16 @@ def test_top_lists_come_from_the_same_ranking(approx):
 
 
 def test_rankings_file_keeps_ranks_to_the_limit_and_one_based():
+    from cirflow.evaluate.evaluator import Rankings
     from cirflow.evaluate.rankings import RANK_LIMIT, rankings_document
 
     triplets = [_triplet(i, f"r{i}", f"t{i}", [f"r{i}", f"t{i}"]) for i in range(4)]
-    doc = rankings_document(
-        triplets, ["a", "b", "c"], [0, RANK_LIMIT - 1, RANK_LIMIT, 70], [0, 1, 2, 3], [[2, 0]] * 4
+    ranked = Rankings(
+        torch.tensor([0, RANK_LIMIT - 1, RANK_LIMIT, 70]),
+        torch.tensor([0, 1, 2, 3]),
+        torch.tensor([[2, 0]] * 4),
     )
+    doc = rankings_document(triplets, ["a", "b", "c"], ranked)
     assert [q["rank"] for q in doc["queries"]] == [1, RANK_LIMIT, None, None]
     assert [q["subset_rank"] for q in doc["queries"]] == [1, 2, 3, 4]
     assert doc["queries"][0]["top"] == ["c", "a"] and "edit_type" not in doc["queries"][0]

@@ -92,13 +92,7 @@ def score_split(
     write_json_atomic(out, written, indent=2)
     if rankings_out:
         document = rankings_document(
-            ev.data.triplets,
-            ev.gallery_names,
-            ranked.rank.tolist(),
-            ranked.subset_rank.tolist(),
-            ranked.top.tolist(),
-            ev.edit_types(),
-            split,
+            ev.data.triplets, ev.gallery_names, ranked, ev.edit_types(), split
         )
         write_rankings(rankings_out, document)
     if details_out:
