@@ -52,6 +52,14 @@ def test_the_patch_mask_holds_the_centres_inside_the_box_and_cls():
     assert mask[1, 1:].nonzero().flatten().tolist() == [0]
 
 
+def test_a_box_smaller_than_a_patch_takes_the_patch_under_its_centre_row_and_column():
+    # Centre (x, y) = (42, 14): column 5, row 1, so row-major patch 1·8 + 5 (its transpose would
+    # be 5·8 + 1); no patch centre 8k + 4 lies in x ∈ [41, 43] or y ∈ [13, 15].
+    mask = patch_mask(torch.tensor([[41.0, 13.0, 43.0, 15.0]]), 8, 64)
+    assert mask[0, 0]  # CLS
+    assert mask[0, 1:].nonzero().flatten().tolist() == [1 * 8 + 5]
+
+
 def test_a_region_token_depends_only_on_the_patches_inside_its_box(models):
     _, model = models
     boxes = torch.tensor([[[16.0, 8.0, 40.0, 32.0], [0.0, 0.0, 64.0, 64.0]]])
