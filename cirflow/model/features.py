@@ -95,8 +95,7 @@ class FeatureShard:
 
 @dataclass(frozen=True)
 class FeatureSettings:
-    """How the stage runs (config `features:`; run-time settings that change no output byte,
-    except `max_unreadable_fraction`, which decides whether there is an output)."""
+    """How the stage runs (config `features:`, read at run time: a change reruns no shard)."""
 
     batch_size: int = 64
     device: str = "auto"
