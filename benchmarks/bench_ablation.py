@@ -147,14 +147,14 @@ def train_step(model, opt, batch, with_boxes: bool, loss_region: float) -> float
 def step_time_only(args) -> None:
     import torch
 
-    from cirflow.boxes.shards import merge_results, run_shard
+    from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_results, run_shard
     from cirflow.data.cirr import CirrDataset
     from cirflow.data.demo import generate_demo
     from cirflow.data.feature_store import FeatureStore, FeatureTable
     from cirflow.data.gt_boxes import split_ground_truth
-    from cirflow.data.regions import load_training_boxes
+    from cirflow.data.regions import BoxFile
     from cirflow.data.tables import TripletData
-    from cirflow.model.features import extract_shard
+    from cirflow.model.features import FeatureSettings, FeatureShard, extract_shard
     from cirflow.model.presets import get_preset
     from cirflow.model.sprc import SPRC
 
@@ -175,18 +175,20 @@ def step_time_only(args) -> None:
         progress=False,
     )
     preset = get_preset("tiny_scratch", freeze_vit=True)
-    extract_shard(preset, root, "train", 0, 1, tmp / "train.npy", progress=False)
+    extract_shard(
+        preset,
+        root,
+        FeatureShard("train", 0, 1),
+        tmp / "train.npy",
+        FeatureSettings(progress=False),
+    )
     dataset = CirrDataset(root, "train")
     table = FeatureTable(dataset, FeatureStore([tmp / "train.npy"]))
     boxes_cfg = cfg["boxes"]
     shard = run_shard(
         root,
-        "train",
-        "saliency",
-        boxes_cfg["saliency"],
-        boxes_cfg["postfilter"],
-        0,
-        1,
+        ShardSpec("train", 0, 1),
+        BoxMethod("saliency", boxes_cfg["saliency"], boxes_cfg["postfilter"]),
         None,
         progress=False,
     )
@@ -208,8 +210,8 @@ def step_time_only(args) -> None:
         f"{args.threads} threads, median of {args.steps} steps after 3 warm-up steps:"
     )
     for source in ("saliency", "gt"):
-        boxes, counts = load_training_boxes(
-            tmp / source / "train.json", table, preset.image_size, names, max_boxes=cap
+        boxes, counts = BoxFile(tmp / source / "train.json").load_training(
+            table, preset.image_size, names, max_boxes=cap
         )
         data.target_boxes, data.reference_boxes = boxes, True
         per_image = counts["boxes_used"] / max(counts["targets"], 1)

@@ -119,7 +119,7 @@ def bench_yolo(args, dataset: Path) -> dict:
     import cv2
     from ultralytics import YOLO
 
-    from cirflow.boxes.shards import run_shard
+    from cirflow.boxes.shards import BoxMethod, ShardSpec, run_shard
     from cirflow.boxes.yolo import YoloDetector, resolve_weights
 
     paths = image_paths(dataset, args.split, args.max_images)
@@ -149,14 +149,9 @@ def bench_yolo(args, dataset: Path) -> dict:
     def ours():
         run_shard(
             dataset,
-            args.split,
-            "yolo",
-            {"yolo": yolo_config(args)},
-            POSTFILTER,
-            0,
-            1,
+            ShardSpec(args.split, 0, 1, args.max_images),
+            BoxMethod("yolo", {"yolo": yolo_config(args)}, POSTFILTER),
             None,
-            max_images=args.max_images,
             decode_workers=args.workers,
             progress=False,
         )
@@ -189,7 +184,7 @@ def bench_yolo(args, dataset: Path) -> dict:
 
 
 def bench_saliency(args, dataset: Path) -> dict:
-    from cirflow.boxes.shards import run_shard
+    from cirflow.boxes.shards import BoxMethod, ShardSpec, run_shard
     from cirflow.data.images import read_image
 
     paths = image_paths(dataset, args.split, args.max_images)
@@ -207,14 +202,9 @@ def bench_saliency(args, dataset: Path) -> dict:
     def ours():
         run_shard(
             dataset,
-            args.split,
-            "saliency",
-            {"saliency": {}},
-            POSTFILTER,
-            0,
-            1,
+            ShardSpec(args.split, 0, 1, args.max_images),
+            BoxMethod("saliency", {"saliency": {}}, POSTFILTER),
             None,
-            max_images=args.max_images,
             decode_workers=args.workers,
             progress=False,
         )
@@ -248,10 +238,10 @@ import json, os, sys, time
 args = json.loads(sys.argv[1])
 if args["pin"] is not None:
     os.sched_setaffinity(0, {args["pin"]})
-from cirflow.boxes.shards import run_shard
+from cirflow.boxes.shards import BoxMethod, ShardSpec, run_shard
 start = time.perf_counter()
-run_shard(args["dataset"], args["split"], args["method"], args["cfg"], args["postfilter"],
-          args["shard"], args["n"], None, max_images=args["max_images"], decode_workers=1,
+run_shard(args["dataset"], ShardSpec(args["split"], args["shard"], args["n"], args["max_images"]),
+          BoxMethod(args["method"], args["cfg"], args["postfilter"]), None, decode_workers=1,
           progress=False)
 print(json.dumps({"seconds": time.perf_counter() - start}))
 """

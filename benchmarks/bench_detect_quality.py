@@ -19,7 +19,7 @@ import yaml
 
 from cirflow.boxes.detectors import method_config
 from cirflow.boxes.quality import box_quality, load_gt
-from cirflow.boxes.shards import run_shard
+from cirflow.boxes.shards import BoxMethod, ShardSpec, run_shard
 
 
 def main() -> None:
@@ -55,14 +55,9 @@ def main() -> None:
         start = time.perf_counter()
         result = run_shard(
             args.dataset,
-            args.split,
-            method,
-            method_config(boxes_cfg, method),
-            boxes_cfg["postfilter"],
-            shard=0,
-            num_shards=1,
+            ShardSpec(args.split, 0, 1, args.max_images),
+            BoxMethod(method, method_config(boxes_cfg, method), boxes_cfg["postfilter"]),
             out_path=None,
-            max_images=args.max_images,
             decode_workers=1,
             progress=False,
         )

@@ -26,7 +26,14 @@ from pathlib import Path
 
 import torch
 
-from cirflow.evaluate.ranking import GALLERY_BLOCK, bf16_is_fast, exact_ranks, max_token_scores
+from cirflow.evaluate.ranking import (
+    GALLERY_BLOCK,
+    Gallery,
+    QueryImages,
+    bf16_is_fast,
+    exact_ranks,
+    max_token_scores,
+)
 from cirflow.evaluate.recall import (
     cirr_metrics,
     member_matrix,
@@ -100,7 +107,9 @@ def main() -> None:
 
     def bf16_path():
         return metrics_from_ranks(
-            *exact_ranks(queries, gallery, reference, target, members, approx=True)
+            *exact_ranks(
+                queries, Gallery(gallery), QueryImages(reference, target, members), approx=True
+            )
         )
 
     t_fp32 = best_of(fp32_path, args.repeat)

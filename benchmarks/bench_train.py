@@ -66,7 +66,7 @@ def epoch_times(triplets: int, threads: int, repeat: int = 2) -> tuple[float, fl
 
     from cirflow.data.demo import generate_demo
     from cirflow.model.checkpoints import save_atomic
-    from cirflow.model.features import extract_shard
+    from cirflow.model.features import FeatureSettings, FeatureShard, extract_shard
     from cirflow.train.config import TrainSettings
     from cirflow.train.loop import Trainer
     from cirflow.train.pretrain import backbone_state
@@ -80,7 +80,8 @@ def epoch_times(triplets: int, threads: int, repeat: int = 2) -> tuple[float, fl
         features = {}
         for split in ("train", "val"):
             out = Path(tmp) / f"features/{split}.npy"
-            extract_shard(preset, root, split, 0, 1, out, batch_size=128, progress=False)
+            settings = FeatureSettings(batch_size=128, progress=False)
+            extract_shard(preset, root, FeatureShard(split, 0, 1), out, settings)
             features[split] = [str(out)]
         common = dict(
             cirr_root=str(root),

@@ -8,12 +8,13 @@ from PIL import Image
 
 from cirflow.boxes.postfilter import Detections, postfilter
 from cirflow.boxes.saliency import SaliencyDetector
-from cirflow.boxes.shards import merge_shards, run_shard, shard_images
+from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_shards, run_shard, shard_images
 from cirflow.data.box_format import box_problem, load_boxes
 from cirflow.errors import CirflowError
 
 SALIENCY = {"saliency": {}}
 POSTFILTER = {"min_area": 0.002, "max_boxes": 10}
+METHOD = BoxMethod("saliency", SALIENCY, POSTFILTER)
 
 
 def iou(a, b):
@@ -90,11 +91,11 @@ def test_shard_selection_partitions_sorted_names():
         shard_images(names, 3, 3, None)
 
 
-def _run(root, split, n, out_dir, **kw):
+def _run(root, split, n, out_dir, max_images=None):
     paths = []
     for i in range(n):
         path = out_dir / f"shard-{i}-of-{n}.json"
-        run_shard(root, split, "saliency", SALIENCY, POSTFILTER, i, n, path, progress=False, **kw)
+        run_shard(root, ShardSpec(split, i, n, max_images), METHOD, path, progress=False)
         paths.append(path)
     boxes, meta = out_dir / f"{split}.json", out_dir / f"{split}.meta.json"
     merge_shards(paths, boxes, meta)
@@ -141,8 +142,8 @@ def test_bad_images_are_recorded_not_fatal(mini_cirr, tmp_path):
 def test_merge_refuses_mixed_shards(mini_cirr, tmp_path):
     a = tmp_path / "a.json"
     b = tmp_path / "b.json"
-    run_shard(mini_cirr, "val", "saliency", SALIENCY, POSTFILTER, 0, 2, a, progress=False)
-    run_shard(mini_cirr, "test1", "saliency", SALIENCY, POSTFILTER, 1, 2, b, progress=False)
+    run_shard(mini_cirr, ShardSpec("val", 0, 2), METHOD, a, progress=False)
+    run_shard(mini_cirr, ShardSpec("test1", 1, 2), METHOD, b, progress=False)
     with pytest.raises(CirflowError, match="refusing to mix"):
         merge_shards([a, b], tmp_path / "m.json", tmp_path / "m.meta.json")
     assert not (tmp_path / "m.json").exists()
@@ -157,7 +158,7 @@ def test_failed_run_leaves_previous_output_intact(mini_cirr, tmp_path, monkeypat
 
     monkeypatch.setattr(SaliencyDetector, "detect", explode)
     with pytest.raises(RuntimeError):
-        run_shard(mini_cirr, "val", "saliency", SALIENCY, POSTFILTER, 0, 1, out, progress=False)
+        run_shard(mini_cirr, ShardSpec("val", 0, 1), METHOD, out, progress=False)
     assert out.read_text() == "previous result"
     assert not list(tmp_path.glob(".shard.json.*")), "a temporary file was left behind"
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from cirflow.boxes.shards import merge_results, merge_shards, run_shard
+from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_results, merge_shards, run_shard
 from cirflow.data.cirr import CirrDataset
 from cirflow.errors import CirflowError
 
@@ -15,7 +15,9 @@ def _shards(root, n, tmp_path):
     paths = []
     for i in range(n):
         path = tmp_path / f"shard-{i}-of-{n}.json"
-        run_shard(root, "train", "saliency", {}, {}, i, n, path, progress=False)
+        run_shard(
+            root, ShardSpec("train", i, n), BoxMethod("saliency", {}, {}), path, progress=False
+        )
         paths.append(path)
     return paths
 
@@ -46,7 +48,9 @@ def test_a_root_with_annotations_only_is_an_error(mini_cirr, tmp_path, capsys):
 
     bare = tmp_path / "bare"
     shutil.copytree(mini_cirr / "cirr", bare / "cirr")
-    result = run_shard(bare, "val", "saliency", {}, {}, 0, 1, None, progress=False)
+    result = run_shard(
+        bare, ShardSpec("val", 0, 1), BoxMethod("saliency", {}, {}), None, progress=False
+    )
     assert len(result["errors"]) == 9
     with pytest.raises(CirflowError, match="9 of 9 images cannot be read"):
         merge_results([result], tmp_path / "val.json", tmp_path / "val.meta.json")
@@ -67,14 +71,14 @@ def table(tiny_demo):
 
 
 def test_stage2_refuses_a_box_file_that_boxes_too_few_targets(tiny_demo, table, tmp_path):
-    from cirflow.data.regions import load_training_boxes
+    from cirflow.data.regions import BoxFile
 
     targets = sorted({t["target_hard"] for t in CirrDataset(tiny_demo, "train").triplets})
     path = tmp_path / "train.json"
 
     def load(boxes, fraction=0.1):
         path.write_text(json.dumps(boxes))
-        return load_training_boxes(path, table, 64, set(targets), min_targets_with_boxes=fraction)
+        return BoxFile(path).load_training(table, 64, set(targets), min_targets_with_boxes=fraction)
 
     with pytest.raises(CirflowError, match=r"the box file is empty \(\{\}\)"):
         load({})

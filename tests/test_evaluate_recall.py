@@ -264,7 +264,7 @@ def test_submission_format(shared_cirr):
 
 def test_bf16_first_pass_gives_the_exact_ranks():
     """exact_ranks (bf16 pass + fp32 band) == ranks from fp32 scores, on near-tie-heavy data."""
-    from cirflow.evaluate.ranking import exact_ranks
+    from cirflow.evaluate.ranking import Gallery, QueryImages, exact_ranks
     from cirflow.evaluate.recall import recall_ranks
 
     g = torch.Generator().manual_seed(3)
@@ -283,7 +283,8 @@ def test_bf16_first_pass_gives_the_exact_ranks():
         [reference, target, *(torch.randint(0, n, (q_n,), generator=g) for _ in range(4))], 1
     )
     ref_rank, ref_sub = recall_ranks(max_token_scores(queries, gallery), reference, target, members)
-    rank, sub = exact_ranks(queries, gallery, reference, target, members, approx=True)
+    images = QueryImages(reference, target, members)
+    rank, sub = exact_ranks(queries, Gallery(gallery), images, approx=True)
     assert torch.equal(sub, ref_sub)
     within = ref_rank < 50
     assert torch.equal(rank[within], ref_rank[within])
@@ -294,7 +295,7 @@ def test_bf16_first_pass_gives_the_exact_ranks():
 def test_top_lists_come_from_the_same_ranking(approx):
     """ranks_and_top's lists: the exact fp32 order (ties by gallery order), reference left out,
     a target of rank r < k at position r; with the bf16 first pass as without it."""
-    from cirflow.evaluate.ranking import ranks_and_top
+    from cirflow.evaluate.ranking import Gallery, QueryImages, ranks_and_top
     from cirflow.evaluate.recall import recall_ranks, stable_topk
 
     g = torch.Generator().manual_seed(5)
@@ -317,22 +318,27 @@ def test_top_lists_come_from_the_same_ranking(approx):
     masked[torch.arange(q_n), reference] = float("-inf")
     expected = stable_topk(masked, k)
 
-    rank, _, top = ranks_and_top(queries, gallery, reference, target, members, k, approx=approx)
+    images = QueryImages(reference, target, members)
+    rank, _, top = ranks_and_top(queries, Gallery(gallery), images, k, approx=approx)
     assert top.shape == (q_n, k)
     assert not (top == reference[:, None]).any()
     assert torch.equal(top, expected)
     for i in torch.nonzero(ref_rank < k).flatten().tolist():
         assert top[i, rank[i]] == target[i]
-    assert ranks_and_top(queries, gallery, reference, target, members, 0, approx=approx)[2] is None
+    assert ranks_and_top(queries, Gallery(gallery), images, 0, approx=approx)[2] is None
 
 
 def test_rankings_file_keeps_ranks_to_the_limit_and_one_based():
+    from cirflow.evaluate.evaluator import Rankings
     from cirflow.evaluate.rankings import RANK_LIMIT, rankings_document
 
     triplets = [_triplet(i, f"r{i}", f"t{i}", [f"r{i}", f"t{i}"]) for i in range(4)]
-    doc = rankings_document(
-        triplets, ["a", "b", "c"], [0, RANK_LIMIT - 1, RANK_LIMIT, 70], [0, 1, 2, 3], [[2, 0]] * 4
+    ranked = Rankings(
+        torch.tensor([0, RANK_LIMIT - 1, RANK_LIMIT, 70]),
+        torch.tensor([0, 1, 2, 3]),
+        torch.tensor([[2, 0]] * 4),
     )
+    doc = rankings_document(triplets, ["a", "b", "c"], ranked)
     assert [q["rank"] for q in doc["queries"]] == [1, RANK_LIMIT, None, None]
     assert [q["subset_rank"] for q in doc["queries"]] == [1, 2, 3, 4]
     assert doc["queries"][0]["top"] == ["c", "a"] and "edit_type" not in doc["queries"][0]

@@ -15,7 +15,7 @@ from cirflow.data.transforms import normalize
 from cirflow.errors import CirflowError
 from cirflow.model.config import ModelConfig
 from cirflow.model.factory import build_model
-from cirflow.model.features import extract_shard
+from cirflow.model.features import FeatureSettings, FeatureShard, extract_shard
 from cirflow.model.presets import get_preset
 from cirflow.model.sprc import SPRC
 from cirflow.train.config import TrainSettings
@@ -47,7 +47,8 @@ def extract(preset, root, split, out_dir, n=2):
     paths = []
     for shard in range(n):
         path = out_dir / f"{split}/shard-{shard}-of-{n}.npy"
-        extract_shard(preset, root, split, shard, n, path, batch_size=5, progress=False)
+        settings = FeatureSettings(batch_size=5, progress=False)
+        extract_shard(preset, root, FeatureShard(split, shard, n), path, settings)
         paths.append(str(path))
     return paths
 
@@ -88,7 +89,9 @@ def test_same_inputs_give_byte_identical_feature_files(demo_root, backbone, tmp_
 
 def test_a_trainable_vit_refuses_cached_features(demo_root, tmp_path):
     with pytest.raises(CirflowError, match="frozen ViT"):
-        extract_shard(get_preset("tiny_scratch"), demo_root, "val", 0, 1, tmp_path / "x.npy")
+        extract_shard(
+            get_preset("tiny_scratch"), demo_root, FeatureShard("val", 0, 1), tmp_path / "x.npy"
+        )
 
 
 def test_training_from_features_equals_training_from_pixels(demo_root, backbone, tmp_path):

@@ -9,7 +9,7 @@ from PIL import Image
 from cirflow.boxes.detectors import make_detector, method_config
 from cirflow.boxes.hybrid import HybridDetector
 from cirflow.boxes.postfilter import Detections
-from cirflow.boxes.shards import merge_results, run_shard
+from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_results, run_shard
 from cirflow.boxes.stats import stats_for_file
 from cirflow.data.box_format import sidecar_path
 from cirflow.errors import CirflowError
@@ -104,7 +104,8 @@ def test_hybrid_shard_records_the_source_of_each_image(tmp_path, conf, source):
     (root / "cirr/image_splits").mkdir(parents=True)
     (root / "cirr/image_splits/split.rc2.val.json").write_text(json.dumps(split))
     cfg = {"yolo": {**RANDOM_YOLO, "conf": conf}, "saliency": {}, "hybrid": {}}
-    result = run_shard(root, "val", "hybrid", cfg, POSTFILTER, 0, 1, None, progress=False)
+    hybrid = BoxMethod("hybrid", cfg, POSTFILTER)
+    result = run_shard(root, ShardSpec("val", 0, 1), hybrid, None, progress=False)
     out = tmp_path / "val.json"
     merge_results([result], out, sidecar_path(out))
     meta = json.loads(sidecar_path(out).read_text())

@@ -14,7 +14,7 @@ from PIL import Image
 
 from cirflow.boxes.postfilter import postfilter
 from cirflow.boxes.saliency import SaliencyDetector
-from cirflow.boxes.shards import merge_results, run_shard
+from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_results, run_shard
 from cirflow.data.box_format import load_boxes, sidecar_path
 from cirflow.data.images import read_image
 
@@ -123,7 +123,8 @@ def test_read_image_on_every_kind(odd_dataset):
 
 
 def check_run(root: Path, tmp_path: Path, method: str, cfg: dict) -> tuple[dict, dict]:
-    result = run_shard(root, "val", method, cfg, POSTFILTER, 0, 1, None, progress=False)
+    box_method = BoxMethod(method, cfg, POSTFILTER)
+    result = run_shard(root, ShardSpec("val", 0, 1), box_method, None, progress=False)
     out = tmp_path / f"{method}.json"
     merge_results([result], out, sidecar_path(out))
     boxes = load_boxes(out)  # every box valid and normalised

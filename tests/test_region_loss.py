@@ -223,11 +223,11 @@ def _write(path, obj):
 
 
 def test_good_box_file_maps_every_target(demo_root, table, tmp_path):
-    from cirflow.data.regions import load_training_boxes
+    from cirflow.data.regions import BoxFile
 
     gt = json.loads((demo_root / "boxes_gt.json").read_text())
     boxes = {n: gt[n] for n in table.names}
-    out, counts = load_training_boxes(_write(tmp_path / "train.json", boxes), table, 64)
+    out, counts = BoxFile(_write(tmp_path / "train.json", boxes)).load_training(table, 64)
     assert counts["unknown_images"] == 0 and counts["targets_missing_from_file"] == 0
     assert counts["targets_with_boxes"] == len(out) > 0
     assert sum(counts["rejected"].values()) == 0
@@ -236,22 +236,22 @@ def test_good_box_file_maps_every_target(demo_root, table, tmp_path):
 
 
 def test_bad_box_files_are_errors_or_counted(demo_root, table, tmp_path):
-    from cirflow.data.regions import load_training_boxes
+    from cirflow.data.regions import BoxFile
 
     names = table.names
     # Pixels instead of normalised coordinates: the whole file is rejected.
     pixels = {n: [[10, 20, 120, 90]] for n in names}
     with pytest.raises(CirflowError, match="pixel coordinates"):
-        load_training_boxes(_write(tmp_path / "px.json", pixels), table, 64)
+        BoxFile(_write(tmp_path / "px.json", pixels)).load_training(table, 64)
     # A box file of another split: no name matches.
     other = {n.replace("train", "dev"): [[0.1, 0.1, 0.5, 0.5]] for n in names}
     with pytest.raises(CirflowError, match="another split"):
-        load_training_boxes(_write(tmp_path / "val.json", other), table, 64)
+        BoxFile(_write(tmp_path / "val.json", other)).load_training(table, 64)
     # Invalid JSON / wrong structure.
     with pytest.raises(CirflowError, match="not valid JSON"):
-        load_training_boxes(_write(tmp_path / "bad.json", "{not json"), table, 64)
+        BoxFile(_write(tmp_path / "bad.json", "{not json")).load_training(table, 64)
     with pytest.raises(CirflowError, match="expected a list"):
-        load_training_boxes(_write(tmp_path / "bad2.json", {names[0]: 3}), table, 64)
+        BoxFile(_write(tmp_path / "bad2.json", {names[0]: 3})).load_training(table, 64)
     # Mixed bad boxes: each rejected or clipped and counted, the good ones kept.
     mixed = {
         names[0]: [[0.5, 0.1, 0.2, 0.6], [0.1, 0.1, 0.6, 0.6]],  # x1 > x2 -> rejected
@@ -266,7 +266,7 @@ def test_bad_box_files_are_errors_or_counted(demo_root, table, tmp_path):
     }
     path = tmp_path / "mixed.json"
     path.write_text(json.dumps(mixed).replace("NaN", "NaN"))
-    out, counts = load_training_boxes(path, table, 64, set(names[:6]))
+    out, counts = BoxFile(path).load_training(table, 64, set(names[:6]))
     assert counts["rejected"]["empty_or_inverted"] == 1
     assert counts["rejected"]["nan_or_inf"] == 1
     assert counts["rejected"]["pixel_coordinates"] == 1
@@ -278,7 +278,7 @@ def test_bad_box_files_are_errors_or_counted(demo_root, table, tmp_path):
     # A sidecar that disagrees on an image's size rejects that image's boxes.
     meta = {"images": {names[0]: {"size": [1, 1]}}}
     (tmp_path / "mixed.meta.json").write_text(json.dumps(meta))
-    out, counts = load_training_boxes(path, table, 64, set(names[:6]))
+    out, counts = BoxFile(path).load_training(table, 64, set(names[:6]))
     assert counts["rejected"]["size_mismatch"] == 2 and table.index[names[0]] not in out
 
 

@@ -10,7 +10,13 @@ import torch
 from cirflow.data.tables import model_input
 from cirflow.data.transforms import geometry, map_boxes
 from cirflow.errors import CirflowError
-from cirflow.evaluate.ranking import exact_ranks, max_token_scores, pair_scores
+from cirflow.evaluate.ranking import (
+    Gallery,
+    QueryImages,
+    exact_ranks,
+    max_token_scores,
+    pair_scores,
+)
 from cirflow.evaluate.settings import EvalSettings
 from cirflow.model.presets import get_preset
 from cirflow.model.sprc import SPRC, patch_mask, union_scores
@@ -44,6 +50,14 @@ def test_the_patch_mask_holds_the_centres_inside_the_box_and_cls():
     assert inside == {(r, c) for r in (1, 2, 3) for c in (2, 3, 4)}
     # A box holding no patch centre takes the patch under its own centre.
     assert mask[1, 1:].nonzero().flatten().tolist() == [0]
+
+
+def test_a_box_smaller_than_a_patch_takes_the_patch_under_its_centre_row_and_column():
+    # Centre (x, y) = (42, 14): column 5, row 1, so row-major patch 1·8 + 5 (its transpose would
+    # be 5·8 + 1); no patch centre 8k + 4 lies in x ∈ [41, 43] or y ∈ [13, 15].
+    mask = patch_mask(torch.tensor([[41.0, 13.0, 43.0, 15.0]]), 8, 64)
+    assert mask[0, 0]  # CLS
+    assert mask[0, 1:].nonzero().flatten().tolist() == [1 * 8 + 5]
 
 
 def test_a_region_token_depends_only_on_the_patches_inside_its_box(models):
@@ -137,12 +151,13 @@ def test_ranking_with_region_tokens_leaves_images_without_boxes_exactly_as_they_
     ref, tgt = torch.arange(40) % 70, (torch.arange(40) + 1) % 70
     members = torch.stack([tgt, (tgt + 1) % 70, (tgt + 2) % 70], dim=1)
     none = (r, torch.zeros_like(valid))
+    images = QueryImages(ref, tgt, members)
     for approx in (False, True):
         assert all(
             torch.equal(a, b)
             for a, b in zip(
-                exact_ranks(q, k, ref, tgt, members, approx=approx, regions=none),
-                exact_ranks(q, k, ref, tgt, members, approx=approx),
+                exact_ranks(q, Gallery(k, none), images, approx=approx),
+                exact_ranks(q, Gallery(k), images, approx=approx),
                 strict=True,
             )
         )

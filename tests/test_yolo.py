@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cirflow.boxes.shards import merge_results, merge_shards, run_shard
+from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_results, merge_shards, run_shard
 from cirflow.data.box_format import box_area, box_problem, load_boxes, sidecar_path
 from cirflow.errors import CirflowError
 
@@ -69,9 +69,8 @@ def check_box_file(path: Path, max_boxes: int) -> dict:
 
 
 def test_yolo_shard_on_photos_gives_valid_capped_sorted_boxes(photo_dataset, tmp_path):
-    result = run_shard(
-        photo_dataset, "val", "yolo", {"yolo": RANDOM_YOLO}, POSTFILTER, 0, 1, None, progress=False
-    )
+    yolo = BoxMethod("yolo", {"yolo": RANDOM_YOLO}, POSTFILTER)
+    result = run_shard(photo_dataset, ShardSpec("val", 0, 1), yolo, None, progress=False)
     out = tmp_path / "val.json"
     merge_results([result], out, sidecar_path(out))
     boxes = check_box_file(out, POSTFILTER["max_boxes"])
@@ -91,9 +90,10 @@ def test_yolo_shard_on_photos_gives_valid_capped_sorted_boxes(photo_dataset, tmp
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_merged_yolo_boxes_identical_for_1_and_2_shards(photo_dataset, tmp_path, batch_size):
     cfg = {"yolo": {**RANDOM_YOLO, "batch_size": batch_size}}
-    one = run_shard(photo_dataset, "val", "yolo", cfg, POSTFILTER, 0, 1, None, progress=False)
+    yolo = BoxMethod("yolo", cfg, POSTFILTER)
+    one = run_shard(photo_dataset, ShardSpec("val", 0, 1), yolo, None, progress=False)
     two = [
-        run_shard(photo_dataset, "val", "yolo", cfg, POSTFILTER, i, 2, tmp_path / f"s{i}.json")
+        run_shard(photo_dataset, ShardSpec("val", i, 2), yolo, tmp_path / f"s{i}.json")
         for i in range(2)
     ]
     merge_results([one], tmp_path / "one.json", tmp_path / "one.meta.json")

@@ -1,19 +1,23 @@
 """Adapter for rule detect_shard."""
 
-from cirflow.boxes.shards import run_shard
+from cirflow.boxes.shards import BoxMethod, ShardSpec, run_shard
 from cirflow.logs import job_log
 
 with job_log(snakemake.log[0], snakemake.output):
     p = snakemake.params.detect
     run_shard(
         snakemake.params.root,
-        split=snakemake.wildcards.split,
-        method=snakemake.wildcards.method,
-        method_config=p["method_config"],
-        postfilter_config=p["postfilter"],
-        shard=int(snakemake.wildcards.shard),
-        num_shards=int(snakemake.wildcards.n),
+        ShardSpec(
+            split=snakemake.wildcards.split,
+            shard=int(snakemake.wildcards.shard),
+            num_shards=int(snakemake.wildcards.n),
+            max_images=p["max_images"],
+        ),
+        BoxMethod(
+            name=snakemake.wildcards.method,
+            config=p["method_config"],
+            postfilter=p["postfilter"],
+        ),
         out_path=snakemake.output[0],
-        max_images=p["max_images"],
         decode_workers=snakemake.threads,
     )

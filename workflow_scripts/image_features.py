@@ -1,7 +1,7 @@
 """Adapter for rule image_features: cached ViT tokens of one shard of a split."""
 
 from cirflow.logs import job_log
-from cirflow.model.features import extract_shard
+from cirflow.model.features import FeatureSettings, FeatureShard, extract_shard
 from cirflow.model.presets import get_preset
 
 model = snakemake.params.model
@@ -15,12 +15,16 @@ with job_log(snakemake.log[0], snakemake.output):
             weights=model.get("weights"),
         ),
         snakemake.params.root,
-        split=snakemake.wildcards.split,
-        shard=int(snakemake.wildcards.shard),
-        num_shards=int(snakemake.wildcards.n),
+        FeatureShard(
+            split=snakemake.wildcards.split,
+            shard=int(snakemake.wildcards.shard),
+            num_shards=int(snakemake.wildcards.n),
+        ),
         out=snakemake.output.array,
-        batch_size=features["batch_size"],
-        device=features["device"],
-        num_workers=features["num_workers"],
-        max_unreadable_fraction=features["max_unreadable_fraction"],
+        settings=FeatureSettings(
+            batch_size=features["batch_size"],
+            device=features["device"],
+            num_workers=features["num_workers"],
+            max_unreadable_fraction=features["max_unreadable_fraction"],
+        ),
     )

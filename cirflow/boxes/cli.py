@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cirflow.boxes import quality
 from cirflow.boxes.detectors import METHODS, method_config
-from cirflow.boxes.shards import merge_results, run_shard
+from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_results, run_shard
 from cirflow.boxes.stats import format_seed_summary, stats_for_file
 from cirflow.data.box_format import sidecar_path
 from cirflow.data.cirr import SPLITS
@@ -56,14 +56,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
         result = run_shard(
             args.cirr_root,
-            split,
-            args.method,
-            cfg,
-            boxes_cfg.get("postfilter", {}),
-            shard=0,
-            num_shards=1,
+            ShardSpec(split, shard=0, num_shards=1, max_images=args.max_images),
+            BoxMethod(args.method, cfg, boxes_cfg.get("postfilter", {})),
             out_path=None,
-            max_images=args.max_images,
             decode_workers=args.workers,
         )
         merge_results([result], output, sidecar_path(output), args.max_unreadable_fraction)

@@ -135,10 +135,7 @@ def train_detector(
     **settings,
 ) -> dict:
     """Train the demo detector; write `weights_out` (atomically) and a summary JSON."""
-    unknown = sorted(set(settings) - set(DEFAULTS) - {"train", "threads"})
-    if unknown:
-        raise CirflowError(f"boxes.detector: unknown key(s) {', '.join(unknown)}")
-    cfg = {**DEFAULTS, **{k: v for k, v in settings.items() if k in DEFAULTS}}
+    cfg = _detector_settings(settings)
     import torch
     from ultralytics import YOLO
 
@@ -152,7 +149,36 @@ def train_detector(
     torch.manual_seed(int(cfg["seed"]))
     model = YOLO(cfg["model"], task="detect")
     run_dir = out / "run"
-    model.train(
+    model.train(**_ultralytics_train_args(cfg, data_yaml, run_dir))
+    _copy_last_weights(run_dir, weights_out)
+    summary = {
+        "weights": str(weights_out),
+        "settings": cfg,
+        "threads": threads,
+        "class": CLASS_NAME,
+        "dataset": str(data_yaml),
+        "seconds": round(time.time() - start, 1),
+        "last_epoch": _last_row(run_dir / "results.csv"),
+    }
+    if summary_out is not None:
+        write_json_atomic(summary_out, summary, indent=2)
+    log.info("demo detector trained in %.0f s -> %s", summary["seconds"], weights_out)
+    return summary
+
+
+def _detector_settings(settings: dict) -> dict:
+    """DEFAULTS overridden by config `boxes.detector` (its `train` and `threads` keys are the
+    workflow's, not ultralytics')."""
+    unknown = sorted(set(settings) - set(DEFAULTS) - {"train", "threads"})
+    if unknown:
+        raise CirflowError(f"boxes.detector: unknown key(s) {', '.join(unknown)}")
+    return {**DEFAULTS, **{k: v for k, v in settings.items() if k in DEFAULTS}}
+
+
+def _ultralytics_train_args(cfg: dict, data_yaml: Path, run_dir: Path) -> dict:
+    """ultralytics' `YOLO.train` arguments: a seeded, deterministic CPU-friendly run from
+    scratch into `run_dir`."""
+    return dict(
         data=str(data_yaml),
         epochs=int(cfg["epochs"]),
         imgsz=int(cfg["imgsz"]),
@@ -177,21 +203,12 @@ def train_detector(
         cache=False,
         verbose=False,
     )
+
+
+def _copy_last_weights(run_dir: Path, weights_out: str | Path) -> None:
+    """The last epoch's weights (never chosen on val) → `weights_out`, atomically."""
     last = run_dir / "weights" / "last.pt"
     if not last.exists():
         raise CirflowError(f"ultralytics training finished without writing {last}")
     with atomic_path(weights_out, suffix=".tmp.pt") as tmp:
         shutil.copyfile(last, tmp)
-    summary = {
-        "weights": str(weights_out),
-        "settings": cfg,
-        "threads": threads,
-        "class": CLASS_NAME,
-        "dataset": str(data_yaml),
-        "seconds": round(time.time() - start, 1),
-        "last_epoch": _last_row(run_dir / "results.csv"),
-    }
-    if summary_out is not None:
-        write_json_atomic(summary_out, summary, indent=2)
-    log.info("demo detector trained in %.0f s -> %s", summary["seconds"], weights_out)
-    return summary

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -68,84 +69,110 @@ def _batches(reads: Iterator[ImageRead], size: int) -> Iterator[list[ImageRead]]
         yield batch
 
 
+@dataclass(frozen=True)
+class ShardSpec:
+    """Which images a shard takes: shard `shard` of `num_shards` of `split`, out of the first
+    `max_images` (None: all) of its sorted names (`shard_images`)."""
+
+    split: str
+    shard: int
+    num_shards: int
+    max_images: int | None = None
+
+
+@dataclass(frozen=True)
+class BoxMethod:
+    """A box method (`detectors.METHODS`), the config subtrees it reads
+    (`detectors.method_config`) and the post-filter's settings (`min_area`, `max_boxes`)."""
+
+    name: str
+    config: dict
+    postfilter: dict
+
+
 def run_shard(
     dataset_root: str | Path,
-    split: str,
-    method: str,
-    method_config: dict,
-    postfilter_config: dict,
-    shard: int,
-    num_shards: int,
+    spec: ShardSpec,
+    method: BoxMethod,
     out_path: str | Path | None,
-    max_images: int | None = None,
     decode_workers: int = 1,
     progress: bool = True,
 ) -> dict:
     """Detect boxes for one shard of a split; write the shard file atomically if out_path."""
-    dataset = CirrDataset(dataset_root, split, with_captions=False)
-    names = shard_images(list(dataset.images), shard, num_shards, max_images)
-    detector = make_detector(method, method_config)
-    min_area = float(postfilter_config.get("min_area", 0.0))
-    max_boxes = int(postfilter_config.get("max_boxes", 100))
-    boxes: dict[str, list] = {}
-    meta: dict[str, dict] = {}
-    errors: list[dict] = []
+    dataset = CirrDataset(dataset_root, spec.split, with_captions=False)
+    names = shard_images(list(dataset.images), spec.shard, spec.num_shards, spec.max_images)
+    found = _ShardBoxes(make_detector(method.name, method.config), method.postfilter)
     paths = [dataset.image_path(n) for n in names]
-    batch_size = max(1, int(getattr(detector, "batch_size", 1)))
+    batch_size = max(1, int(getattr(found.detector, "batch_size", 1)))
     reads = iter_decoded(paths, workers=decode_workers, prefetch=max(32, 2 * batch_size))
     bar = tqdm(
         total=len(names),
-        desc=f"{method} {split} shard {shard}/{num_shards}",
+        desc=f"{method.name} {spec.split} shard {spec.shard}/{spec.num_shards}",
         unit="img",
         disable=not progress,
         mininterval=2.0,
     )
     position = 0
     for batch in _batches(reads, batch_size):
-        batch_names = names[position : position + len(batch)]
+        found.add(names[position : position + len(batch)], batch)
         position += len(batch)
-        readable = [(n, r) for n, r in zip(batch_names, batch, strict=True) if r.ok]
-        for n, r in zip(batch_names, batch, strict=True):
-            if not r.ok:
-                log.warning("unreadable image %s (%s): %s", n, r.path, r.error)
-                errors.append({"image": n, "error": r.error})
-                boxes[n] = []
-        detections: list[Detections] = (
-            detector.detect([r.image for _, r in readable]) if readable else []
-        )
-        for (n, r), det in zip(readable, detections, strict=True):
-            det = postfilter(det, min_area=min_area, max_boxes=max_boxes)
-            boxes[n] = det.boxes
-            meta[n] = {
-                "size": list(r.size),
-                "scores": det.scores,
-                "labels": det.labels,
-                "source": det.source,
-            }
         bar.update(len(batch))
     bar.close()
     result = {
         "format": SHARD_FORMAT,
-        "split": split,
-        "method": method,
-        "shard": shard,
-        "num_shards": num_shards,
-        "boxes": boxes,
-        "meta": meta,
-        "errors": errors,
+        "split": spec.split,
+        "method": method.name,
+        "shard": spec.shard,
+        "num_shards": spec.num_shards,
+        "boxes": found.boxes,
+        "meta": found.meta,
+        "errors": found.errors,
     }
     if out_path is not None:
         write_json_atomic(out_path, result)
     log.info(
         "shard %d/%d of %s: %d images, %d unreadable -> %s",
-        shard,
-        num_shards,
-        split,
+        spec.shard,
+        spec.num_shards,
+        spec.split,
         len(names),
-        len(errors),
+        len(found.errors),
         out_path,
     )
     return result
+
+
+class _ShardBoxes:
+    """A shard's boxes, sidecar entries and unreadable images, batch by batch, in image order."""
+
+    def __init__(self, detector, postfilter_config: dict):
+        self.detector = detector
+        self.min_area = float(postfilter_config.get("min_area", 0.0))
+        self.max_boxes = int(postfilter_config.get("max_boxes", 100))
+        self.boxes: dict[str, list] = {}
+        self.meta: dict[str, dict] = {}
+        self.errors: list[dict] = []
+
+    def add(self, names: list[str], reads: list[ImageRead]) -> None:
+        """An unreadable image gets [] and an error entry; the others, their filtered boxes."""
+        readable = [(n, r) for n, r in zip(names, reads, strict=True) if r.ok]
+        for n, r in zip(names, reads, strict=True):
+            if not r.ok:
+                log.warning("unreadable image %s (%s): %s", n, r.path, r.error)
+                self.errors.append({"image": n, "error": r.error})
+                self.boxes[n] = []
+        detections: list[Detections] = (
+            self.detector.detect([r.image for _, r in readable]) if readable else []
+        )
+        for (n, r), det in zip(readable, detections, strict=True):
+            det = postfilter(det, min_area=self.min_area, max_boxes=self.max_boxes)
+            self.boxes[n] = det.boxes
+            self.meta[n] = {
+                "size": list(r.size),
+                "scores": det.scores,
+                "labels": det.labels,
+                "source": det.source,
+            }
 
 
 def merge_shards(

@@ -24,7 +24,7 @@ import torch
 
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.feature_index import read_index
-from cirflow.data.images import check_unreadable_fraction
+from cirflow.data.tables import SplitTable
 from cirflow.errors import CirflowError
 
 
@@ -77,7 +77,7 @@ class FeatureStore:
         return out
 
 
-class FeatureTable:
+class FeatureTable(SplitTable):
     """A split's images as cached ViT tokens: the `ImageTable` interface (names in split-file
     order, `index`, `get`, `image_size`, `unreadable`, `is_readable`)."""
 
@@ -102,18 +102,6 @@ class FeatureTable:
         self.index = {n: i for i, n in enumerate(self.names)}
         # name -> why it cannot be read (found once, by the image-features stage).
         self.unreadable = {n: e for n, e in store.unreadable.items() if n in self.index}
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def is_readable(self, name: str) -> bool:
-        return name not in self.unreadable
-
-    def check_unreadable(self, max_fraction: float, key: str) -> None:
-        """Fail at once, listing the images, when more than `max_fraction` cannot be read."""
-        check_unreadable_fraction(
-            self.unreadable, len(self.names), f"split {self.split}", max_fraction, key
-        )
 
     def get(self, indices: list[int] | torch.Tensor) -> torch.Tensor:
         """float16 (B, T, D) cached tokens of these image indices (zeros if unreadable)."""

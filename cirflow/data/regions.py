@@ -4,7 +4,7 @@ the boxes of a split's images into the model input (TargetPad → Resize → Cen
 One home for every split: the training targets of the region loss (`aux`), the training targets
 and references of the region tokens (`tokens`), and the gallery images of an evaluation with
 region tokens (val, test1), each with its own box file of the same method (docs/design.md §6).
-`load_image_boxes` does the work; `load_training_boxes` is its name for the training targets.
+`load_image_boxes` does the work; `BoxFile.load_training` is its name for the training targets.
 
 What happens to bad input (never a silent wrong loss):
 
@@ -64,37 +64,37 @@ class BoxFile:
     path: str | Path
     meta: str | Path | None = None
 
+    def load_training(
+        self,
+        table: ImageTable,
+        image_size: int,
+        target_names: set[str] | None = None,
+        max_boxes: int | None = None,
+        min_targets_with_boxes: float = 0.0,
+        min_key: str = "train.stage2.min_targets_with_boxes",
+    ) -> tuple[dict[int, torch.Tensor], dict]:
+        """Boxes of the training targets (`target_names`; default every image of the table),
+        in model-input pixels: {image index: (K, 4)} and counts (`load_image_boxes`).
 
-def load_training_boxes(
-    box_file: str | Path,
-    table: ImageTable,
-    image_size: int,
-    target_names: set[str] | None = None,
-    meta_file: str | Path | None = None,
-    max_boxes: int | None = None,
-    min_targets_with_boxes: float = 0.0,
-    min_key: str = "train.stage2.min_targets_with_boxes",
-) -> tuple[dict[int, torch.Tensor], dict]:
-    """Boxes of the training targets (`target_names`; default every image of the table), in
-    model-input pixels: {image index: (K, 4)} and counts (`load_image_boxes`).
-
-    `min_targets_with_boxes`: refuse the file when fewer than this fraction of the targets get
-    a box (`min_key` is the config key named in the error).
-    """
-    out, counts = load_image_boxes(box_file, table, image_size, target_names, meta_file, max_boxes)
-    if (
-        counts["targets"]
-        and counts["targets_with_boxes"] < min_targets_with_boxes * counts["targets"]
-    ):
-        raise CirflowError(
-            f"{box_file}: only {counts['targets_with_boxes']:,} of {counts['targets']:,} training "
-            f"targets have a usable box ({counts['targets_missing_from_file']:,} missing from the "
-            f"file, {counts['targets_without_boxes']:,} with none left), fewer than {min_key} = "
-            f"{min_targets_with_boxes:g}: the region loss would be 0 for most batches and stage 2 "
-            "would only repeat stage 1. Check the box file (right split? all []?) or lower "
-            f"{min_key}"
+        `min_targets_with_boxes`: refuse the file when fewer than this fraction of the targets
+        get a box (`min_key` is the config key named in the error).
+        """
+        out, counts = load_image_boxes(
+            self.path, table, image_size, target_names, self.meta, max_boxes
         )
-    return out, counts
+        if (
+            counts["targets"]
+            and counts["targets_with_boxes"] < min_targets_with_boxes * counts["targets"]
+        ):
+            raise CirflowError(
+                f"{self.path}: only {counts['targets_with_boxes']:,} of {counts['targets']:,} "
+                f"training targets have a usable box ({counts['targets_missing_from_file']:,} "
+                f"missing from the file, {counts['targets_without_boxes']:,} with none left), "
+                f"fewer than {min_key} = {min_targets_with_boxes:g}: the region loss would be 0 "
+                "for most batches and stage 2 would only repeat stage 1. Check the box file "
+                f"(right split? all []?) or lower {min_key}"
+            )
+        return out, counts
 
 
 def load_image_boxes(
@@ -114,13 +114,35 @@ def load_image_boxes(
     Each box maps through the image's own `Geometry` (its original width and height).
     """
     box_file = Path(box_file)
+    data = _read_nonempty(box_file)
+    counts = _new_counts(box_file, data)
+    counts["unknown_images"] = _count_unknown_images(box_file, data, table)
+    _refuse_pixel_coordinates(box_file, data)
+    sizes = _sidecar_sizes(box_file, meta_file, table)
+    boxes_of = _ImageBoxes(data, table, sizes, image_size, max_boxes, counts)
+    out: dict[int, torch.Tensor] = {}
+    for name in sorted(names if names is not None else set(table.names)):
+        found = boxes_of(name)
+        if found is not None:
+            idx, boxes = found
+            out[idx] = boxes
+    _log_counts(box_file, counts)
+    return out, counts
+
+
+def _read_nonempty(box_file: Path) -> dict:
     data = read_box_file(box_file)
     if not data:
         raise CirflowError(
             f"{box_file}: the box file is empty ({{}}): no image has a box, so the region "
             "term would be 0 throughout; regenerate the boxes"
         )
-    counts = {
+    return data
+
+
+def _new_counts(box_file: Path, data: dict) -> dict:
+    """Every count at zero (hparams.json holds them all, whether they happened or not)."""
+    return {
         "file": str(box_file),
         "images_in_file": len(data),
         "unknown_images": 0,
@@ -143,14 +165,21 @@ def load_image_boxes(
         "beyond_max_boxes": 0,
         "unreadable_images": 0,
     }
+
+
+def _count_unknown_images(box_file: Path, data: dict, table: ImageTable) -> int:
+    """How many of the file's names the split lacks; all of them is another split's file."""
     known = [n for n in data if n in table.index]
-    counts["unknown_images"] = len(data) - len(known)
     if data and not known:
         raise CirflowError(
             f"{box_file}: none of its {len(data)} image names is in the {table_split(table)} split "
             f"(e.g. {next(iter(data))!r}): is it the box file of another split?"
         )
-    # Whole-file pixel check: if most boxes are in pixels, the file is wrong, not a few boxes.
+    return len(data) - len(known)
+
+
+def _refuse_pixel_coordinates(box_file: Path, data: dict) -> None:
+    """Whole-file pixel check: if most boxes are in pixels, the file is wrong, not a few boxes."""
     flat = [
         b for boxes in data.values() for b in boxes if isinstance(b, (list, tuple)) and len(b) == 4
     ]
@@ -161,45 +190,88 @@ def load_image_boxes(
             f"{box_file}: {pixel} of {len(numeric)} boxes have coordinates above {PIXEL_LIMIT}: the file "
             "holds pixel coordinates, but the box format is normalised to [0, 1] (x1/w, y1/h, x2/w, y2/h)"
         )
-    sizes = {}
+
+
+def _sidecar_sizes(
+    box_file: Path, meta_file: str | Path | None, table: ImageTable
+) -> dict[str, tuple]:
+    """{image name: (width, height)} from the sidecar ({} without one); a given sidecar that
+    is missing, or one of another split, is an error."""
     side = Path(meta_file) if meta_file else sidecar_path(box_file)
     if meta_file and not side.is_file():
         raise CirflowError(f"box sidecar not found: {side}")
-    if side.is_file():
-        meta = read_json(side, what="box sidecar")
-        meta_split = meta.get("split") if isinstance(meta, dict) else None
-        split = getattr(table, "split", None)
-        if meta_split and split and meta_split != split:
-            raise CirflowError(
-                f"{side}: the sidecar of a {meta_split} box file, but these are the {split} "
-                f"images ({box_file}): give the {split} box file of the same method"
-            )
-        sizes = {
-            n: tuple(v["size"])
-            for n, v in (meta.get("images") or {}).items()
-            if isinstance(v, dict) and "size" in v
-        }
+    if not side.is_file():
+        return {}
+    meta = read_json(side, what="box sidecar")
+    meta_split = meta.get("split") if isinstance(meta, dict) else None
+    split = getattr(table, "split", None)
+    if meta_split and split and meta_split != split:
+        raise CirflowError(
+            f"{side}: the sidecar of a {meta_split} box file, but these are the {split} "
+            f"images ({box_file}): give the {split} box file of the same method"
+        )
+    return {
+        n: tuple(v["size"])
+        for n, v in (meta.get("images") or {}).items()
+        if isinstance(v, dict) and "size" in v
+    }
 
-    names = names if names is not None else set(table.names)
-    unreadable = getattr(table, "unreadable", {})
-    out: dict[int, torch.Tensor] = {}
-    for name in sorted(names):
+
+class _ImageBoxes:
+    """One image's boxes from the file, checked, mapped into input pixels and capped; every
+    box and image it leaves out is counted in `counts`."""
+
+    def __init__(
+        self,
+        data: dict,
+        table: ImageTable,
+        sizes: dict[str, tuple],
+        image_size: int,
+        max_boxes: int | None,
+        counts: dict,
+    ):
+        self.data, self.table, self.sizes = data, table, sizes
+        self.image_size, self.max_boxes, self.counts = image_size, max_boxes, counts
+        self.unreadable = getattr(table, "unreadable", {})
+
+    def __call__(self, name: str) -> tuple[int, torch.Tensor] | None:
+        """(image index, (K, 4) input pixels), or None when the image gets no box."""
+        counts = self.counts
         counts["targets"] += 1
-        if name not in data:
+        if name not in self.data:
             counts["targets_missing_from_file"] += 1
-            continue
-        if name in unreadable:
+            return None
+        if name in self.unreadable:
             counts["unreadable_images"] += 1
-            continue
-        idx = table.index[name]
-        width, height = table.image_size(idx)
-        if name in sizes and tuple(sizes[name]) != (width, height):
-            counts["rejected"]["size_mismatch"] += len(data[name])
-            counts["boxes_read"] += len(data[name])
+            return None
+        idx = self.table.index[name]
+        width, height = self.table.image_size(idx)
+        boxes = self.data[name]
+        if name in self.sizes and tuple(self.sizes[name]) != (width, height):
+            counts["rejected"]["size_mismatch"] += len(boxes)
+            counts["boxes_read"] += len(boxes)
             counts["targets_without_boxes"] += 1
-            continue
+            return None
+        good = self._checked(boxes)
+        mapped, dropped = map_boxes(
+            good, geometry(width, height, self.image_size), MIN_BOX_FRACTION
+        )
+        counts["dropped_by_crop"] += dropped
+        if self.max_boxes is not None and len(mapped) > self.max_boxes:
+            counts["beyond_max_boxes"] += len(mapped) - self.max_boxes
+            mapped = mapped[: self.max_boxes]
+        if not len(mapped):
+            counts["targets_without_boxes"] += 1
+            return None
+        counts["targets_with_boxes"] += 1
+        counts["boxes_used"] += len(mapped)
+        return idx, torch.from_numpy(np.ascontiguousarray(mapped))
+
+    def _checked(self, boxes: list) -> list[list[float]]:
+        """The valid boxes, clipped to [0, 1] within the tolerance; the others counted."""
+        counts = self.counts
         good = []
-        for box in data[name]:
+        for box in boxes:
             counts["boxes_read"] += 1
             clipped, problem = check_box(box, tolerance=CLIP_TOLERANCE)
             if clipped is None:
@@ -208,17 +280,10 @@ def load_image_boxes(
             if clipped != [float(v) for v in box]:
                 counts["clipped_to_unit"] += 1
             good.append(clipped)
-        mapped, dropped = map_boxes(good, geometry(width, height, image_size), MIN_BOX_FRACTION)
-        counts["dropped_by_crop"] += dropped
-        if max_boxes is not None and len(mapped) > max_boxes:
-            counts["beyond_max_boxes"] += len(mapped) - max_boxes
-            mapped = mapped[:max_boxes]
-        if len(mapped):
-            out[idx] = torch.from_numpy(np.ascontiguousarray(mapped))
-            counts["targets_with_boxes"] += 1
-            counts["boxes_used"] += len(mapped)
-        else:
-            counts["targets_without_boxes"] += 1
+        return good
+
+
+def _log_counts(box_file: Path, counts: dict) -> None:
     log.info(
         "boxes from %s: %d/%d targets have boxes (%d missing from the file, %d empty); %d boxes used of %d "
         "read; rejected %s; clipped to [0,1] %d; dropped by the crop %d; beyond the cap %d; "
@@ -244,7 +309,6 @@ def load_image_boxes(
             counts["targets_missing_from_file"],
             counts["targets"],
         )
-    return out, counts
 
 
 def table_split(table: ImageTable) -> str:

@@ -74,7 +74,28 @@ def _collate_decoded(items):
     return idx, imgs, sizes, errors
 
 
-class ImageTable:
+class SplitTable:
+    """What `ImageTable` and `feature_store.FeatureTable` share: the split's image names (in
+    split-file order) and the unreadable ones among them (name → why)."""
+
+    split: str
+    names: list[str]
+    unreadable: dict[str, str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def is_readable(self, name: str) -> bool:
+        return name not in self.unreadable
+
+    def check_unreadable(self, max_fraction: float, key: str) -> None:
+        """Fail at once, listing the images, when more than `max_fraction` cannot be read."""
+        check_unreadable_fraction(
+            self.unreadable, len(self.names), f"split {self.split}", max_fraction, key
+        )
+
+
+class ImageTable(SplitTable):
     """The images of one split: name → index, uint8 (3, S, S) tensors and original sizes."""
 
     def __init__(
@@ -152,18 +173,6 @@ class ImageTable:
                         errors[i] = e
                 bar.update(len(idx))
         self.unreadable = {self.names[i]: errors[i] for i in sorted(errors)}
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def is_readable(self, name: str) -> bool:
-        return name not in self.unreadable
-
-    def check_unreadable(self, max_fraction: float, key: str) -> None:
-        """Fail at once, listing the images, when more than `max_fraction` cannot be read."""
-        check_unreadable_fraction(
-            self.unreadable, len(self.names), f"split {self.split}", max_fraction, key
-        )
 
     def get(self, indices: list[int] | torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, S, S) for these image indices (decoded now when not cached; an
@@ -344,7 +353,7 @@ class TripletData:
         )
         self.tokens: list[list[int]] = enc["input_ids"]
         self.pad_id = tokenizer.pad_token_id or 0
-        # Per image index: its boxes in input pixels (stage 2, `regions.load_training_boxes`):
+        # Per image index: its boxes in input pixels (stage 2, `regions.BoxFile.load_training`):
         # the targets', and the references' too where `reference_boxes` is set (region tokens
         # of the reference images, which are candidates with batch_images negatives).
         self.target_boxes: dict[int, torch.Tensor] | None = None
@@ -400,15 +409,30 @@ class TripletData:
         batch_size: int,
         seed: int = 0,
         epoch: int = 0,
-        shuffle: bool = True,
-        drop_last: bool = True,
         num_workers: int = 0,
-        targets: bool = True,
         batching: str = "random",
     ) -> Iterator[Batch]:
-        """The batches of one epoch (same order whether images are cached or not)."""
-        order = self.permutation(seed, epoch, shuffle, batching)
-        load_targets = targets and self.target_idx is not None
+        """The batches of one training epoch: in the epoch's order (`permutation`), the last
+        partial batch dropped, with the targets (same order whether images are cached or not)."""
+        order = self.permutation(seed, epoch, True, batching)
+        with_targets = self.target_idx is not None
+        yield from self._batches_in(order, batch_size, True, with_targets, num_workers)
+
+    def query_batches(self, batch_size: int, num_workers: int = 0) -> Iterator[Batch]:
+        """Every triplet once, in triplet order, without the target images (evaluation)."""
+        order = self.permutation(0, 0, shuffle=False)
+        yield from self._batches_in(order, batch_size, False, False, num_workers)
+
+    def _batches_in(
+        self,
+        order: torch.Tensor,
+        batch_size: int,
+        drop_last: bool,
+        load_targets: bool,
+        num_workers: int,
+    ) -> Iterator[Batch]:
+        """`order` cut into batches of `batch_size` (the last partial one dropped with
+        `drop_last`), gathered here when the table is cached, else decoded by workers."""
         n_full = len(order) // batch_size
         n = n_full if drop_last else -(-len(order) // batch_size)
         chunks = [order[i * batch_size : (i + 1) * batch_size] for i in range(n)]

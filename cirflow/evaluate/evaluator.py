@@ -16,7 +16,7 @@ from cirflow.data.tables import ImageTable, TripletData
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.features import gallery_features, gallery_region_features, query_features
-from cirflow.evaluate.ranking import max_token_scores, ranks_and_top
+from cirflow.evaluate.ranking import Gallery, QueryImages, max_token_scores, ranks_and_top
 from cirflow.evaluate.recall import (
     chance_levels,
     member_matrix,
@@ -165,28 +165,11 @@ class SplitEvaluator:
         regions = None
         if self.boxes is not None:
             gallery, regions = gallery_region_features(
-                model,
-                self.table,
-                self.boxes,
-                self.device,
-                s.batch_size,
-                s.num_workers,
-                s.progress,
-                indices=self.gallery_idx,
+                model, self.table, self.boxes, self.device, s, indices=self.gallery_idx
             )
         else:
-            gallery = gallery_features(
-                model,
-                self.table,
-                self.device,
-                s.batch_size,
-                s.num_workers,
-                s.progress,
-                indices=self.gallery_idx,
-            )
-        queries = query_features(
-            model, self.data, self.device, s.batch_size, s.num_workers, s.progress
-        )
+            gallery = gallery_features(model, self.table, self.device, s, indices=self.gallery_idx)
+        queries = query_features(model, self.data, self.device, s)
         log.info(
             "%s: features of %d images and %d queries in %.1f s",
             self.split,
@@ -216,7 +199,7 @@ class SplitEvaluator:
         target = torch.tensor([index[t["target_hard"]] for t in triplets], device=dev)
         members = member_matrix(triplets, index).to(dev)
         rank, subset_rank, top = ranks_and_top(
-            queries, gallery, reference, target, members, top_k, regions=regions
+            queries, Gallery(gallery, regions), QueryImages(reference, target, members), top_k
         )
         log.info("%s: ranking in %.2f s", self.split, time.perf_counter() - t0)
         return rank, subset_rank, top

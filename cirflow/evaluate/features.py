@@ -3,6 +3,9 @@
 With region tokens (docs/design.md §6), each gallery image also gets its region tokens R from
 its own boxes (the split's box file, mapped into the input as in training by
 `cirflow.data.regions`), from the same ViT / `ln_vision` pass as its global tokens K.
+
+Each function takes the evaluation's `EvalSettings` for its batch size, DataLoader workers and
+progress bar.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from cirflow.data.tables import ImageTable, TripletData, model_input, pad_boxes
+from cirflow.evaluate.settings import EvalSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +67,7 @@ def gallery_features(
     model,
     table: ImageTable,
     device: torch.device,
-    batch_size: int = 128,
-    num_workers: int = 0,
-    progress: bool = False,
+    settings: EvalSettings,
     indices: list[int] | None = None,
 ) -> torch.Tensor:
     """K_t of the table's images `indices` (default: all), in that order: (N, nq, embed_dim) on
@@ -73,10 +75,10 @@ def gallery_features(
     n = len(table) if indices is None else len(indices)
     return _encode(
         model,
-        _image_batches(table, batch_size, num_workers, indices),
-        -(-n // batch_size),
+        _image_batches(table, settings.batch_size, settings.num_workers, indices),
+        -(-n // settings.batch_size),
         "gallery",
-        progress,
+        settings.progress,
         lambda images: model.gallery_features(model_input(images, device)),
     )
 
@@ -87,9 +89,7 @@ def gallery_region_features(
     table: ImageTable,
     boxes: dict[int, torch.Tensor],
     device: torch.device,
-    batch_size: int = 128,
-    num_workers: int = 0,
-    progress: bool = False,
+    settings: EvalSettings,
     indices: list[int] | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """(K (N, nq, D), (R (N, M, D), valid (N, M))) of the table's images `indices` (default:
@@ -103,9 +103,11 @@ def gallery_region_features(
     model.eval()
     globals_, regions, valid = [], [], []
     start = 0
-    batches = _image_batches(table, batch_size, num_workers, order)
+    batch_size = settings.batch_size
+    batches = _image_batches(table, batch_size, settings.num_workers, order)
     total = -(-len(order) // batch_size)
-    for images in tqdm(batches, total=total, desc="gallery", disable=not progress, mininterval=10):
+    bar = tqdm(batches, total=total, desc="gallery", disable=not settings.progress, mininterval=10)
+    for images in bar:
         idx = order[start : start + len(images)]
         start += len(images)
         b, v = pad_boxes([boxes.get(i, empty) for i in idx], width)
@@ -119,23 +121,15 @@ def gallery_region_features(
 
 @torch.no_grad()
 def query_features(
-    model,
-    data: TripletData,
-    device: torch.device,
-    batch_size: int = 128,
-    num_workers: int = 0,
-    progress: bool = False,
+    model, data: TripletData, device: torch.device, settings: EvalSettings
 ) -> torch.Tensor:
     """Composed query q of every triplet, in triplet order: (Q, embed_dim) on `device`."""
-    batches = data.batches(
-        batch_size, shuffle=False, drop_last=False, num_workers=num_workers, targets=False
-    )
     return _encode(
         model,
-        batches,
-        data.num_batches(batch_size, drop_last=False),
+        data.query_batches(settings.batch_size, settings.num_workers),
+        data.num_batches(settings.batch_size, drop_last=False),
         "queries",
-        progress,
+        settings.progress,
         lambda batch: model.query_features(
             model_input(batch.ref, device),
             batch.input_ids.to(device),

@@ -13,6 +13,8 @@ sized to stay in cache, each reduced by a max over its tokens right away.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 # Gallery images per block: 64 images × 32 tokens = 2,048 columns; measured fastest on 2 CPU cores
@@ -158,104 +160,153 @@ def pair_scores(
     return out
 
 
+@dataclass(frozen=True)
+class Gallery:
+    """What the queries are ranked against: the gallery's tokens K (N, T, D) or (N, D) and,
+    with region tokens, `regions` = (R (N, M, D), valid (N, M)) (module docstring)."""
+
+    tokens: torch.Tensor
+    regions: Regions | None = None
+
+
+@dataclass(frozen=True)
+class QueryImages:
+    """Each query's images as gallery indices: its reference (Q,), its target (Q,) and its
+    img_set members (Q, k), −1 where a query has fewer."""
+
+    reference: torch.Tensor
+    target: torch.Tensor
+    members: torch.Tensor
+
+
 @torch.no_grad()
 def exact_ranks(
     queries: torch.Tensor,
-    gallery: torch.Tensor,
-    reference: torch.Tensor,
-    target: torch.Tensor,
-    members: torch.Tensor,
+    gallery: Gallery,
+    images: QueryImages,
     max_rank: int = 50,
     approx: bool | None = None,
-    regions: Regions | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(rank, subset_rank) as `recall.recall_ranks` computes them from fp32 scores.
 
     Full-gallery ranks ≥ `max_rank` are only lower bounds (R@K needs K ≤ max_rank); subset
     ranks are exact. `approx` None: use the bf16 pass when the CPU has native bf16.
-    `regions`: the gallery's region tokens (module docstring).
     """
-    rank, subset_rank, _ = ranks_and_top(
-        queries, gallery, reference, target, members, 0, max_rank, approx, regions
-    )
+    rank, subset_rank, _ = ranks_and_top(queries, gallery, images, 0, max_rank, approx)
     return rank, subset_rank
 
 
 @torch.no_grad()
 def ranks_and_top(
     queries: torch.Tensor,
-    gallery: torch.Tensor,
-    reference: torch.Tensor,
-    target: torch.Tensor,
-    members: torch.Tensor,
+    gallery: Gallery,
+    images: QueryImages,
     top_k: int,
     max_rank: int = 50,
     approx: bool | None = None,
-    regions: Regions | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """`exact_ranks` plus, for `top_k` > 0, each query's `top_k` best gallery indices (Q, k),
     reference excluded, from the same scores and in the order the ranks count (exact fp32
     score, ties by gallery order): a target of rank r < top_k sits at position r. None for
     `top_k` 0."""
+    use_bf16 = approx if approx is not None else (queries.device.type == "cpu" and bf16_is_fast())
+    if not use_bf16:
+        return _fp32_ranks_and_top(queries, gallery, images, top_k)
+    first = _Bf16Pass(queries, gallery, images.target)
+    rank = first.gallery_ranks(images, max_rank)
+    subset_rank = first.subset_ranks(images)
+    # Last: it overwrites the references' bf16 scores, which the ranks above read.
+    top = first.top(images.reference, top_k) if top_k else None
+    return rank, subset_rank, top
+
+
+def _fp32_ranks_and_top(
+    queries: torch.Tensor, gallery: Gallery, images: QueryImages, top_k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`ranks_and_top` from the full fp32 score matrix."""
     from cirflow.evaluate.recall import recall_ranks, stable_topk
 
-    use_bf16 = approx if approx is not None else (queries.device.type == "cpu" and bf16_is_fast())
-    rows = torch.arange(queries.shape[0], device=queries.device)
-    if not use_bf16:
-        scores = max_token_scores(queries, gallery, regions=regions)
-        rank, subset_rank = recall_ranks(scores, reference, target, members)
-        top = None
-        if top_k > 0:
-            scores[rows, reference] = float("-inf")  # the ranks above are already taken
-            top = stable_topk(scores, min(top_k, scores.shape[1] - 1))
-        return rank, subset_rank, top
-    q = queries.float()
-    approx_scores = max_token_scores(q, gallery, dtype=torch.bfloat16, regions=regions)
-    eps = bf16_error_bound(q, gallery, regions)[:, None]
-    s_t = pair_scores(q, gallery, rows, target, regions=regions)[:, None]
-    # Full gallery: definitely ahead / ambiguous, reference and target excluded.
-    ahead = approx_scores > s_t + eps
-    maybe = approx_scores >= s_t - eps
-    ahead[rows, reference] = False
-    maybe[rows, reference] = False
-    ahead[rows, target] = False
-    maybe[rows, target] = False
-    rank = ahead.sum(dim=1)
-    band = maybe & ~ahead
-    band &= (rank < max_rank)[:, None]
-    qi, gi = band.nonzero(as_tuple=True)
-    if len(qi):
-        s = pair_scores(q, gallery, qi, gi, regions=regions)
-        st = s_t[qi, 0]
-        extra = (s > st) | ((s == st) & (gi < target[qi]))
-        rank.index_add_(0, qi, extra.long())
-    # Subset (5 members): the same decision with the bf16 scores, fp32 inside the band.
-    safe = members.clamp(min=0)
-    valid = (members >= 0) & (members != reference[:, None]) & (members != target[:, None])
-    m_approx = approx_scores.gather(1, safe)
-    m_ahead = (m_approx > s_t + eps) & valid
-    m_band = (m_approx >= s_t - eps) & ~m_ahead & valid
-    bi, bj = m_band.nonzero(as_tuple=True)
-    if len(bi):
-        gi = safe[bi, bj]
-        s = pair_scores(q, gallery, bi, gi, regions=regions)
-        st = s_t[bi, 0]
-        m_ahead[bi, bj] = (s > st) | ((s == st) & (gi < target[bi]))
-    top = _exact_top(q, gallery, approx_scores, eps, reference, top_k, regions) if top_k else None
-    return rank, m_ahead.sum(dim=1), top
+    scores = max_token_scores(queries, gallery.tokens, regions=gallery.regions)
+    rank, subset_rank = recall_ranks(scores, images.reference, images.target, images.members)
+    top = None
+    if top_k > 0:
+        rows = torch.arange(queries.shape[0], device=queries.device)
+        scores[rows, images.reference] = float("-inf")  # the ranks above are already taken
+        top = stable_topk(scores, min(top_k, scores.shape[1] - 1))
+    return rank, subset_rank, top
 
 
-def _exact_top(q, gallery, approx_scores, eps, reference, top_k, regions) -> torch.Tensor:
-    """The `top_k` best by exact score from the bf16 scores: the k-th best bf16 score is within
-    eps of the exact k-th best, so every exact top-k image scores ≥ (k-th bf16 score) − 2·eps in
-    bf16; only those candidates are rescored in fp32."""
-    from cirflow.evaluate.recall import stable_topk
+class _Bf16Pass:
+    """bf16 scores of every (query, gallery image) pair with their error bound `eps`, and the
+    exact fp32 score of each query's target: a pair further than `eps` from the target's score
+    is decided by its bf16 score, the few inside the band are rescored in fp32."""
 
-    rows = torch.arange(q.shape[0], device=q.device)
-    approx_scores[rows, reference] = float("-inf")
-    k = min(top_k, approx_scores.shape[1] - 1)
-    kth = approx_scores.topk(k, dim=1).values[:, -1:]
-    qi, gi = (approx_scores >= kth - 2 * eps).nonzero(as_tuple=True)
-    exact = torch.full_like(approx_scores, float("-inf"))
-    exact[qi, gi] = pair_scores(q, gallery, qi, gi, regions=regions)
-    return stable_topk(exact, k)
+    def __init__(self, queries: torch.Tensor, gallery: Gallery, target: torch.Tensor):
+        self.q = queries.float()
+        self.gallery, self.target = gallery, target
+        self.rows = torch.arange(queries.shape[0], device=queries.device)
+        tokens, regions = gallery.tokens, gallery.regions
+        self.approx_scores = max_token_scores(self.q, tokens, dtype=torch.bfloat16, regions=regions)
+        self.eps = bf16_error_bound(self.q, tokens, regions)[:, None]
+        self.s_t = self._exact(self.rows, target)[:, None]
+
+    def _exact(self, qi: torch.Tensor, gi: torch.Tensor) -> torch.Tensor:
+        return pair_scores(self.q, self.gallery.tokens, qi, gi, regions=self.gallery.regions)
+
+    def _ahead_of_target(self, qi: torch.Tensor, gi: torch.Tensor) -> torch.Tensor:
+        """Whether image gi[p] ranks before query qi[p]'s target by exact fp32 score (ties by
+        gallery order)."""
+        s = self._exact(qi, gi)
+        st = self.s_t[qi, 0]
+        return (s > st) | ((s == st) & (gi < self.target[qi]))
+
+    def gallery_ranks(self, images: QueryImages, max_rank: int) -> torch.Tensor:
+        """Images ahead of the target in the whole gallery, reference and target excluded;
+        the band is only resolved below `max_rank`."""
+        rows, reference, target = self.rows, images.reference, images.target
+        ahead = self.approx_scores > self.s_t + self.eps
+        maybe = self.approx_scores >= self.s_t - self.eps
+        ahead[rows, reference] = False
+        maybe[rows, reference] = False
+        ahead[rows, target] = False
+        maybe[rows, target] = False
+        rank = ahead.sum(dim=1)
+        band = maybe & ~ahead
+        band &= (rank < max_rank)[:, None]
+        qi, gi = band.nonzero(as_tuple=True)
+        if len(qi):
+            rank.index_add_(0, qi, self._ahead_of_target(qi, gi).long())
+        return rank
+
+    def subset_ranks(self, images: QueryImages) -> torch.Tensor:
+        """Members ahead of the target in the query's img_set (reference, target and padding
+        excluded): the same decision, on the members' columns."""
+        members = images.members
+        safe = members.clamp(min=0)
+        valid = (
+            (members >= 0)
+            & (members != images.reference[:, None])
+            & (members != images.target[:, None])
+        )
+        m_approx = self.approx_scores.gather(1, safe)
+        m_ahead = (m_approx > self.s_t + self.eps) & valid
+        m_band = (m_approx >= self.s_t - self.eps) & ~m_ahead & valid
+        bi, bj = m_band.nonzero(as_tuple=True)
+        if len(bi):
+            m_ahead[bi, bj] = self._ahead_of_target(bi, safe[bi, bj])
+        return m_ahead.sum(dim=1)
+
+    def top(self, reference: torch.Tensor, top_k: int) -> torch.Tensor:
+        """The `top_k` best by exact score: the k-th best bf16 score is within eps of the exact
+        k-th best, so every exact top-k image scores ≥ (k-th bf16 score) − 2·eps in bf16; only
+        those candidates are rescored in fp32. Overwrites the references' bf16 scores."""
+        from cirflow.evaluate.recall import stable_topk
+
+        approx_scores = self.approx_scores
+        approx_scores[self.rows, reference] = float("-inf")
+        k = min(top_k, approx_scores.shape[1] - 1)
+        kth = approx_scores.topk(k, dim=1).values[:, -1:]
+        qi, gi = (approx_scores >= kth - 2 * self.eps).nonzero(as_tuple=True)
+        exact = torch.full_like(approx_scores, float("-inf"))
+        exact[qi, gi] = self._exact(qi, gi)
+        return stable_topk(exact, k)

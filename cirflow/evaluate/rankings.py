@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from cirflow.io import write_json_atomic
 
@@ -25,17 +26,25 @@ TOP_K = 10
 RANK_LIMIT = 50
 
 
+class Ranked(Protocol):
+    """What the file is built from (`evaluator.Rankings`): per query, in `triplets` order, the
+    0-based target rank in the gallery and in the subset, and the top list of positions in
+    `gallery_names`, each a tensor (anything with `.tolist()`)."""
+
+    rank: Any
+    subset_rank: Any
+    top: Any
+
+
 def rankings_document(
     triplets: Sequence[dict],
     gallery_names: Sequence[str],
-    rank: Sequence[int],
-    subset_rank: Sequence[int],
-    top: Sequence[Sequence[int]],
+    ranked: Ranked,
     edit_types: Sequence[str] | None = None,
     split: str = "val",
 ) -> dict:
-    """The file's content (module docstring) from 0-based ranks and top lists of positions in
-    `gallery_names`."""
+    """The file's content (module docstring)."""
+    rank, subset_rank, top = ranked.rank.tolist(), ranked.subset_rank.tolist(), ranked.top.tolist()
     queries = []
     for i, t in enumerate(triplets):
         r = int(rank[i])

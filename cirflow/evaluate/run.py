@@ -120,13 +120,7 @@ def score_split(
     write_json_atomic(out.metrics, written, indent=2)
     if out.rankings:
         document = rankings_document(
-            ev.data.triplets,
-            ev.gallery_names,
-            ranked.rank.tolist(),
-            ranked.subset_rank.tolist(),
-            ranked.top.tolist(),
-            ev.edit_types(),
-            split,
+            ev.data.triplets, ev.gallery_names, ranked, ev.edit_types(), split
         )
         write_rankings(out.rankings, document)
     if out.details:

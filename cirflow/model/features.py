@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,112 +78,190 @@ def _collate(items):
     return items
 
 
+@dataclass(frozen=True)
+class FeatureShard:
+    """Shard `shard` of `num_shards` of `split`: the images `sorted(names)[shard::num_shards]`."""
+
+    split: str
+    shard: int
+    num_shards: int
+
+    def names(self, dataset: CirrDataset) -> list[str]:
+        return sorted(dataset.images)[self.shard :: self.num_shards]
+
+    def __str__(self) -> str:
+        return f"{self.split} shard {self.shard}/{self.num_shards}"
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """How the stage runs (config `features:`, read at run time: a change reruns no shard)."""
+
+    batch_size: int = 64
+    device: str = "auto"
+    num_workers: int = 0
+    max_unreadable_fraction: float = 0.5
+    progress: bool = True
+
+
 def extract_shard(
     preset: ModelPreset,
     cirr_root: str | Path,
-    split: str,
-    shard: int,
-    num_shards: int,
+    shard: FeatureShard,
     out: str | Path,
-    batch_size: int = 64,
-    device: str = "auto",
-    num_workers: int = 0,
-    max_unreadable_fraction: float = 0.5,
-    progress: bool = True,
+    settings: FeatureSettings = FeatureSettings(),
 ) -> dict:
-    """ViT tokens of shard `shard` of `num_shards` of `split` → `out` (.npy) + its index."""
+    """ViT tokens of the images of `shard` → `out` (.npy) + its index."""
+    _require_frozen_vit(preset)
+    dev = resolve_device(settings.device, "features.device")
+    dataset = CirrDataset(cirr_root, shard.split)
+    names = shard.names(dataset)
+    vit = build_vit(preset, dev)
+    fingerprint = features_fingerprint(preset)
+    t0 = time.perf_counter()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        rows = _ShardRows(tmp, names)
+        for items in _decoded_batches(dataset, names, preset.image_size, shard, settings):
+            rows.add(items, lambda pixels: _vit_tokens(vit, pixels, dev))
+        rows.close(shard)
+    _check_unreadable(out, shard, len(names), rows.unreadable, settings.max_unreadable_fraction)
+    shape = np.load(out, mmap_mode="r").shape
+    index = _index(shard, names, rows, shape, fingerprint)
+    write_json_atomic(index_path(out), index)
+    log.info(
+        "%s: %d images -> %s (%d x %d tokens, %d unreadable) in %.1f s",
+        shard,
+        len(names),
+        out,
+        shape[1],
+        shape[2],
+        len(rows.unreadable),
+        time.perf_counter() - t0,
+    )
+    return index
+
+
+def _require_frozen_vit(preset: ModelPreset) -> None:
     if not preset.freeze_vit:
         raise CirflowError(
             f"model preset {preset.name!r} trains its ViT: cached image features need a frozen "
             "ViT (model.freeze_vit: true), or set features.enabled: false"
         )
-    dev = resolve_device(device, "features.device")
-    dataset = CirrDataset(cirr_root, split)
-    names = sorted(dataset.images)[shard::num_shards]
+
+
+def build_vit(preset: ModelPreset, dev: torch.device) -> torch.nn.Module:
+    """The preset's ViT, in eval mode on `dev`: the one model this stage builds."""
     vit, _ = pretrained_vision_encoder(preset)
     vit = vit.to(dev).eval()
     if dev.type != "cuda":
         vit.float()  # fp16 ViT weights only run on CUDA
-    fingerprint = features_fingerprint(preset)
-    t0 = time.perf_counter()
+    return vit
+
+
+def _decoded_batches(
+    dataset: CirrDataset,
+    names: list[str],
+    image_size: int,
+    shard: FeatureShard,
+    settings: FeatureSettings,
+):
+    """Lists of (row, pixels, (width, height), error) of `batch_size` images, decoded by
+    `num_workers` DataLoader workers, with a progress bar."""
     loader = DataLoader(
-        _Decoded(dataset, names, preset.image_size),
-        batch_size=batch_size,
-        num_workers=num_workers,
+        _Decoded(dataset, names, image_size),
+        batch_size=settings.batch_size,
+        num_workers=settings.num_workers,
         collate_fn=_collate,
     )
-    array = None
-    sizes: dict[str, list[int]] = {}
-    unreadable: list[dict] = []
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        for items in tqdm(
-            loader,
-            total=-(-len(names) // batch_size),
-            desc=f"{split} features {shard}/{num_shards}",
-            disable=not progress,
-            mininterval=10,
-        ):
-            good = [(i, px, size) for i, px, size, err in items if err is None]
-            for i, _, _, err in items:
-                if err is not None:
-                    unreadable.append({"image": names[i], "error": err})
-            if not good:
-                continue
-            pixels = normalize(torch.stack([px for _, px, _ in good]).to(dev))
-            with torch.no_grad():
-                autocast = (
-                    torch.autocast("cuda", dtype=torch.float16)
-                    if dev.type == "cuda"
-                    else torch.autocast("cpu", enabled=False)
-                )
-                with autocast:
-                    tokens = vit(pixels).float().cpu().numpy().astype(np.float16)
-            if array is None:
-                array = np.lib.format.open_memmap(
-                    tmp, mode="w+", dtype=np.float16, shape=(len(names), *tokens.shape[1:])
-                )
-            for (i, _, size), row in zip(good, tokens, strict=True):
-                array[i] = row
-                sizes[names[i]] = list(size)
-        if array is None:
-            raise CirflowError(
-                f"{split} shard {shard}/{num_shards}: none of its {len(names)} images could be "
-                f"read (e.g. {unreadable[0]['image'] if unreadable else '-'}: "
-                f"{unreadable[0]['error'] if unreadable else 'no images'})"
+    return tqdm(
+        loader,
+        total=-(-len(names) // settings.batch_size),
+        desc=f"{shard.split} features {shard.shard}/{shard.num_shards}",
+        disable=not settings.progress,
+        mininterval=10,
+    )
+
+
+def _vit_tokens(vit: torch.nn.Module, pixels: torch.Tensor, dev: torch.device) -> np.ndarray:
+    """float16 (B, T, D) tokens of uint8 pixels (B, 3, S, S); fp16 autocast on CUDA only."""
+    pixels = normalize(pixels.to(dev))
+    with torch.no_grad():
+        autocast = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if dev.type == "cuda"
+            else torch.autocast("cpu", enabled=False)
+        )
+        with autocast:
+            return vit(pixels).float().cpu().numpy().astype(np.float16)
+
+
+class _ShardRows:
+    """The shard's array at `path`, one row per name, filled batch by batch; the rows of
+    unreadable images stay zero. The array is made at the first readable batch, whose tokens
+    give its shape."""
+
+    def __init__(self, path: Path, names: list[str]):
+        self.path, self.names = path, names
+        self.array: np.ndarray | None = None
+        self.sizes: dict[str, list[int]] = {}
+        self.unreadable: list[dict] = []
+
+    def add(self, items: list, tokens_of) -> None:
+        """One batch of `_Decoded` items; `tokens_of(pixels)` runs the ViT."""
+        good = [(i, px, size) for i, px, size, err in items if err is None]
+        for i, _, _, err in items:
+            if err is not None:
+                self.unreadable.append({"image": self.names[i], "error": err})
+        if not good:
+            return
+        tokens = tokens_of(torch.stack([px for _, px, _ in good]))
+        if self.array is None:
+            self.array = np.lib.format.open_memmap(
+                self.path, mode="w+", dtype=np.float16, shape=(len(self.names), *tokens.shape[1:])
             )
-        array.flush()
-        del array
-    if names and len(unreadable) > max_unreadable_fraction * len(names):
+        for (i, _, size), row in zip(good, tokens, strict=True):
+            self.array[i] = row
+            self.sizes[self.names[i]] = list(size)
+
+    def close(self, shard: FeatureShard) -> None:
+        """Flush and release the array (before the atomic rename); none at all is an error."""
+        if self.array is None:
+            first = self.unreadable[0] if self.unreadable else None
+            raise CirflowError(
+                f"{shard}: none of its {len(self.names)} images could be "
+                f"read (e.g. {first['image'] if first else '-'}: "
+                f"{first['error'] if first else 'no images'})"
+            )
+        self.array.flush()
+        self.array = None
+
+
+def _check_unreadable(
+    out: Path, shard: FeatureShard, images: int, unreadable: list[dict], max_fraction: float
+) -> None:
+    """Past `max_fraction` unreadable images the shard is an error, and its array is removed."""
+    if images and len(unreadable) > max_fraction * images:
         out.unlink()
         raise CirflowError(
-            f"{split} shard {shard}/{num_shards}: {len(unreadable)} of {len(names)} images cannot "
-            f"be read (more than features.max_unreadable_fraction = {max_unreadable_fraction}), "
+            f"{shard}: {len(unreadable)} of {images} images cannot "
+            f"be read (more than features.max_unreadable_fraction = {max_fraction}), "
             "e.g. " + "; ".join(f"{e['image']}: {e['error']}" for e in unreadable[:3])
         )
-    shape = np.load(out, mmap_mode="r").shape
-    index = {
-        "split": split,
-        "shard": shard,
-        "num_shards": num_shards,
+
+
+def _index(
+    shard: FeatureShard, names: list[str], rows: _ShardRows, shape: tuple, fingerprint: str
+) -> dict:
+    """The shard's index (`cirflow.data.feature_index`)."""
+    return {
+        "split": shard.split,
+        "shard": shard.shard,
+        "num_shards": shard.num_shards,
         "names": names,
-        "sizes": {n: sizes[n] for n in names if n in sizes},
-        "unreadable": unreadable,
+        "sizes": {n: rows.sizes[n] for n in names if n in rows.sizes},
+        "unreadable": rows.unreadable,
         "tokens": int(shape[1]),
         "dim": int(shape[2]),
         "fingerprint": fingerprint,
     }
-    write_json_atomic(index_path(out), index)
-    log.info(
-        "%s shard %d/%d: %d images -> %s (%d x %d tokens, %d unreadable) in %.1f s",
-        split,
-        shard,
-        num_shards,
-        len(names),
-        out,
-        shape[1],
-        shape[2],
-        len(unreadable),
-        time.perf_counter() - t0,
-    )
-    return index

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.feature_store import FeatureStore, FeatureTable
-from cirflow.data.regions import BoxFile, load_training_boxes
+from cirflow.data.regions import BoxFile
 from cirflow.data.tables import Batch, ImageTable, TripletData
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
@@ -177,12 +177,10 @@ class Trainer:
         with_refs = tokens and s.negatives == "batch_images"
         if with_refs:
             names |= {t["reference"] for t in self.train_data.triplets}
-        boxes, counts = load_training_boxes(
-            s.box_file,
+        boxes, counts = BoxFile(s.box_file, s.box_meta_file).load_training(
             self.train_table,
             self.preset.image_size,
             names,
-            s.box_meta_file,
             max_boxes=int(s.max_region_tokens) if tokens else None,
             min_targets_with_boxes=s.min_targets_with_boxes,
             min_key=s.key("min_targets_with_boxes"),
