@@ -178,3 +178,30 @@ def test_blip2_file_keys_are_checked(tmp_path, source):
     torch.save({"model": partial_vit}, path)
     with pytest.raises(CirflowError, match=r"missing from the file: visual_encoder\."):
         load_blip2_file(model, str(path))
+
+
+def test_a_checkpoint_of_the_first_format_loads_with_its_region_mode(tmp_path):
+    """Format cirflow-sprc/1 kept the region mode as two booleans (with_region: aux,
+    region_tokens: tokens); such files still load, as the model they were written from."""
+    from cirflow.model.checkpoints import saved_state_dict
+
+    torch.manual_seed(0)
+    for mode, flags in (("aux", {"with_region": True}), ("tokens", {"region_tokens": True})):
+        model = SPRC(get_preset("tiny_scratch"), mode, 4 if mode == "tokens" else None)
+        spec = {
+            "preset": "tiny_scratch",
+            "freeze_vit": False,
+            "vit_precision": "fp32",
+            "with_region": False,
+            "region_tokens": False,
+            "max_region_tokens": 4 if mode == "tokens" else None,
+            **flags,
+        }
+        path = tmp_path / f"{mode}.pt"
+        torch.save(
+            {"format": "cirflow-sprc/1", "model": spec, "state_dict": saved_state_dict(model)}, path
+        )
+        loaded, _ = load_model(path)
+        assert loaded.region_mode == mode and loaded.config == model.config
+        own = loaded.state_dict()
+        assert all(torch.equal(own[k], v) for k, v in model.state_dict().items())

@@ -38,7 +38,8 @@ def model():
     from cirflow.model.presets import TINY_VOCAB_FILE
 
     preset = SimpleNamespace(name="tiny", image_size=32, max_txt_len=32)
-    return SimpleNamespace(preset=preset, tokenizer=BertTokenizer(vocab_file=str(TINY_VOCAB_FILE)))
+    tokenizer = BertTokenizer(vocab_file=str(TINY_VOCAB_FILE))
+    return SimpleNamespace(preset=preset, tokenizer=tokenizer, region_mode="none")
 
 
 def _fixed_ranks(self, model, top_k=0):

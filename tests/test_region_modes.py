@@ -14,7 +14,7 @@ import yaml
 from conftest import tiny_settings
 
 from cirflow.errors import CirflowError
-from cirflow.train.config import RunFiles, settings_from_config
+from cirflow.train.config import STAGE_RUNTIME_KEYS, RunFiles, settings_from_config
 from cirflow.train.runs import (
     CONTROL,
     REGION_ONLY_KEYS,
@@ -148,10 +148,12 @@ def test_ablation_runs_are_stage2_with_their_mode_seed_and_epochs():
         block = p["stage2"]
         assert block["num_epochs"] == 2 and block["region"]["mode"] == mode
         rest = {k: v for k, v in block.items() if k not in ("num_epochs", "region")}
+        # Runtime keys (min_targets_with_boxes) are no params: changing them reruns no run.
         assert rest == {
             k: v
             for k, v in train_cfg["stage2"].items()
-            if k not in ("num_epochs", "region") and (mode != "none" or k not in REGION_ONLY_KEYS)
+            if k not in ("num_epochs", "region", *STAGE_RUNTIME_KEYS)
+            and (mode != "none" or k not in REGION_ONLY_KEYS)
         }
     with pytest.raises(CirflowError, match="region mode"):
         ablation_params(train_cfg, ablation, "everything", seed=0)

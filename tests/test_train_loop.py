@@ -82,7 +82,8 @@ def test_outputs_and_columns(demo_root, tmp_path):
     )
     best = torch.load(out / "best.pt", weights_only=True)
     last = torch.load(out / "last.pt", weights_only=True)
-    assert best["format"] == "cirflow-sprc/1" and best["model"]["preset"] == "tiny_scratch"
+    assert best["format"] == "cirflow-sprc/2" and best["model"]["preset"] == "tiny_scratch"
+    assert best["model"]["region_mode"] == "none"
     assert {"optimizer", "scheduler", "scaler", "rng", "epoch"} <= set(last)
     assert last["epoch"] == 2
     # Trainable ViT (tiny): saved. best.pt holds weights only (no optimizer).

@@ -75,9 +75,9 @@ def test_the_loop_gives_the_loss_the_image_ids_of_each_batch(tiny_demo, tmp_path
     forward = trainer.model.forward
     calls = []
 
-    def recording_forward(**kwargs):
-        calls.append(kwargs)
-        return forward(**kwargs)
+    def recording_forward(batch, **kwargs):
+        calls.append({**vars(batch), **kwargs})
+        return forward(batch, **kwargs)
 
     trainer.model.forward = recording_forward
     trainer.train_epoch(0)
@@ -112,7 +112,7 @@ class Killed(Exception):
 
 
 def test_resume_with_dropout_restores_the_random_state(tiny_demo, tmp_path, monkeypatch):
-    monkeypatch.setattr("cirflow.train.loop.get_preset", _tiny_with_dropout)
+    monkeypatch.setattr("cirflow.model.config.get_preset", _tiny_with_dropout)
     full = tmp_path / "full"
     train(_settings(tiny_demo, full, num_epochs=2))
 

@@ -111,10 +111,10 @@ def test_too_many_unreadable_images_stop_the_run_before_the_first_step(
     steps = []
     monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch: steps.append(epoch))
     with pytest.raises(CirflowError) as info:
-        train(_settings(demo, tmp_path / "run", image_cache=cache))
+        train(_settings(demo, tmp_path / "run", image_cache=cache, stage="stage1"))
     message = str(info.value)
     assert f"split {split}: 3 of {len(ds.images)} images cannot be read" in message
-    assert "train.max_unreadable_fraction = 0.01" in message
+    assert "train.max_unreadable_fraction = 0.01" in message  # the workflow's key
     assert all(name in message for name in bad)
     assert steps == [] and not (tmp_path / "run/last.pt").exists()
 
@@ -192,10 +192,10 @@ def test_the_server_files_keep_every_pairid_when_a_reference_cannot_be_read(
         out = tmp_path / cache
         settings = _eval_settings(cache)
         loaded = load_for_evaluation(checkpoint, settings)
-        files = SubmissionFiles(
+        written = SubmissionFiles(
             out / "recall.json", out / "recall_subset.json", out / "details.json"
         )
-        details = submission_for_model(loaded, demo, settings, files)
+        details = submission_for_model(loaded, demo, settings, written)
         recall = json.loads((out / "recall.json").read_text())
         subset = json.loads((out / "recall_subset.json").read_text())
         pairids = {str(t["pairid"]) for t in ds.triplets}

@@ -50,7 +50,7 @@ from cirflow.data.tables import Batch, ImageTable, TripletData
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
 from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
-from cirflow.evaluate.settings import EvalSettings
+from cirflow.evaluate.settings import CLI, EvalSettings
 from cirflow.io import remove_stale_temps, write_json_atomic
 from cirflow.model.checkpoints import publish_link, read_checkpoint, write_best, write_last
 from cirflow.model.config import RegionMode
@@ -199,7 +199,8 @@ class Trainer:
             image_cache=s.image_cache,
             max_unreadable_fraction=s.max_unreadable_fraction,
             progress=False,
-            section="train",
+            # Errors name the keys the run's own settings came from: train.* or the flags.
+            section="train" if s.stage else CLI,
             batch_size_key="eval_batch_size",
         )
         tokens = s.region_mode == RegionMode.TOKENS
