@@ -281,13 +281,19 @@ def test_ground_truth_box_files_per_split_with_sizes(demo_root, gt_dir):
 # --------------------------------------------------------------------------- evaluation boxes
 def test_evaluation_with_tokens_uses_the_gallery_own_boxes(demo_root, gt_dir, models):
     from cirflow.data.regions import BoxFile
-    from cirflow.evaluate.evaluator import SplitEvaluator
+    from cirflow.evaluate.evaluator import SplitEvaluator, SplitSources
 
     _, tokens = models
     with pytest.raises(CirflowError, match="val box file"):
         SplitEvaluator(demo_root, "val", tokens, SETTINGS)
     with pytest.raises(CirflowError, match="another split"):
-        SplitEvaluator(demo_root, "val", tokens, SETTINGS, boxes=BoxFile(gt_dir / "train.json"))
+        SplitEvaluator(
+            demo_root,
+            "val",
+            tokens,
+            SETTINGS,
+            sources=SplitSources(boxes=BoxFile(gt_dir / "train.json")),
+        )
     # The right names with the sidecar of another split: an error too.
     with pytest.raises(CirflowError, match="sidecar of a test1 box file"):
         SplitEvaluator(
@@ -295,9 +301,11 @@ def test_evaluation_with_tokens_uses_the_gallery_own_boxes(demo_root, gt_dir, mo
             "val",
             tokens,
             SETTINGS,
-            boxes=BoxFile(gt_dir / "val.json", gt_dir / "test1.meta.json"),
+            sources=SplitSources(boxes=BoxFile(gt_dir / "val.json", gt_dir / "test1.meta.json")),
         )
-    ev = SplitEvaluator(demo_root, "val", tokens, SETTINGS, boxes=BoxFile(gt_dir / "val.json"))
+    ev = SplitEvaluator(
+        demo_root, "val", tokens, SETTINGS, sources=SplitSources(boxes=BoxFile(gt_dir / "val.json"))
+    )
     gt = json.loads((gt_dir / "val.json").read_text())
     sizes = json.loads((gt_dir / "val.meta.json").read_text())["images"]
     assert set(ev.boxes) == {ev.table.index[n] for n in ev.table.names if gt[n]}
@@ -317,7 +325,9 @@ def test_evaluation_with_tokens_uses_the_gallery_own_boxes(demo_root, gt_dir, mo
     assert torch.allclose(scores, union_scores(queries, gallery, region, valid), atol=1e-6)
     # A model without region tokens ignores the boxes: global tokens only.
     none, _ = models
-    plain = SplitEvaluator(demo_root, "val", none, SETTINGS, boxes=BoxFile(gt_dir / "val.json"))
+    plain = SplitEvaluator(
+        demo_root, "val", none, SETTINGS, sources=SplitSources(boxes=BoxFile(gt_dir / "val.json"))
+    )
     assert (
         plain.boxes is None and len(plain.features(none)) == 3 and plain.features(none)[2] is None
     )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cirflow.errors import CirflowError
+from cirflow.errors import CirflowError, naming_keys
 from cirflow.evaluate.settings import CLI, EvalSettings
 from cirflow.train.config import RunFiles, TrainSettings, settings_from_config
 
@@ -42,7 +42,27 @@ def test_device_errors_name_the_key():
     from cirflow.device import resolve_device
 
     with pytest.raises(CirflowError, match=r"^evaluate\.device is 'tpu'"):
-        resolve_device("tpu", "evaluate.device")
+        with naming_keys(EvalSettings().key):
+            resolve_device("tpu")
+    # The lower layer alone names its own parameter.
+    with pytest.raises(CirflowError, match=r"^device is 'tpu'"):
+        resolve_device("tpu")
+
+
+def test_data_layer_errors_name_the_key_the_caller_gives(tmp_path):
+    """No config key travels into cirflow.data: it raises SettingErrors naming its parameter,
+    the training names the key its settings came from."""
+    from cirflow.data.image_cache import check_cache_mode
+    from cirflow.errors import SettingError
+
+    with pytest.raises(SettingError, match=r"^image_cache must be one of"):
+        check_cache_mode("disk")
+    with pytest.raises(CirflowError, match=r"^train\.image_cache must be one of"):
+        with naming_keys(TrainSettings(cirr_root="r", out="o", stage="stage1").key):
+            check_cache_mode("disk")
+    with pytest.raises(CirflowError, match=r"^--image-cache must be one of"):
+        with naming_keys(TrainSettings(cirr_root="r", out="o").key):
+            check_cache_mode("disk")
 
 
 def test_runtime_keys_stay_out_of_the_fingerprint(tmp_path):

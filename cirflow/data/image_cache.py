@@ -9,16 +9,18 @@ Torch-free: the settings modules check the mode before anything is built.
 
 from __future__ import annotations
 
-from cirflow.errors import CirflowError
+from cirflow.errors import SettingError
 
 MEMORY_BUDGET = 4 * 1024**3  # bytes of uint8 images cached per table in "auto" mode
 CACHE_MODES = ("auto", "memory", "none")
 
 
-def check_cache_mode(cache: str, key: str = "image_cache") -> None:
-    """`key`: the config key `cache` came from (named in the error)."""
+def check_cache_mode(cache: str) -> None:
+    """A SettingError of `image_cache` unless `cache` is one of CACHE_MODES."""
     if cache not in CACHE_MODES:
-        raise CirflowError(f"{key} must be one of {', '.join(CACHE_MODES)} (got {cache!r})")
+        raise SettingError(
+            "image_cache", f"{{key}} must be one of {', '.join(CACHE_MODES)} (got {cache!r})"
+        )
 
 
 def keep_in_memory(cache: str, n_images: int, size: int) -> bool:

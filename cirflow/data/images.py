@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from cirflow.errors import CirflowError
+from cirflow.errors import SettingError
 
 # 8000×8000 is a legitimate (if large) photo; PIL's default bomb limit (~89 Mpx) would reject
 # slightly larger ones with a warning-as-error. Keep a generous but finite cap.
@@ -147,12 +147,14 @@ def unreadable_summary(unreadable: Mapping[str, str], limit: int = MAX_LISTED) -
 
 
 def check_unreadable_fraction(
-    unreadable: Mapping[str, str], total: int, where: str, max_fraction: float, key: str
+    unreadable: Mapping[str, str], total: int, where: str, max_fraction: float
 ) -> None:
-    """CirflowError listing the images when more than `max_fraction` of `total` cannot be read."""
+    """A SettingError of `max_unreadable_fraction` listing the images when more than
+    `max_fraction` of `total` cannot be read."""
     if total and len(unreadable) > max_fraction * total:
-        raise CirflowError(
+        raise SettingError(
+            "max_unreadable_fraction",
             f"{where}: {len(unreadable):,} of {total:,} images cannot be read, more than "
-            f"{key} = {max_fraction:g}. Fix or replace them (or raise {key}): "
-            + unreadable_summary(unreadable)
+            f"{{key}} = {max_fraction:g}. Fix or replace them (or raise {{key}}): "
+            + unreadable_summary(unreadable),
         )

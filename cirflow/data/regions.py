@@ -46,7 +46,7 @@ import torch
 from cirflow.data.box_format import PIXEL_LIMIT, check_box, read_box_file, sidecar_path
 from cirflow.data.tables import ImageTable
 from cirflow.data.transforms import MIN_BOX_FRACTION, geometry, map_boxes
-from cirflow.errors import CirflowError
+from cirflow.errors import CirflowError, SettingError
 from cirflow.io import read_json
 
 log = logging.getLogger(__name__)
@@ -71,13 +71,12 @@ class BoxFile:
         target_names: set[str] | None = None,
         max_boxes: int | None = None,
         min_targets_with_boxes: float = 0.0,
-        min_key: str = "train.stage2.min_targets_with_boxes",
     ) -> tuple[dict[int, torch.Tensor], dict]:
         """Boxes of the training targets (`target_names`; default every image of the table),
         in model-input pixels: {image index: (K, 4)} and counts (`load_image_boxes`).
 
         `min_targets_with_boxes`: refuse the file when fewer than this fraction of the targets
-        get a box (`min_key` is the config key named in the error).
+        get a box (a SettingError of `min_targets_with_boxes`).
         """
         out, counts = load_image_boxes(
             self.path, table, image_size, target_names, self.meta, max_boxes
@@ -86,13 +85,14 @@ class BoxFile:
             counts["targets"]
             and counts["targets_with_boxes"] < min_targets_with_boxes * counts["targets"]
         ):
-            raise CirflowError(
+            raise SettingError(
+                "min_targets_with_boxes",
                 f"{self.path}: only {counts['targets_with_boxes']:,} of {counts['targets']:,} "
                 f"training targets have a usable box ({counts['targets_missing_from_file']:,} "
                 f"missing from the file, {counts['targets_without_boxes']:,} with none left), "
-                f"fewer than {min_key} = {min_targets_with_boxes:g}: the region loss would be 0 "
+                f"fewer than {{key}} = {min_targets_with_boxes:g}: the region loss would be 0 "
                 "for most batches and stage 2 would only repeat stage 1. Check the box file "
-                f"(right split? all []?) or lower {min_key}"
+                "(right split? all []?) or lower {key}",
             )
         return out, counts
 

@@ -88,10 +88,10 @@ class SplitTable:
     def is_readable(self, name: str) -> bool:
         return name not in self.unreadable
 
-    def check_unreadable(self, max_fraction: float, key: str) -> None:
+    def check_unreadable(self, max_fraction: float) -> None:
         """Fail at once, listing the images, when more than `max_fraction` cannot be read."""
         check_unreadable_fraction(
-            self.unreadable, len(self.names), f"split {self.split}", max_fraction, key
+            self.unreadable, len(self.names), f"split {self.split}", max_fraction
         )
 
 
@@ -105,10 +105,8 @@ class ImageTable(SplitTable):
         cache: str = "auto",
         num_workers: int = 0,
         progress: bool = True,
-        cache_key: str = "image_cache",
     ):
-        # `cache_key`: the config key `cache` came from (named in the error).
-        check_cache_mode(cache, cache_key)
+        check_cache_mode(cache)
         self.split = dataset.split
         self.names = list(dataset.images)
         self.index = {n: i for i, n in enumerate(self.names)}

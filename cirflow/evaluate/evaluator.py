@@ -14,7 +14,7 @@ from cirflow.data.feature_store import FeatureStore, FeatureTable
 from cirflow.data.regions import BoxFile, load_image_boxes
 from cirflow.data.tables import ImageTable, TripletData
 from cirflow.device import resolve_device
-from cirflow.errors import CirflowError
+from cirflow.errors import CirflowError, naming_keys
 from cirflow.evaluate.features import gallery_features, gallery_region_features, query_features
 from cirflow.evaluate.ranking import Gallery, QueryImages, max_token_scores, ranks_and_top
 from cirflow.evaluate.recall import (
@@ -40,6 +40,18 @@ class Rankings:
     top: torch.Tensor | None
 
 
+@dataclass(frozen=True)
+class SplitSources:
+    """Where a split's images come from beside the dataset: cached ViT token shards (a frozen
+    ViT; None: decode pixels) and the split's own box file (a model with region tokens)."""
+
+    features: list[str] | None = None
+    boxes: BoxFile | None = None
+
+
+PIXELS_ONLY = SplitSources()  # decode the images; no boxes
+
+
 class SplitEvaluator:
     """Gallery = every readable image of the split file; queries = the split's triplets.
 
@@ -48,15 +60,17 @@ class SplitEvaluator:
     or target cannot be read is left out (`data.left_out`); on test1 every query stays, one with
     an unreadable reference ranked with a black reference image (`fallback_queries`).
 
-    `model` gives the tokenizer and the preset's text length and image size; `device`, when
-    given, overrides `settings.device` (training validates on its own device); `features`, the
-    split's cached ViT token shards, replace decoding the images.
+    `model` gives the tokenizer, the preset's text length and image size, and its region mode;
+    `device`, when given, overrides `settings.device` (training validates on its own device).
+    `sources.features`, the split's cached ViT token shards, replace decoding the images.
 
-    `boxes`: the split's own box file (and sidecar), of the box method the model was trained
-    with. A model with region tokens (docs/design.md §6) needs it: each gallery image's
+    `sources.boxes`: the split's own box file (and sidecar), of the box method the model was
+    trained with. A model with region tokens (docs/design.md §6) needs it: each gallery image's
     candidate tokens are its global tokens plus one region token per box (at most the model's
     `max_region_tokens`, largest first), mapped through that image's own geometry. A box file
-    of another split is an error (`cirflow.data.regions`); other models ignore `boxes`.
+    of another split is an error (`cirflow.data.regions`); other models ignore it.
+
+    Errors of the data layer name the keys of `settings` (`EvalSettings.key`).
     """
 
     def __init__(
@@ -66,26 +80,15 @@ class SplitEvaluator:
         model,
         settings: EvalSettings,
         device: torch.device | None = None,
-        features: list[str] | None = None,
-        boxes: BoxFile | None = None,
+        sources: SplitSources = PIXELS_ONLY,
     ):
         self.split = split
         self.settings = settings
         self.dataset = CirrDataset(root, split)
-        if features:  # cached ViT tokens of the split (a frozen ViT)
-            self.table = FeatureTable(self.dataset, FeatureStore(features))
-        else:
-            self.table = ImageTable(
-                self.dataset,
-                model.preset.image_size,
-                settings.image_cache,
-                settings.num_workers,
-                progress=settings.progress,
-                cache_key=settings.key("image_cache"),
-            )
-        self.table.check_unreadable(
-            settings.max_unreadable_fraction, settings.key("max_unreadable_fraction")
-        )
+        with naming_keys(settings.key):
+            self.table = self._image_table(model, sources.features)
+            self.table.check_unreadable(settings.max_unreadable_fraction)
+            self.device = device or resolve_device(settings.device)
         self.gallery_idx = [i for i, n in enumerate(self.table.names) if self.table.is_readable(n)]
         self.gallery_names = [self.table.names[i] for i in self.gallery_idx]
         self.gallery_index = {n: j for j, n in enumerate(self.gallery_names)}
@@ -97,39 +100,57 @@ class SplitEvaluator:
             with_targets=split != "test1",
             skip_unreadable=split != "test1",
         )
-        self.fallback_queries = [
+        self.fallback_queries = self._fallback_queries()
+        self.boxes, self.box_counts = self._gallery_boxes(model, sources.boxes)
+
+    def _image_table(self, model, features: list[str] | None):
+        if features:  # cached ViT tokens of the split (a frozen ViT)
+            return FeatureTable(self.dataset, FeatureStore(features))
+        s = self.settings
+        size = model.preset.image_size
+        return ImageTable(self.dataset, size, s.image_cache, s.num_workers, progress=s.progress)
+
+    def _fallback_queries(self) -> list[dict]:
+        """The queries whose reference cannot be read (ranked from their caption alone)."""
+        fallback = [
             {"pairid": t["pairid"], "reference": t["reference"]}
             for t in self.data.triplets
             if not self.table.is_readable(t["reference"])
         ]
-        if self.fallback_queries:
+        if fallback:
             log.warning(
                 "%s: %d queries have an unreadable reference and are ranked from their caption "
                 "with a black reference image: pairids %s",
-                split,
-                len(self.fallback_queries),
-                ", ".join(str(q["pairid"]) for q in self.fallback_queries),
+                self.split,
+                len(fallback),
+                ", ".join(str(q["pairid"]) for q in fallback),
             )
-        self.device = device or resolve_device(settings.device, settings.key("device"))
-        self.boxes: dict[int, torch.Tensor] | None = None
-        self.box_counts: dict | None = None
-        if model.region_mode is RegionMode.TOKENS:
-            if boxes is None:
-                raise CirflowError(
-                    f"{split}: this model scores images with region tokens "
-                    "(train.stage2.region.mode: tokens), so its evaluation needs the "
-                    f"{split} box file of its box method (results/{{ds}}/boxes/<method>/"
-                    f"{split}.json and its sidecar; --box-file on the command line)"
+        return fallback
+
+    def _gallery_boxes(self, model, boxes: BoxFile | None):
+        """(boxes per gallery image, their counts) for a model with region tokens, else
+        (None, None)."""
+        split = self.split
+        if model.region_mode is not RegionMode.TOKENS:
+            if boxes is not None:
+                log.info(
+                    "%s: the model has no region tokens; box file %s not used", split, boxes.path
                 )
-            self.boxes, self.box_counts = load_image_boxes(
-                boxes.path,
-                self.table,
-                model.preset.image_size,
-                meta_file=boxes.meta,
-                max_boxes=model.max_region_tokens,
+            return None, None
+        if boxes is None:
+            raise CirflowError(
+                f"{split}: this model scores images with region tokens "
+                "(train.stage2.region.mode: tokens), so its evaluation needs the "
+                f"{split} box file of its box method (results/{{ds}}/boxes/<method>/"
+                f"{split}.json and its sidecar; --box-file on the command line)"
             )
-        elif boxes is not None:
-            log.info("%s: the model has no region tokens; box file %s not used", split, boxes.path)
+        return load_image_boxes(
+            boxes.path,
+            self.table,
+            model.preset.image_size,
+            meta_file=boxes.meta,
+            max_boxes=model.max_region_tokens,
+        )
 
     def unreadable_report(self) -> dict:
         """What was left out, for the details JSON files."""

@@ -22,11 +22,10 @@ from typing import Any
 
 import torch
 
-from cirflow.data.regions import BoxFile
 from cirflow.data.result_files import COMPARISON_COLUMNS
 from cirflow.device import resolve_device
-from cirflow.errors import CirflowError
-from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
+from cirflow.errors import CirflowError, naming_keys
+from cirflow.evaluate.evaluator import PIXELS_ONLY, SplitEvaluator, SplitSources, format_metrics
 from cirflow.evaluate.per_edit import PER_EDIT_KEY, format_edit_types
 from cirflow.evaluate.rankings import TOP_K, rankings_document, write_rankings
 from cirflow.evaluate.recall import METRIC_KEYS
@@ -45,15 +44,6 @@ class LoadedModel:
     checkpoint: Path
     epoch: int | None
     device: torch.device
-
-
-@dataclass(frozen=True)
-class SplitSources:
-    """Where a split's images come from beside the dataset: cached ViT token shards (a frozen
-    ViT; None: decode pixels) and the split's own box file (a model with region tokens)."""
-
-    features: list[str] | None = None
-    boxes: BoxFile | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +71,8 @@ def load_for_evaluation(
 ) -> LoadedModel:
     if settings.threads:
         torch.set_num_threads(int(settings.threads))
-    dev = resolve_device(settings.device, settings.key("device"))
+    with naming_keys(settings.key):
+        dev = resolve_device(settings.device)
     model, obj = load_model(checkpoint, backbone, dev)
     model.use_amp = dev.type == "cuda"
     model.eval()
@@ -94,7 +85,7 @@ def score_split(
     settings: EvalSettings,
     out: ScoreFiles,
     split: str = "val",
-    sources: SplitSources = SplitSources(),
+    sources: SplitSources = PIXELS_ONLY,
 ) -> dict[str, float]:
     """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out.metrics` (JSON,
     percent).
@@ -108,9 +99,7 @@ def score_split(
             "test1 has no targets: use `cirflow submission` for the test-server files"
         )
     t0 = time.perf_counter()
-    ev = SplitEvaluator(
-        cirr_root, split, loaded.model, settings, loaded.device, sources.features, sources.boxes
-    )
+    ev = SplitEvaluator(cirr_root, split, loaded.model, settings, loaded.device, sources)
     metrics, per_edit, ranked = ev.metrics_and_edit_types(
         loaded.model, TOP_K if out.rankings else 0
     )
@@ -172,16 +161,14 @@ def submission_for_model(
     cirr_root: str | Path,
     settings: EvalSettings,
     out: SubmissionFiles,
-    sources: SplitSources = SplitSources(),
+    sources: SplitSources = PIXELS_ONLY,
 ) -> dict:
     """CIRR test-server files for test1: recall.json (top-50) and recall_subset.json (top-3).
 
     Every pairid is in both files; `out.details` (JSON) lists the unreadable images left out of
     the gallery and the queries ranked with the fallback (black reference). Returns that dict.
     """
-    ev = SplitEvaluator(
-        cirr_root, "test1", loaded.model, settings, loaded.device, sources.features, sources.boxes
-    )
+    ev = SplitEvaluator(cirr_root, "test1", loaded.model, settings, loaded.device, sources)
     recall, subset = ev.submission(loaded.model)
     write_json_atomic(out.recall, recall)
     write_json_atomic(out.subset, subset)
@@ -215,11 +202,11 @@ def evaluate_stage(
     sources = sources or {}
     loaded = load_for_evaluation(checkpoint, settings)
     metrics = score_split(
-        loaded, cirr_root, settings, val_out, "val", sources.get("val", SplitSources())
+        loaded, cirr_root, settings, val_out, "val", sources.get("val", PIXELS_ONLY)
     )
     if submission_out is not None:
         submission_for_model(
-            loaded, cirr_root, settings, submission_out, sources.get("test1", SplitSources())
+            loaded, cirr_root, settings, submission_out, sources.get("test1", PIXELS_ONLY)
         )
     return metrics
 

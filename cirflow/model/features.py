@@ -29,7 +29,7 @@ from cirflow.data.feature_index import index_path
 from cirflow.data.images import read_image
 from cirflow.data.transforms import TARGET_RATIO, normalize, preprocess
 from cirflow.device import resolve_device
-from cirflow.errors import CirflowError
+from cirflow.errors import CirflowError, naming_keys
 from cirflow.io import atomic_path, write_json_atomic
 from cirflow.model.factory import pretrained_vision_encoder
 from cirflow.model.presets import ModelPreset
@@ -113,7 +113,8 @@ def extract_shard(
 ) -> dict:
     """ViT tokens of the images of `shard` → `out` (.npy) + its index."""
     _require_frozen_vit(preset)
-    dev = resolve_device(settings.device, "features.device")
+    with naming_keys(lambda name: f"features.{name}"):
+        dev = resolve_device(settings.device)
     dataset = CirrDataset(cirr_root, shard.split)
     names = shard.names(dataset)
     vit = build_vit(preset, dev)

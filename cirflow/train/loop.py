@@ -48,8 +48,8 @@ from cirflow.data.feature_store import FeatureStore, FeatureTable
 from cirflow.data.regions import BoxFile
 from cirflow.data.tables import Batch, ImageTable, TripletData
 from cirflow.device import resolve_device
-from cirflow.errors import CirflowError
-from cirflow.evaluate.evaluator import SplitEvaluator, format_metrics
+from cirflow.errors import CirflowError, naming_keys
+from cirflow.evaluate.evaluator import SplitEvaluator, SplitSources, format_metrics
 from cirflow.evaluate.settings import CLI, EvalSettings
 from cirflow.io import remove_stale_temps, write_json_atomic
 from cirflow.model.checkpoints import publish_link, read_checkpoint, write_best, write_last
@@ -99,7 +99,8 @@ class Trainer:
         s.check()
         if s.threads:
             torch.set_num_threads(int(s.threads))
-        self.device = resolve_device(s.device, s.key("device"))
+        with naming_keys(s.key):
+            self.device = resolve_device(s.device)
         self.use_amp = bool(s.amp) and self.device.type == "cuda"
         seed_everything(s.seed)
         model = model_for_training(s.model_config, s.init_checkpoint)
@@ -107,8 +108,10 @@ class Trainer:
         self.model = model.to(self.device)
         self.model.use_amp = self.use_amp
         self.preset = model.preset
-        self._build_train_data()
-        self.evaluator = self._build_evaluator()
+        # The data layer names its own parameters in errors; these are the user's keys.
+        with naming_keys(s.key):
+            self._build_train_data()
+            self.evaluator = self._build_evaluator()
         named = model.trainable_named_parameters()
         self.params = [p for _, p in named]
         self.optimizer = torch.optim.AdamW(
@@ -139,7 +142,6 @@ class Trainer:
                 s.image_cache,
                 s.num_workers,
                 progress=s.progress,
-                cache_key=s.key("image_cache"),
             )
         if not self.preset.freeze_vit:
             raise CirflowError(
@@ -153,9 +155,7 @@ class Trainer:
         s = self.s
         train_ds = CirrDataset(s.cirr_root, "train")
         self.train_table = self._image_table(train_ds)
-        self.train_table.check_unreadable(
-            s.max_unreadable_fraction, s.key("max_unreadable_fraction")
-        )
+        self.train_table.check_unreadable(s.max_unreadable_fraction)
         self.train_data = TripletData(
             train_ds, self.train_table, self.model.tokenizer, self.preset.max_txt_len
         )
@@ -183,7 +183,6 @@ class Trainer:
             names,
             max_boxes=int(s.max_region_tokens) if tokens else None,
             min_targets_with_boxes=s.min_targets_with_boxes,
-            min_key=s.key("min_targets_with_boxes"),
         )
         self.train_data.target_boxes = boxes
         self.train_data.reference_boxes = with_refs
@@ -204,15 +203,9 @@ class Trainer:
             batch_size_key="eval_batch_size",
         )
         tokens = s.region_mode == RegionMode.TOKENS
-        return SplitEvaluator(
-            s.cirr_root,
-            "val",
-            self.model,
-            settings,
-            self.device,
-            features=(s.features or {}).get("val"),
-            boxes=BoxFile(s.val_box_file, s.val_box_meta_file) if tokens else None,
-        )
+        boxes = BoxFile(s.val_box_file, s.val_box_meta_file) if tokens else None
+        sources = SplitSources((s.features or {}).get("val"), boxes)
+        return SplitEvaluator(s.cirr_root, "val", self.model, settings, self.device, sources)
 
     def param_groups(self, named) -> list[dict]:
         """One AdamW group; in mode aux, region_proj in a second group whose OneCycle peak is

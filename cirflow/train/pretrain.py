@@ -50,7 +50,7 @@ from cirflow.data.descriptions import DESCRIPTIONS_FILE, load_descriptions
 from cirflow.data.tables import ImageTable, pad_tokens
 from cirflow.data.transforms import normalize
 from cirflow.device import resolve_device
-from cirflow.errors import CirflowError
+from cirflow.errors import CirflowError, naming_keys
 from cirflow.io import write_json_atomic, write_text_atomic
 from cirflow.model.checkpoints import write_first_stage
 from cirflow.model.config import ModelConfig
@@ -386,7 +386,8 @@ def pretrain_backbone(
     s.check()
     if s.threads:
         torch.set_num_threads(int(s.threads))
-    device = resolve_device(s.device, "pretrain.device")
+    with naming_keys(lambda name: f"pretrain.{name}"):
+        device = resolve_device(s.device)
     seed_everything(s.seed)
     run = prepare(cirr_root, s, device)
     log.info(
