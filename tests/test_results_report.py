@@ -35,7 +35,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def _csv(rows: list[dict], columns: list[str]) -> str:
-    from cirflow.train.history import csv_text
+    from cirflow.io import csv_text
 
     return csv_text(rows, ["epoch", *columns])
 
@@ -77,7 +77,7 @@ def make_results_inputs(dest: Path, with_ablation: bool = True) -> dict:
     benchmark files (numbers with many digits, so that rounding shows), the comparison (as
     compare_stages writes it), val boxes and, optionally, the ablation's summary.csv.
     Returns build_results_report's keyword arguments."""
-    from cirflow.evaluate.ablation import Run, csv_text, summary_rows
+    from cirflow.evaluate.ablation import Run, summary_csv, summary_rows
     from cirflow.evaluate.run import compare_stages
 
     root = dest / "dataset"
@@ -176,7 +176,7 @@ def make_results_inputs(dest: Path, with_ablation: bool = True) -> dict:
             for mode, source in (("none", None), ("tokens", "saliency"), ("aux", "saliency"))
             for seed in (0, 1, 2)
         ]
-        ablation = _write(dest / "ablation/summary.csv", csv_text(summary_rows(runs)))
+        ablation = _write(dest / "ablation/summary.csv", summary_csv(summary_rows(runs)))
     return {
         "stage_files": stage_files,
         "comparison": comparison,

@@ -51,11 +51,10 @@ from cirflow.data.tables import ImageTable, pad_tokens
 from cirflow.data.transforms import normalize
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError
-from cirflow.io import write_json_atomic, write_text_atomic
+from cirflow.io import csv_text, write_json_atomic, write_text_atomic
 from cirflow.model.checkpoints import save_atomic
 from cirflow.model.presets import get_preset
 from cirflow.model.sprc import SPRC, contrastive_loss
-from cirflow.train.history import csv_text
 from cirflow.train.rng import seed_everything
 
 log = logging.getLogger(__name__)
