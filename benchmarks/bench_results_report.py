@@ -82,20 +82,19 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 
 def synthetic_files(root: Path, config: dict) -> dict:
     """The demo dataset at config.yaml's sizes and the page's other inputs beside it."""
-    from cirflow.data.demo import generate_demo
+    from cirflow.data.demo import DemoSpec, generate_demo
     from cirflow.evaluate.run import compare_stages
 
     demo = config["demo"]
     t0 = time.perf_counter()
     dataset = root / "dataset"
-    generate_demo(
-        dataset,
+    spec = DemoSpec(
         seed=demo["seed"],
         train_triplets=demo["train_triplets"],
         val_triplets=demo["val_triplets"],
         test1_triplets=demo["test1_triplets"],
-        progress=False,
     )
+    generate_demo(dataset, spec, progress=False)
     print(f"demo dataset generated in {time.perf_counter() - t0:.1f} s (not timed below)")
     val = json.loads((dataset / "cirr/captions/cap.rc2.val.json").read_text())
     gallery = list(json.loads((dataset / "cirr/image_splits/split.rc2.val.json").read_text()))

@@ -3,7 +3,7 @@
 A rule lists exactly the modules its script imports, directly or through other cirflow modules
 (imports inside functions included), plus the package data (templates, vocabulary files) of the
 packages those modules live in (a package's `__init__.py` alone does not count). So editing a module reruns the rules that run it and no others:
-`cirflow/data/demo.py` reruns the demo dataset, never detection on real CIRR.
+`cirflow/data/demo/scene.py` reruns the demo dataset, never detection on real CIRR.
 
 The import statements are read from the source text, nothing is imported: the workflow parses
 this way in milliseconds and without torch (every SLURM job parses the Snakefile again). A
