@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from test_report import make_report_inputs
+from test_report import make_report_inputs, method_files
 from test_results_report import expected_image_count, make_results_inputs
 
-from cirflow.report.boxes_report import build_boxes_report, build_method_report, load_source
+from cirflow.report.boxes import build_boxes_report, build_method_report, load_source
 from cirflow.report.results.page import build_results_report
 
 pytestmark = pytest.mark.browser
@@ -212,11 +212,8 @@ def open_in_chromium(binary: str, page: Path, screenshot: Path, tmp_path: Path) 
 def test_report_renders_in_chromium(chromium, tmp_path):
     report_inputs = make_report_inputs(tmp_path / "inputs")
     result = build_method_report(
-        boxes=report_inputs["boxes"],
-        metas=report_inputs["meta"],
-        stats=report_inputs["stats"],
-        split_files=report_inputs["split_files"],
-        out_html=tmp_path / "boxes_yolo.html",
+        method_files(report_inputs),
+        tmp_path / "boxes_yolo.html",
         settings={"samples_per_split": 50, "extra_per_group": 3},
         method="yolo",
     )

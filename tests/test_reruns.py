@@ -147,8 +147,8 @@ def test_demo_generator_code_reruns_the_demo_dataset(finished):
 
 
 def test_report_code_reruns_only_the_report(finished):
-    assert edited(finished, "cirflow/report/plots.py") == {"box_report": 1}
-    assert edited(finished, "cirflow/report/templates/boxes_report.html") == {"box_report": 1}
+    assert edited(finished, "cirflow/report/boxes/plots.py") == {"box_report": 1}
+    assert edited(finished, "cirflow/report/boxes/templates/boxes_report.html") == {"box_report": 1}
 
 
 def test_results_page_key_reruns_only_the_results_page(finished):

@@ -133,7 +133,7 @@ def test_code_inputs_keep_unrelated_modules_out(repo):
     for script in ("train_stage", "evaluate"):
         assert "cirflow/data/transforms.py" in code(script), script
         assert not {f for f in code(script) if f.startswith(("cirflow/report/", "cirflow/boxes/"))}
-    assert "cirflow/report/templates/boxes_report.html" in code("box_report")
+    assert "cirflow/report/boxes/templates/boxes_report.html" in code("box_report")
     for script in set(SCRIPTS) - {"box_report", "results_report"}:
         assert not {f for f in code(script) if f.startswith("cirflow/report/")}, script
     # The two pages are apart: box report code (template included) never reruns the results
