@@ -165,6 +165,11 @@ def test_results_page_code_reruns_only_the_results_page(finished):
         assert edited(finished, path) == {"results_report": 1}, path
 
 
+def test_the_pages_shared_code_reruns_both_pages(finished):
+    for path in ("cirflow/report/html.py", "cirflow/report/templates/base.html"):
+        assert edited(finished, path) == {"box_report": 1, "results_report": 1}, path
+
+
 def test_the_ablation_summary_appearing_reruns_only_the_results_page(finished):
     """summary.csv is the page's param (its digest), not an input: the page reruns when it
     appears or changes, and rule all never runs the ablation for it."""

@@ -136,12 +136,16 @@ def test_code_inputs_keep_unrelated_modules_out(repo):
     assert "cirflow/report/boxes/templates/boxes_report.html" in code("box_report")
     for script in set(SCRIPTS) - {"box_report", "results_report"}:
         assert not {f for f in code(script) if f.startswith("cirflow/report/")}, script
-    # The two pages are apart: box report code (template included) never reruns the results
-    # page, nor the reverse; the results page runs no model or box code (torch-free).
+    # The two pages are apart but for what they share (the jinja setup and base template): box
+    # report code (template included) never reruns the results page, nor the reverse; the
+    # results page runs no model or box code (torch-free).
     results, boxes = code("results_report"), code("box_report")
     assert "cirflow/report/results/templates/results.html" in results
+    shared = {"cirflow/report/html.py", "cirflow/report/templates/base.html"}
+    assert shared <= results and shared <= boxes
     assert not {f for f in results if f.startswith("cirflow/report/") and "/results/" not in f} - {
-        "cirflow/report/__init__.py"
+        "cirflow/report/__init__.py",
+        *shared,
     }
     assert not {f for f in boxes if f.startswith("cirflow/report/results/")}
     model_side = ("cirflow/train/", "cirflow/evaluate/", "cirflow/model/", "cirflow/boxes/")

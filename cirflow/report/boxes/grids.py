@@ -4,7 +4,6 @@ numbered. Only these images are decoded, so a page costs the same whatever the s
 
 from __future__ import annotations
 
-import base64
 import io
 import random
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from cirflow.data.images import read_image
 from cirflow.report.boxes.checks import CHECKS
 from cirflow.report.boxes.dataset import DatasetView
 from cirflow.report.boxes.sources import BoxSource
+from cirflow.report.html import data_uri
 
 BOX_COLORS = [
     (230, 25, 75),
@@ -71,10 +71,6 @@ def draw_thumbnail(
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
-
-
-def data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,14 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-
-import jinja2
 
 from cirflow.errors import CirflowError
 from cirflow.io import write_bytes_atomic, write_text_atomic
 from cirflow.report.boxes import plots
 from cirflow.report.boxes.checks import CHECKS, check_source
 from cirflow.report.boxes.dataset import empty_file_view, open_dataset
-from cirflow.report.boxes.grids import Sampling, data_uri, draw_groups, select_groups
+from cirflow.report.boxes.grids import Sampling, draw_groups, select_groups
 from cirflow.report.boxes.sources import (
     BoxSource,
     assign_labels,
@@ -29,12 +26,11 @@ from cirflow.report.boxes.sources import (
 from cirflow.report.boxes.summary import (
     QUALITY_ORDER,
     comparison_rows,
-    fmt_int,
-    fmt_value,
     notices,
     quality_rows,
     summary_rows,
 )
+from cirflow.report.html import data_uri, render, version, yaml_text
 
 log = logging.getLogger(__name__)
 
@@ -154,32 +150,6 @@ def _figures(sources: list[BoxSource], comparison: list[dict]) -> list[dict]:
     return figures
 
 
-def _template_env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("cirflow.report.boxes", "templates"),
-        autoescape=jinja2.select_autoescape(["html"], default=True),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["int"] = fmt_int
-    env.filters["value"] = fmt_value
-    return env
-
-
-def _yaml_text(config: dict) -> str:
-    import yaml
-
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("cirflow")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _page_html(
     analysed: list[dict],
     comparison: list[dict],
@@ -194,25 +164,20 @@ def _page_html(
         for n in notices(a["source"], a["dataset"])
     ]
     title = options.title or "Box validation: " + ", ".join(dict.fromkeys(s.label for s in sources))
-    return (
-        _template_env()
-        .get_template("boxes_report.html")
-        .render(
-            title=title,
-            analysed=analysed,
-            sources=sources,
-            figures=[{**f, "uri": data_uri(f["png"], "image/png")} for f in figures],
-            comparison=comparison if _shows_comparison(comparison) else [],
-            comparison_quality=[
-                k for k in QUALITY_ORDER if any(k in r["quality"] for r in comparison)
-            ],
-            notices=page_notices,
-            checks=CHECKS,
-            settings=settings,
-            config=_yaml_text(options.config) if options.config else None,
-            cirr_root=str(options.cirr_root) if options.cirr_root is not None else None,
-            version=_version(),
-        )
+    return render(
+        "boxes_report.html",
+        title=title,
+        analysed=analysed,
+        sources=sources,
+        figures=[{**f, "uri": data_uri(f["png"], "image/png")} for f in figures],
+        comparison=comparison if _shows_comparison(comparison) else [],
+        comparison_quality=[k for k in QUALITY_ORDER if any(k in r["quality"] for r in comparison)],
+        notices=page_notices,
+        checks=CHECKS,
+        settings=settings,
+        config=yaml_text(options.config) if options.config else None,
+        cirr_root=str(options.cirr_root) if options.cirr_root is not None else None,
+        version=version(),
     )
 
 

@@ -6,27 +6,24 @@ from __future__ import annotations
 
 from cirflow.report.boxes.dataset import DatasetView
 from cirflow.report.boxes.sources import BoxSource
-
-
-def fmt_int(value) -> str:
-    return f"{value:,}" if isinstance(value, int) else str(value)
+from cirflow.report.html import int_text, value_text
 
 
 def summary_rows(stats: dict) -> list[dict]:
     """The original scripts' four numbers plus invalid boxes and unreadable images, as shown in the page."""
     return [
-        {"key": "images", "name": "Total images", "text": fmt_int(stats["images"])},
+        {"key": "images", "name": "Total images", "text": int_text(stats["images"])},
         {
             "key": "images_with_boxes",
             "name": "Images with boxes",
-            "text": fmt_int(stats["images_with_boxes"]),
+            "text": int_text(stats["images_with_boxes"]),
         },
         {
             "key": "pct_with_boxes",
             "name": "% images with boxes",
             "text": f"{stats['pct_with_boxes']:.2f}%",
         },
-        {"key": "total_boxes", "name": "Total boxes", "text": fmt_int(stats["total_boxes"])},
+        {"key": "total_boxes", "name": "Total boxes", "text": int_text(stats["total_boxes"])},
         {
             "key": "boxes_per_image",
             "name": "Avg boxes per image",
@@ -35,9 +32,9 @@ def summary_rows(stats: dict) -> list[dict]:
         {
             "key": "invalid_boxes",
             "name": "Invalid boxes",
-            "text": fmt_int(stats.get("invalid_boxes", 0)),
+            "text": int_text(stats.get("invalid_boxes", 0)),
         },
-        {"key": "errors", "name": "Unreadable images", "text": fmt_int(stats.get("errors", 0))},
+        {"key": "errors", "name": "Unreadable images", "text": int_text(stats.get("errors", 0))},
     ]
 
 
@@ -57,20 +54,10 @@ def quality_rows(quality: dict | None) -> list[dict]:
         if isinstance(value, dict):
             for sub, v in value.items():
                 if isinstance(v, (int, float, str, bool)) or v is None:
-                    rows.append({"key": f"{key}.{sub}", "text": fmt_value(v), "value": v})
+                    rows.append({"key": f"{key}.{sub}", "text": value_text(v), "value": v})
         elif isinstance(value, (int, float, str, bool)) or value is None:
-            rows.append({"key": key, "text": fmt_value(value), "value": value})
+            rows.append({"key": key, "text": value_text(value), "value": value})
     return rows
-
-
-def fmt_value(value) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.2f}"
-    return str(value)
 
 
 def comparison_rows(sources: list[BoxSource], extra: list[dict]) -> list[dict]:

@@ -10,18 +10,15 @@ device, data counts). Every number shown is the file's own (cells carry it in `d
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import time
-from importlib import metadata
 from pathlib import Path
-
-import jinja2
 
 from cirflow.data.result_files import ABLATION_SHOWN, METRIC_LABELS
 from cirflow.errors import CirflowError
 from cirflow.io import write_text_atomic
+from cirflow.report.html import data_uri, number_text, render, version, yaml_text
 from cirflow.report.results import figures
 from cirflow.report.results.inputs import (
     STAGE_LABELS,
@@ -47,37 +44,8 @@ RETRIEVAL_STAGES = ("stage1", "stage2")
 EDIT_COLUMNS = (("R@1", "recall_at1"), ("Rs@1", "group_recall_at1"))
 
 
-def _fmt(value, signed: bool = False, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
 def _pm(mean: float, sd: float, signed: bool = False) -> str:
-    return _fmt(mean, signed) + ("" if math.isnan(sd) else f" ± {_fmt(sd)}")
-
-
-def _png_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _version() -> str:
-    try:
-        return metadata.version("cirflow")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _template_env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("cirflow.report.results", "templates"),
-        autoescape=jinja2.select_autoescape(["html"], default=True),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["num"] = _fmt
-    return env
+    return number_text(mean, signed) + ("" if math.isnan(sd) else f" ± {number_text(sd)}")
 
 
 # ------------------------------------------------------------------------------- the sections
@@ -97,7 +65,7 @@ def curves_section(stages: dict[str, Stage]) -> list[dict]:
             {
                 "stage": stage.name,
                 "label": stage.label,
-                "uri": _png_uri(png),
+                "uri": data_uri(png, "image/png"),
                 "best_epoch": stage.best_epoch,
                 "loss_columns": stage.loss_columns,
                 "train_rows": stage.train_rows,
@@ -120,13 +88,13 @@ def comparison_section(rows: list[dict], stages: dict[str, Stage]) -> list[dict]
                 "cells": [
                     {
                         "stage": s,
-                        "text": _fmt(r[s]),
+                        "text": number_text(r[s]),
                         "value": stages[s].metrics.get(r["metric"]),
                     }
                     for s in STAGES
                 ],
                 "deltas": [
-                    {"column": c, "text": _fmt(r[c], signed=True), "value": r[c]}
+                    {"column": c, "text": number_text(r[c], signed=True), "value": r[c]}
                     for c in ("delta_vs_control", "delta_vs_stage1")
                 ],
                 "chance": chance.get(r["metric"]),
@@ -177,10 +145,10 @@ def ablation_section(path: str | Path | None, chance: dict[str, float]) -> dict 
     return {
         "path": str(path),
         "columns": [METRIC_LABELS.get(k, k) for k in shown],
-        "chance": [_fmt(chance.get(k)) for k in shown],
+        "chance": [number_text(chance.get(k)) for k in shown],
         "means": means,
         "deltas": deltas,
-        "uri": _png_uri(png) if png else None,
+        "uri": data_uri(png, "image/png") if png else None,
     }
 
 
@@ -196,7 +164,12 @@ def edit_type_section(stages: dict[str, Stage]) -> dict | None:
         for s in STAGES:
             entry = (per_stage.get(s) or {}).get(edit) or {}
             cells += [
-                {"stage": s, "metric": key, "text": _fmt(entry.get(key)), "value": entry.get(key)}
+                {
+                    "stage": s,
+                    "metric": key,
+                    "text": number_text(entry.get(key)),
+                    "value": entry.get(key),
+                }
                 for _, key in EDIT_COLUMNS
             ]
         queries = next((v[edit]["queries"] for v in per_stage.values() if v and edit in v), 0)
@@ -205,7 +178,7 @@ def edit_type_section(stages: dict[str, Stage]) -> dict | None:
         "stages": [STAGE_LABELS[s] for s in STAGES],
         "columns": [label for label, _ in EDIT_COLUMNS],
         "rows": rows,
-        "chance": [_fmt(chance.get(key)) for _, key in EDIT_COLUMNS],
+        "chance": [number_text(chance.get(key)) for _, key in EDIT_COLUMNS],
         "source": stages["stage1"].details.get("edit_types"),
     }
 
@@ -318,12 +291,6 @@ def facts_section(stages: dict[str, Stage], config: dict | None, settings: dict)
     return {"rows": rows, "seeds": seeds}
 
 
-def _yaml(value) -> str:
-    import yaml
-
-    return yaml.safe_dump(value, sort_keys=False, default_flow_style=False)
-
-
 # ---------------------------------------------------------------------------------- the page
 def build_results_report(
     *,
@@ -360,7 +327,7 @@ def build_results_report(
     )
     context = {
         "title": "Results: stage 1, control and stage 2 on CIRR val",
-        "version": _version(),
+        "version": version(),
         "region_mode": region_mode,
         "stage_labels": [STAGE_LABELS[s] for s in STAGES],
         "curves": curves_section(stages),
@@ -369,7 +336,7 @@ def build_results_report(
         "edit_types": edit_type_section(stages),
         "retrievals": retrieval_section(stages, thumbs, settings),
         "facts": facts_section(stages, config, settings),
-        "config": _yaml(config) if config else None,
+        "config": yaml_text(config) if config else None,
         "settings": settings,
         "sources": [
             {"stage": st.label, "what": what, "path": path}
@@ -380,7 +347,7 @@ def build_results_report(
         + ([{"stage": "", "what": "val boxes", "path": str(boxes)}] if boxes else [])
         + ([{"stage": "", "what": "ablation summary", "path": str(ablation)}] if ablation else []),
     }
-    html = _template_env().get_template("results.html").render(**context)
+    html = render("results.html", **context)
     write_text_atomic(out_html, html)
     seconds = time.perf_counter() - start
     log.info(
