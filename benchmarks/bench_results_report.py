@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from cirflow.report.results.inputs import STAGES
-from cirflow.report.results.page import build_results_report
+from cirflow.report.results.inputs import STAGES, StageFiles
+from cirflow.report.results.page import ResultsInputs, build_results_report
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 30.0
@@ -189,11 +189,17 @@ def main() -> None:
         else:
             print(f"no finished demo run in {args.workdir}: the demo's sizes, synthetic numbers")
             inputs = synthetic_files(Path(tmp), config)
+        region_mode = inputs.pop("region_mode")
+        stage_files = {s: StageFiles(**f) for s, f in inputs.pop("stage_files").items()}
+        page_inputs = ResultsInputs(stage_files=stage_files, **inputs)
         times = []
         for i in range(args.repeat):
             t0 = time.perf_counter()
             result = build_results_report(
-                out_html=Path(tmp) / f"results-{i}.html", settings=settings, **inputs
+                page_inputs,
+                Path(tmp) / f"results-{i}.html",
+                settings=settings,
+                region_mode=region_mode,
             )
             times.append(time.perf_counter() - t0)
             size = Path(result["html"]).stat().st_size / 1e6

@@ -21,10 +21,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from test_report import make_report_inputs, method_files
-from test_results_report import expected_image_count, make_results_inputs
+from test_results_report import build_page, expected_image_count, make_results_inputs
 
 from cirflow.report.boxes import build_boxes_report, build_method_report, load_source
-from cirflow.report.results.page import build_results_report
 
 pytestmark = pytest.mark.browser
 
@@ -241,7 +240,7 @@ def test_report_without_images_renders_in_chromium(chromium, test_data, tmp_path
 def test_results_page_renders_in_chromium(chromium, tmp_path):
     inputs = make_results_inputs(tmp_path / "results")
     out = tmp_path / "results.html"
-    build_results_report(out_html=out, **inputs)
+    build_page(out, inputs)
     seen = open_in_chromium(chromium, out, ARTIFACTS / "results_browser.png", tmp_path)
     assert seen["errors"] == []
     assert seen["sections"] == [
