@@ -53,6 +53,15 @@ class Variant(NamedTuple):
 # Each edit returns a Variant, or None when it cannot apply to `obj` in `scene`.
 
 
+def _changed(rng, scene: Scene, obj: Obj, new: Obj, edit: str, caption) -> Variant:
+    """`scene` with `obj` changed into `new` by `edit`; its captions are
+    `caption(rng, reference scene, object there, object it becomes)` both ways."""
+    after = replace_object(scene, obj, new)
+    return Variant(
+        after, edit, caption(rng, scene, obj, new), caption(rng, after, new, obj), (edit, obj)
+    )
+
+
 def _edit_color(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | None:
     choices = [
         c for c in colors if c != obj.color and (c, obj.shape) not in color_shape_pairs(scene)
@@ -60,14 +69,7 @@ def _edit_color(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | Non
     if not choices:
         return None
     new = obj._replace(color=pick(rng, choices))
-    after = replace_object(scene, obj, new)
-    return Variant(
-        after,
-        "color",
-        color_caption(rng, scene, obj, new.color, obj.color),
-        color_caption(rng, after, new, obj.color, new.color),
-        ("color", obj),
-    )
+    return _changed(rng, scene, obj, new, "color", color_caption)
 
 
 def _edit_shape(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | None:
@@ -77,14 +79,7 @@ def _edit_shape(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | Non
     if not choices:
         return None
     new = obj._replace(shape=pick(rng, choices))
-    after = replace_object(scene, obj, new)
-    return Variant(
-        after,
-        "shape",
-        shape_caption(rng, scene, obj, new),
-        shape_caption(rng, after, new, obj),
-        ("shape", obj),
-    )
+    return _changed(rng, scene, obj, new, "shape", shape_caption)
 
 
 def _edit_add(rng, scene: Scene, obj: Obj | None, colors: list[str]) -> Variant | None:
@@ -118,26 +113,12 @@ def _edit_move(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | None
     if not free:
         return None
     new = obj._replace(cell=pick(rng, free), jx=jitter(rng)[0], jy=jitter(rng)[1])
-    after = replace_object(scene, obj, new)
-    return Variant(
-        after,
-        "move",
-        move_caption(rng, scene, obj, new.cell),
-        move_caption(rng, after, new, obj.cell),
-        ("move", obj),
-    )
+    return _changed(rng, scene, obj, new, "move", move_caption)
 
 
 def _edit_resize(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | None:
     new = obj._replace(size=pick(rng, [z for z in range(len(SIZES)) if z != obj.size]))
-    after = replace_object(scene, obj, new)
-    return Variant(
-        after,
-        "resize",
-        resize_caption(rng, scene, obj, new.size),
-        resize_caption(rng, after, new, obj.size),
-        ("resize", obj),
-    )
+    return _changed(rng, scene, obj, new, "resize", resize_caption)
 
 
 def _edit_count(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | None:

@@ -302,10 +302,10 @@ def background_words(background: np.ndarray, kind: str) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # The captions of the edits (cirflow.data.demo.edits): `scene` is the reference the caption is
-# read against, `obj` the edited object as it is there
+# read against, `obj` the edited object as it is there, `to` the object it becomes
 # ---------------------------------------------------------------------------------------------
-def color_caption(rng, scene: Scene, obj: Obj, new_color: str, old_color: str) -> str:
-    return pick(rng, _COLOR_T).format(o=_name(rng, scene, obj), c2=new_color, c1=old_color)
+def color_caption(rng, scene: Scene, obj: Obj, to: Obj) -> str:
+    return pick(rng, _COLOR_T).format(o=_name(rng, scene, obj), c2=to.color, c1=obj.color)
 
 
 def shape_caption(rng, scene: Scene, obj: Obj, to: Obj) -> str:
@@ -323,12 +323,13 @@ def remove_caption(rng, scene: Scene, obj: Obj) -> str:
     return pick(rng, _REMOVE_T).format(o=_name(rng, scene, obj), at=_at(rng, obj.cell))
 
 
-def move_caption(rng, scene: Scene, obj: Obj, cell: int) -> str:
+def move_caption(rng, scene: Scene, obj: Obj, to: Obj) -> str:
     template = pick(rng, _MOVE_T)
-    return template.format(o=_name(rng, scene, obj), at=_at(rng, cell), to=_to(rng, cell))
+    return template.format(o=_name(rng, scene, obj), at=_at(rng, to.cell), to=_to(rng, to.cell))
 
 
-def resize_caption(rng, scene: Scene, obj: Obj, new_size: int) -> str:
+def resize_caption(rng, scene: Scene, obj: Obj, to: Obj) -> str:
+    new_size = to.size
     step = new_size - obj.size
     if abs(step) == 2 and rng.random() < 0.4:
         templates = _MUCH_BIGGER_T if step > 0 else _MUCH_SMALLER_T
