@@ -149,7 +149,7 @@ def step_time_only(args) -> None:
 
     from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_results, run_shard
     from cirflow.data.cirr import CirrDataset
-    from cirflow.data.demo import generate_demo
+    from cirflow.data.demo import DemoSpec, generate_demo
     from cirflow.data.feature_store import FeatureStore, FeatureTable
     from cirflow.data.gt_boxes import split_ground_truth
     from cirflow.data.regions import BoxFile
@@ -165,15 +165,8 @@ def step_time_only(args) -> None:
     batch_size = int(args.batch_size or stage2["batch_size"])
     tmp = Path(tempfile.mkdtemp(prefix="steptime-"))
     root = tmp / "demo"
-    generate_demo(
-        root,
-        seed=0,
-        train_triplets=args.triplets,
-        val_triplets=8,
-        test1_triplets=8,
-        workers=1,
-        progress=False,
-    )
+    spec = DemoSpec(seed=0, train_triplets=args.triplets, val_triplets=8, test1_triplets=8)
+    generate_demo(root, spec, workers=1, progress=False)
     preset = get_preset("tiny_scratch", freeze_vit=True)
     extract_shard(
         preset,

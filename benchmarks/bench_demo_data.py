@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cirflow.data.demo import generate_demo
+from cirflow.data.demo import DemoSpec, generate_demo
 
 
 def main() -> None:
@@ -29,15 +29,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cirflow-bench-demo-") as tmp:
         out = Path(args.out or tmp)
         start = time.perf_counter()
-        manifest = generate_demo(
-            out,
-            seed=args.seed,
-            train_triplets=args.train,
-            val_triplets=args.val,
-            test1_triplets=args.test1,
-            workers=args.workers,
-            progress=False,
-        )
+        spec = DemoSpec(args.seed, args.train, args.val, args.test1)
+        manifest = generate_demo(out, spec, workers=args.workers, progress=False)
         seconds = time.perf_counter() - start
         images = sum(manifest["images"].values())
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

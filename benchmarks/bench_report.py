@@ -25,7 +25,13 @@ from PIL import Image
 
 from cirflow.boxes.stats import compute_stats
 from cirflow.data.box_format import box_area
-from cirflow.report.boxes_report import build_boxes_report, build_method_report, load_source
+from cirflow.report.boxes import (
+    MethodFiles,
+    PageOptions,
+    build_boxes_report,
+    build_method_report,
+    load_source,
+)
 
 CLASSES = [f"class_{i}" for i in range(20)]
 DISTINCT_IMAGES = 200
@@ -112,12 +118,15 @@ def main() -> int:
         print(f"stats (rule box_stats, not part of the report): {time.perf_counter() - t0:.2f} s")
 
         t0 = time.perf_counter()
-        result = build_method_report(
+        method_files = MethodFiles(
             boxes=[str(files["boxes"])],
             metas=[str(files["meta"])],
             stats=[str(stats_path)],
             split_files=[str(files["split_file"])],
-            out_html=root / "report/boxes_yolo.html",
+        )
+        result = build_method_report(
+            method_files,
+            root / "report/boxes_yolo.html",
             plots_dir=root / "report/boxes_yolo_plots",
             settings=settings,
             method="yolo",
@@ -133,8 +142,7 @@ def main() -> int:
         build_boxes_report(
             [load_source(files["boxes"])],
             root / "report/cli.html",
-            cirr_root=root,
-            settings=settings,
+            PageOptions(cirr_root=root, settings=settings),
         )
         cli_s = time.perf_counter() - t0
         print(f"report (CLI, stats computed on the fly): {cli_s:.2f} s")

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from cirflow.report.results.inputs import STAGES
-from cirflow.report.results.page import build_results_report
+from cirflow.report.results.inputs import STAGES, StageFiles
+from cirflow.report.results.page import ResultsInputs, build_results_report
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 30.0
@@ -82,20 +82,19 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 
 def synthetic_files(root: Path, config: dict) -> dict:
     """The demo dataset at config.yaml's sizes and the page's other inputs beside it."""
-    from cirflow.data.demo import generate_demo
+    from cirflow.data.demo import DemoSpec, generate_demo
     from cirflow.evaluate.run import compare_stages
 
     demo = config["demo"]
     t0 = time.perf_counter()
     dataset = root / "dataset"
-    generate_demo(
-        dataset,
+    spec = DemoSpec(
         seed=demo["seed"],
         train_triplets=demo["train_triplets"],
         val_triplets=demo["val_triplets"],
         test1_triplets=demo["test1_triplets"],
-        progress=False,
     )
+    generate_demo(dataset, spec, progress=False)
     print(f"demo dataset generated in {time.perf_counter() - t0:.1f} s (not timed below)")
     val = json.loads((dataset / "cirr/captions/cap.rc2.val.json").read_text())
     gallery = list(json.loads((dataset / "cirr/image_splits/split.rc2.val.json").read_text()))
@@ -190,11 +189,17 @@ def main() -> None:
         else:
             print(f"no finished demo run in {args.workdir}: the demo's sizes, synthetic numbers")
             inputs = synthetic_files(Path(tmp), config)
+        region_mode = inputs.pop("region_mode")
+        stage_files = {s: StageFiles(**f) for s, f in inputs.pop("stage_files").items()}
+        page_inputs = ResultsInputs(stage_files=stage_files, **inputs)
         times = []
         for i in range(args.repeat):
             t0 = time.perf_counter()
             result = build_results_report(
-                out_html=Path(tmp) / f"results-{i}.html", settings=settings, **inputs
+                page_inputs,
+                Path(tmp) / f"results-{i}.html",
+                settings=settings,
+                region_mode=region_mode,
             )
             times.append(time.perf_counter() - t0)
             size = Path(result["html"]).stat().st_size / 1e6

@@ -64,7 +64,7 @@ def epoch_times(triplets: int, threads: int, repeat: int = 2) -> tuple[float, fl
     import tempfile
     from pathlib import Path
 
-    from cirflow.data.demo import generate_demo
+    from cirflow.data.demo import DemoSpec, generate_demo
     from cirflow.model.checkpoints import save_atomic
     from cirflow.model.features import FeatureSettings, FeatureShard, extract_shard
     from cirflow.train.config import TrainSettings
@@ -73,7 +73,7 @@ def epoch_times(triplets: int, threads: int, repeat: int = 2) -> tuple[float, fl
 
     with tempfile.TemporaryDirectory(prefix="cirflow-bench-train-") as tmp:
         root = Path(tmp) / "demo"
-        generate_demo(root, 0, triplets, 40, 8, workers=threads, progress=False)
+        generate_demo(root, DemoSpec(0, triplets, 40, 8), workers=threads, progress=False)
         weights = Path(tmp) / "backbone.pth"
         save_atomic({"model": backbone_state(SPRC(get_preset("tiny_scratch")))}, weights)
         preset = get_preset("tiny", weights=str(weights))

@@ -1,4 +1,4 @@
-"""Atomic file output and JSON input with errors that name the file.
+"""Atomic file output, the CSV tables' one writer, and JSON input with errors that name the file.
 
 Every output of the workflow goes through `atomic_path`: it is written to a temporary file in the
 same directory and renamed with `os.replace`, so a killed job never leaves a half-written file
@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,59 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+CellFormat = Callable[[Any], str]
+
+
+def plain_cell(value: Any) -> str:
+    """Text and integers as they are, None as an empty cell, other numbers to 6 significant
+    digits (the per-epoch CSVs)."""
+    if value is None:
+        return ""
+    if isinstance(value, (str, int)):
+        return str(value)
+    return f"{value:.6g}"
+
+
+def fixed_cell(digits: int, signed: bool = False, blank_nan: bool = False) -> CellFormat:
+    """Numbers to `digits` decimals, with their sign when `signed` (deltas); None, and NaN too
+    when `blank_nan`, as an empty cell."""
+    spec = f"{'+' if signed else ''}.{digits}f"
+
+    def cell(value: Any) -> str:
+        if value is None or (blank_nan and math.isnan(value)):
+            return ""
+        return format(value, spec)
+
+    return cell
+
+
+def csv_text(
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    formats: Mapping[str, CellFormat] | None = None,
+) -> str:
+    """A header line of `columns`, then a line per row, each cell written by its column's
+    format (`plain_cell` unless `formats` names one; a key the row lacks is an empty cell).
+    Nothing is quoted: the tables hold numbers and names without commas."""
+    formats = formats or {}
+    lines = [",".join(columns)]
+    for row in rows:
+        lines.append(",".join(formats.get(c, plain_cell)(row.get(c)) for c in columns))
+    return "\n".join(lines) + "\n"
+
+
+def write_csv_atomic(
+    path: str | os.PathLike,
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    formats: Mapping[str, CellFormat] | None = None,
+) -> str:
+    """Write `csv_text(rows, columns, formats)` to `path`; returns the text."""
+    text = csv_text(rows, columns, formats)
+    write_text_atomic(path, text)
+    return text
 
 
 def dumps_json(obj: Any, indent: int | None = None) -> str:

@@ -51,18 +51,11 @@ def test_data() -> Path:
 def tiny_demo(tmp_path_factory) -> Path:
     """A tiny generated demo dataset (32/16/8 triplets) shared by the library-level training and
     evaluation tests; they must not change it (copy it first)."""
-    from cirflow.data.demo import generate_demo
+    from cirflow.data.demo import DemoSpec, generate_demo
 
     root = tmp_path_factory.mktemp("tiny_demo")
-    generate_demo(
-        root,
-        seed=0,
-        train_triplets=32,
-        val_triplets=16,
-        test1_triplets=8,
-        workers=1,
-        progress=False,
-    )
+    spec = DemoSpec(seed=0, train_triplets=32, val_triplets=16, test1_triplets=8)
+    generate_demo(root, spec, workers=1, progress=False)
     return root
 
 

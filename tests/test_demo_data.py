@@ -14,6 +14,18 @@ from PIL import Image
 from cirflow import cli
 from cirflow.data import demo
 from cirflow.data.cirr import EDIT_TYPES, SPLITS, CirrDataset, edits_file, load_edit_types
+from cirflow.data.demo.family import (
+    MAX_ASPECT,
+    MAX_WIDTH,
+    MIN_ASPECT,
+    MIN_WIDTH,
+    description_rng,
+    family_rng,
+    make_family,
+)
+from cirflow.data.demo.geometry import MARGIN
+from cirflow.data.demo.scene import COLORS, MAX_OBJECTS, SHAPES, SIZES
+from cirflow.data.demo.wording import NUMBERS, SIZE_WORDS, describe
 from cirflow.data.descriptions import DESCRIPTIONS_FILE, load_descriptions
 from cirflow.errors import CirflowError
 
@@ -22,7 +34,6 @@ KWARGS = {
     "train_triplets": COUNTS["train"],
     "val_triplets": COUNTS["val"],
     "test1_triplets": COUNTS["test1"],
-    "progress": False,
 }
 TRAIN_KEYS = ["pairid", "reference", "target_hard", "target_soft", "caption", "img_set"]
 TEST1_KEYS = ["pairid", "reference", "caption", "img_set"]
@@ -56,13 +67,13 @@ def _family(name: str) -> str:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "dataset"
-    demo.generate_demo(root, seed=0, workers=2, **KWARGS)
+    demo.generate_demo(root, demo.DemoSpec(seed=0, **KWARGS), workers=2, progress=False)
     return root
 
 
 def test_same_seed_same_bytes_whatever_the_workers(dataset, tmp_path):
     again = tmp_path / "again"
-    demo.generate_demo(again, seed=0, workers=1, **KWARGS)
+    demo.generate_demo(again, demo.DemoSpec(seed=0, **KWARGS), workers=1, progress=False)
     first, second = _files(dataset), _files(again)
     assert sorted(first) == sorted(second)
     # The descriptions and the edit-type sidecars are among the files compared.
@@ -74,7 +85,7 @@ def test_same_seed_same_bytes_whatever_the_workers(dataset, tmp_path):
 
 def test_other_seed_other_data(dataset, tmp_path):
     other = tmp_path / "other"
-    demo.generate_demo(other, seed=1, workers=1, **KWARGS)
+    demo.generate_demo(other, demo.DemoSpec(seed=1, **KWARGS), workers=1, progress=False)
     first, second = _files(dataset), _files(other)
     assert first["boxes_gt.json"] != second["boxes_gt.json"]
     assert first[DESCRIPTIONS_FILE] != second[DESCRIPTIONS_FILE]
@@ -169,8 +180,8 @@ def test_image_sizes_within_bounds(dataset):
             with Image.open(dataset / rel) as image:
                 assert image.format == "PNG" and image.mode == "RGB"
                 w, h = image.size
-            assert demo.MIN_WIDTH <= w <= demo.MAX_WIDTH
-            assert demo.MIN_ASPECT <= w / h <= demo.MAX_ASPECT
+            assert MIN_WIDTH <= w <= MAX_WIDTH
+            assert MIN_ASPECT <= w / h <= MAX_ASPECT
             sizes.add((w, h))
     assert len(sizes) > 10  # varied
 
@@ -180,7 +191,7 @@ def test_ground_truth_boxes(dataset):
     boxes = json.loads((dataset / "boxes_gt.json").read_text())
     assert set(boxes) == {n for s in SPLITS for n in splits[s]}
     for name, image_boxes in boxes.items():
-        assert 1 <= len(image_boxes) <= demo.MAX_OBJECTS
+        assert 1 <= len(image_boxes) <= MAX_OBJECTS
         areas = []
         for x1, y1, x2, y2 in image_boxes:
             assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1, name
@@ -239,7 +250,7 @@ def test_caption_vocabulary_covers_every_caption(dataset):
     # Many more families than the dataset holds, without rendering: every template is drawn.
     seen = set()
     for i in range(200):
-        family = demo._family(np.random.default_rng([7, i]))
+        family = make_family(np.random.default_rng([7, i]))
         for v in family.variants:
             for caption in (v.forward, v.backward):
                 assert set(caption.split()) <= words, caption
@@ -252,13 +263,13 @@ def test_caption_vocabulary_covers_every_caption(dataset):
 def test_captions_name_the_edit():
     """Each variant differs from the base by exactly the edit its caption states."""
     for i in range(100):
-        family = demo._family(np.random.default_rng([3, i]))
+        family = make_family(np.random.default_rng([3, i]))
         base = family.base
-        assert 1 <= len(base) <= demo.MAX_OBJECTS
+        assert 1 <= len(base) <= MAX_OBJECTS
         assert len({(o.color, o.shape) for o in base}) == len(base)
         assert len(family.variants) == demo.IMAGES_PER_FAMILY - 1
         for v in family.variants:
-            assert 1 <= len(v.scene) <= demo.MAX_OBJECTS
+            assert 1 <= len(v.scene) <= MAX_OBJECTS
             assert len({o.cell for o in v.scene}) == len(v.scene)  # never two in one cell
             if v.edit == "add":
                 (new,) = set(v.scene) - set(base)
@@ -278,9 +289,8 @@ def test_captions_name_the_edit():
 
 
 def test_small_and_empty_splits(tmp_path):
-    manifest = demo.generate_demo(
-        tmp_path, seed=3, train_triplets=5, val_triplets=1, test1_triplets=0, progress=False
-    )
+    spec = demo.DemoSpec(seed=3, train_triplets=5, val_triplets=1, test1_triplets=0)
+    manifest = demo.generate_demo(tmp_path, spec, progress=False)
     assert manifest["triplets"] == {"train": 5, "val": 1, "test1": 0}
     assert manifest["images"] == {"train": 12, "val": 6, "test1": 0}
     captions, splits = _load(tmp_path)
@@ -289,13 +299,14 @@ def test_small_and_empty_splits(tmp_path):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(CirflowError, match="train_triplets"):
-        demo.generate_demo(tmp_path, train_triplets=-1, progress=False)
+        demo.generate_demo(tmp_path, demo.DemoSpec(train_triplets=-1), progress=False)
     with pytest.raises(CirflowError, match="seed"):
-        demo.generate_demo(tmp_path, seed=-5, progress=False)
+        demo.generate_demo(tmp_path, demo.DemoSpec(seed=-5), progress=False)
 
 
 def test_progress_bar_on_stderr(tmp_path, capsys):
-    demo.generate_demo(tmp_path, train_triplets=4, val_triplets=4, test1_triplets=4, workers=1)
+    spec = demo.DemoSpec(train_triplets=4, val_triplets=4, test1_triplets=4)
+    demo.generate_demo(tmp_path, spec, workers=1)
     captured = capsys.readouterr()
     assert "demo dataset" in captured.err
     assert captured.out == ""
@@ -315,12 +326,10 @@ def test_cli(tmp_path, capsys):
 
 def test_smaller_rerun_leaves_no_stale_images(tmp_path):
     out = tmp_path / "demo"
-    demo.generate_demo(
-        out, seed=0, train_triplets=12, val_triplets=8, test1_triplets=8, progress=False
-    )
-    demo.generate_demo(
-        out, seed=0, train_triplets=4, val_triplets=4, test1_triplets=4, progress=False
-    )
+    spec = demo.DemoSpec(seed=0, train_triplets=12, val_triplets=8, test1_triplets=8)
+    demo.generate_demo(out, spec, progress=False)
+    spec = demo.DemoSpec(seed=0, train_triplets=4, val_triplets=4, test1_triplets=4)
+    demo.generate_demo(out, spec, progress=False)
     listed = set()
     for split in ("train", "val", "test1"):
         split_map = json.loads((out / f"cirr/image_splits/split.rc2.{split}.json").read_text())
@@ -333,20 +342,14 @@ def test_never_clears_a_folder_that_is_not_a_demo(tmp_path):
     precious = tmp_path / "real" / "train" / "0" / "photo.png"
     precious.parent.mkdir(parents=True)
     precious.write_bytes(b"user data")
-    demo.generate_demo(
-        tmp_path / "real",
-        seed=0,
-        train_triplets=4,
-        val_triplets=4,
-        test1_triplets=4,
-        progress=False,
-    )
+    spec = demo.DemoSpec(seed=0, train_triplets=4, val_triplets=4, test1_triplets=4)
+    demo.generate_demo(tmp_path / "real", spec, progress=False)
     assert precious.read_bytes() == b"user data"
 
 
 # --- scene descriptions and edit types --------------------------------------------------------
 
-SIZE_OF_WORD = {w: size for size, words in demo.SIZE_WORDS.items() for w in words}
+SIZE_OF_WORD = {w: size for size, words in SIZE_WORDS.items() for w in words}
 
 
 def _parse_description(text: str) -> list[tuple[str, str, str, int]]:
@@ -355,10 +358,10 @@ def _parse_description(text: str) -> list[tuple[str, str, str, int]]:
     objects = []
     for phrase in text.split(" and "):
         words = phrase.split()
-        (i,) = [k for k, w in enumerate(words) if w in demo.SHAPES]
+        (i,) = [k for k, w in enumerate(words) if w in SHAPES]
         assert i == 3 and words[0] == ("an" if words[1][0] in "aeiou" else "a"), phrase
         size, color, shape = SIZE_OF_WORD[words[1]], words[2], words[3]
-        assert color in demo.COLORS, phrase
+        assert color in COLORS, phrase
         where = set(words[4:])
         row = 0 if where & {"top", "upper"} else 2 if where & {"bottom", "lower"} else 1
         col = 0 if "left" in where else 2 if "right" in where else 1
@@ -368,10 +371,8 @@ def _parse_description(text: str) -> list[tuple[str, str, str, int]]:
 
 def _box_cell(box: list[float]) -> int:
     """The grid cell that holds a ground-truth box's centre."""
-    cw = (1 - 2 * demo.MARGIN) / 3
-    col, row = (
-        int(((a + b) / 2 - demo.MARGIN) // cw) for a, b in ((box[0], box[2]), (box[1], box[3]))
-    )
+    cw = (1 - 2 * MARGIN) / 3
+    col, row = (int(((a + b) / 2 - MARGIN) // cw) for a, b in ((box[0], box[2]), (box[1], box[3])))
     return 3 * min(max(row, 0), 2) + min(max(col, 0), 2)
 
 
@@ -413,7 +414,7 @@ def test_descriptions_name_every_object_where_it_is(dataset):
     boxes = json.loads((dataset / "boxes_gt.json").read_text())
     for name, text in descriptions.items():
         words = text.split()
-        assert sum(w in demo.SHAPES for w in words) == len(boxes[name]), (name, text)
+        assert sum(w in SHAPES for w in words) == len(boxes[name]), (name, text)
         objects = _parse_description(text)
         cells = [o[3] for o in objects]
         assert cells == sorted(set(cells)), text  # fixed order: row-major by cell
@@ -424,13 +425,13 @@ def test_descriptions_name_every_object_where_it_is(dataset):
 def test_descriptions_are_deterministic_and_vary_only_in_wording():
     """Same family -> same text; the description stream never changes the scenes or captions."""
     for i in range(30):
-        a = demo._family(demo.family_rng(0, "train", i))
-        b = demo._family(demo.family_rng(0, "train", i))
+        a = make_family(family_rng(0, "train", i))
+        b = make_family(family_rng(0, "train", i))
         assert [v.forward for v in a.variants] == [v.forward for v in b.variants]
-        texts = [demo.describe(demo.description_rng(0, "train", i), a.base) for _ in range(2)]
+        texts = [describe(description_rng(0, "train", i), a.base) for _ in range(2)]
         assert texts[0] == texts[1]
         assert _parse_description(texts[0]) == sorted(
-            ((demo.SIZES[o.size], o.color, o.shape, o.cell) for o in a.base), key=lambda o: o[3]
+            ((SIZES[o.size], o.color, o.shape, o.cell) for o in a.base), key=lambda o: o[3]
         )
 
 
@@ -447,9 +448,9 @@ def test_descriptions_use_only_vocabulary_words(dataset):
     texts = list(load_descriptions(dataset).values())
     # Many more scenes than the dataset holds, without rendering: every phrasing is drawn.
     for i in range(200):
-        family = demo._family(np.random.default_rng([11, i]))
+        family = make_family(np.random.default_rng([11, i]))
         rng = np.random.default_rng([11, i, 1])
-        texts += [demo.describe(rng, s) for s in (family.base, *(v.scene for v in family.variants))]
+        texts += [describe(rng, s) for s in (family.base, *(v.scene for v in family.variants))]
     seen = set()
     for text in texts:
         words = text.split()
@@ -481,7 +482,7 @@ def test_edit_types_are_what_the_scenes_show(dataset):
     variant -> base triplet of an `add` is a `remove`), and the caption's words fit it."""
     captions, _ = _load(dataset)
     descriptions = load_descriptions(dataset)
-    number_words = {*demo.NUMBERS.values(), "another", "duplicate", "single"}
+    number_words = {*NUMBERS.values(), "another", "duplicate", "single"}
     resize_words = {
         *SIZE_OF_WORD,
         "bigger",

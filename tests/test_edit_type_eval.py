@@ -25,9 +25,8 @@ SETTINGS = EvalSettings(device="cpu", image_cache="none", num_workers=0, progres
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("edit_eval") / "dataset"
-    demo.generate_demo(
-        root, seed=0, train_triplets=4, val_triplets=24, test1_triplets=4, progress=False
-    )
+    spec = demo.DemoSpec(seed=0, train_triplets=4, val_triplets=24, test1_triplets=4)
+    demo.generate_demo(root, spec, progress=False)
     return root
 
 

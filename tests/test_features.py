@@ -25,10 +25,10 @@ from cirflow.train.pretrain import backbone_state
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory):
-    from cirflow.data.demo import generate_demo
+    from cirflow.data.demo import DemoSpec, generate_demo
 
     root = tmp_path_factory.mktemp("demo")
-    generate_demo(root, 0, 32, 16, 8, workers=1, progress=False)
+    generate_demo(root, DemoSpec(0, 32, 16, 8), workers=1, progress=False)
     return root
 
 

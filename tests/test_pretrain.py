@@ -16,10 +16,10 @@ from cirflow.train.pretrain import BLIP2_PREFIXES, PretrainSettings, pretrain_ba
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory):
-    from cirflow.data.demo import generate_demo
+    from cirflow.data.demo import DemoSpec, generate_demo
 
     root = tmp_path_factory.mktemp("demo")
-    generate_demo(root, 0, 240, 48, 8, workers=2, progress=False)
+    generate_demo(root, DemoSpec(0, 240, 48, 8), workers=2, progress=False)
     return root
 
 

@@ -28,19 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory):
-    from cirflow.data.demo import generate_demo
+    from cirflow.data.demo import DemoSpec, generate_demo
     from cirflow.data.gt_boxes import split_ground_truth
 
     root = tmp_path_factory.mktemp("modes") / "dataset"
-    generate_demo(
-        root,
-        seed=0,
-        train_triplets=32,
-        val_triplets=16,
-        test1_triplets=8,
-        workers=1,
-        progress=False,
-    )
+    spec = DemoSpec(seed=0, train_triplets=32, val_triplets=16, test1_triplets=8)
+    generate_demo(root, spec, workers=1, progress=False)
     split_ground_truth(root, root / "boxes_gt.json", root.parent / "gt")
     return root
 

@@ -237,18 +237,11 @@ def test_region_token_gradients_reach_the_qformer_and_vision_proj(models):
 # ------------------------------------------------------------------------- data: demo + boxes
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory):
-    from cirflow.data.demo import generate_demo
+    from cirflow.data.demo import DemoSpec, generate_demo
 
     root = tmp_path_factory.mktemp("tokens") / "dataset"
-    generate_demo(
-        root,
-        seed=0,
-        train_triplets=32,
-        val_triplets=16,
-        test1_triplets=8,
-        workers=1,
-        progress=False,
-    )
+    spec = DemoSpec(seed=0, train_triplets=32, val_triplets=16, test1_triplets=8)
+    generate_demo(root, spec, workers=1, progress=False)
     return root
 
 

@@ -13,16 +13,16 @@ from conftest import write_mini_cirr
 
 from cirflow.boxes.stats import compute_stats
 from cirflow.cli import main as cirflow_main
-from cirflow.report.boxes_report import (
+from cirflow.report.boxes import (
+    MethodFiles,
     build_boxes_report,
     build_method_report,
-    image_checks,
-    infer_method,
-    infer_split,
     load_source,
-    select_groups,
     stats_entry_from_path,
 )
+from cirflow.report.boxes.checks import image_checks
+from cirflow.report.boxes.grids import Sampling, select_groups
+from cirflow.report.boxes.sources import infer_method, infer_split
 
 SUMMARY_KEYS = (
     "images",
@@ -166,17 +166,24 @@ def make_report_inputs(tmp_path: Path) -> dict:
     return {"root": root, "names": names, "tmp": tmp_path, **files}
 
 
-def _workflow_report(inputs, out_dir: Path, **kwargs) -> dict:
-    return build_method_report(
+def method_files(inputs: dict, compare_stats=()) -> MethodFiles:
+    """Rule box_report's inputs from `make_report_inputs`."""
+    return MethodFiles(
         boxes=inputs["boxes"],
         metas=inputs["meta"],
         stats=inputs["stats"],
         split_files=inputs["split_files"],
-        out_html=out_dir / "boxes_yolo.html",
+        compare_stats=compare_stats,
+    )
+
+
+def _workflow_report(inputs, out_dir: Path, compare_stats=()) -> dict:
+    return build_method_report(
+        method_files(inputs, compare_stats),
+        out_dir / "boxes_yolo.html",
         plots_dir=out_dir / "boxes_yolo_plots",
         settings={"samples_per_split": 4, "extra_per_group": 3, "seed": 0},
         method="yolo",
-        **kwargs,
     )
 
 
@@ -227,12 +234,15 @@ def test_checks_unreadable_and_invalid_boxes_are_listed(report_inputs, tmp_path)
 
 def test_broken_image_found_while_drawing_is_reported(report_inputs, tmp_path):
     out = tmp_path / "report"
-    build_method_report(
+    files = MethodFiles(
         boxes=report_inputs["boxes"][1:],
         metas=report_inputs["meta"][1:],
         stats=report_inputs["stats"][1:],
         split_files=report_inputs["split_files"][1:],
-        out_html=out / "page.html",
+    )
+    build_method_report(
+        files,
+        out / "page.html",
         settings={"samples_per_split": 50, "extra_per_group": 0},
         method="yolo",
     )
@@ -268,9 +278,11 @@ def test_sample_depends_only_on_seed_and_content():
     names = [f"train-{i}-0-img0" for i in range(500)]
     boxes = {n: [[0.1, 0.1, 0.2, 0.2]] * (i % 4) for i, n in enumerate(names)}
     flags = {names[7]: ["tiny"], names[3]: ["invalid"]}
-    groups = select_groups(names, boxes, flags, {names[1]}, 12, 5, seed=0, split="train")
-    again = select_groups(list(reversed(names)), boxes, flags, {names[1]}, 12, 5, 0, "train")
-    other = select_groups(names, boxes, flags, {names[1]}, 12, 5, seed=1, split="train")
+    groups = select_groups(names, boxes, flags, {names[1]}, Sampling(12, 5, seed=0), "train")
+    again = select_groups(
+        list(reversed(names)), boxes, flags, {names[1]}, Sampling(12, 5, 0), "train"
+    )
+    other = select_groups(names, boxes, flags, {names[1]}, Sampling(12, 5, seed=1), "train")
     by_key = {g["key"]: g["names"] for g in groups}
     assert by_key == {g["key"]: g["names"] for g in again}
     assert by_key["sample"] != {g["key"]: g["names"] for g in other}["sample"]

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from test_report import make_report_inputs
-from test_results_report import expected_image_count, make_results_inputs
+from test_report import make_report_inputs, method_files
+from test_results_report import build_page, expected_image_count, make_results_inputs
 
-from cirflow.report.boxes_report import build_boxes_report, build_method_report, load_source
-from cirflow.report.results.page import build_results_report
+from cirflow.report.boxes import build_boxes_report, build_method_report, load_source
 
 pytestmark = pytest.mark.browser
 
@@ -212,11 +211,8 @@ def open_in_chromium(binary: str, page: Path, screenshot: Path, tmp_path: Path) 
 def test_report_renders_in_chromium(chromium, tmp_path):
     report_inputs = make_report_inputs(tmp_path / "inputs")
     result = build_method_report(
-        boxes=report_inputs["boxes"],
-        metas=report_inputs["meta"],
-        stats=report_inputs["stats"],
-        split_files=report_inputs["split_files"],
-        out_html=tmp_path / "boxes_yolo.html",
+        method_files(report_inputs),
+        tmp_path / "boxes_yolo.html",
         settings={"samples_per_split": 50, "extra_per_group": 3},
         method="yolo",
     )
@@ -244,7 +240,7 @@ def test_report_without_images_renders_in_chromium(chromium, test_data, tmp_path
 def test_results_page_renders_in_chromium(chromium, tmp_path):
     inputs = make_results_inputs(tmp_path / "results")
     out = tmp_path / "results.html"
-    build_results_report(out_html=out, **inputs)
+    build_page(out, inputs)
     seen = open_in_chromium(chromium, out, ARTIFACTS / "results_browser.png", tmp_path)
     assert seen["errors"] == []
     assert seen["sections"] == [

@@ -198,13 +198,14 @@ def test_transform_code_reruns_training_and_evaluation_only(finished):
 
 
 def test_demo_generator_code_reruns_the_demo_dataset(finished):
-    jobs = edited(finished, "cirflow/data/demo.py")
+    # A module the rule's script reaches only through other demo modules.
+    jobs = edited(finished, "cirflow/data/demo/scene.py")
     assert jobs["demo_dataset"] == 1
 
 
 def test_report_code_reruns_only_the_report(finished):
-    assert edited(finished, "cirflow/report/plots.py") == {"box_report": 1}
-    assert edited(finished, "cirflow/report/templates/boxes_report.html") == {"box_report": 1}
+    assert edited(finished, "cirflow/report/boxes/plots.py") == {"box_report": 1}
+    assert edited(finished, "cirflow/report/boxes/templates/boxes_report.html") == {"box_report": 1}
 
 
 def test_results_page_key_reruns_only_the_results_page(finished):
@@ -219,6 +220,11 @@ def test_results_page_code_reruns_only_the_results_page(finished):
         "cirflow/report/results/templates/results.html",
     ):
         assert edited(finished, path) == {"results_report": 1}, path
+
+
+def test_the_pages_shared_code_reruns_both_pages(finished):
+    for path in ("cirflow/report/html.py", "cirflow/report/templates/base.html"):
+        assert edited(finished, path) == {"box_report": 1, "results_report": 1}, path
 
 
 def test_the_ablation_summary_appearing_reruns_only_the_results_page(finished):

@@ -15,8 +15,8 @@ from test_report import parse
 
 from cirflow.errors import CirflowError
 from cirflow.evaluate.recall import METRIC_KEYS
-from cirflow.report.results.inputs import STAGES
-from cirflow.report.results.page import build_results_report
+from cirflow.report.results.inputs import STAGES, StageFiles
+from cirflow.report.results.page import ResultsInputs, build_results_report
 from cirflow.report.results.retrievals import pick
 
 LOSSES = {
@@ -35,7 +35,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def _csv(rows: list[dict], columns: list[str]) -> str:
-    from cirflow.train.history import csv_text
+    from cirflow.io import csv_text
 
     return csv_text(rows, ["epoch", *columns])
 
@@ -76,8 +76,8 @@ def make_results_inputs(dest: Path, with_ablation: bool = True) -> dict:
     """A small CIRR-layout dataset and, per stage, workflow-style training, evaluation and
     benchmark files (numbers with many digits, so that rounding shows), the comparison (as
     compare_stages writes it), val boxes and, optionally, the ablation's summary.csv.
-    Returns build_results_report's keyword arguments."""
-    from cirflow.evaluate.ablation import Run, csv_text, summary_rows
+    Returns the files and the page's settings (`build_page` writes the page from them)."""
+    from cirflow.evaluate.ablation import Run, summary_csv, summary_rows
     from cirflow.evaluate.run import compare_stages
 
     root = dest / "dataset"
@@ -176,7 +176,7 @@ def make_results_inputs(dest: Path, with_ablation: bool = True) -> dict:
             for mode, source in (("none", None), ("tokens", "saliency"), ("aux", "saliency"))
             for seed in (0, 1, 2)
         ]
-        ablation = _write(dest / "ablation/summary.csv", csv_text(summary_rows(runs)))
+        ablation = _write(dest / "ablation/summary.csv", summary_csv(summary_rows(runs)))
     return {
         "stage_files": stage_files,
         "comparison": comparison,
@@ -187,6 +187,24 @@ def make_results_inputs(dest: Path, with_ablation: bool = True) -> dict:
         "boxes": boxes,
         "ablation": ablation,
     }
+
+
+def build_page(out: Path, inputs: dict) -> dict:
+    """build_results_report on `make_results_inputs`' files and settings."""
+    page_inputs = ResultsInputs(
+        stage_files={s: StageFiles(**files) for s, files in inputs["stage_files"].items()},
+        comparison=inputs["comparison"],
+        split_file=inputs["split_file"],
+        boxes=inputs["boxes"],
+        ablation=inputs["ablation"],
+    )
+    return build_results_report(
+        page_inputs,
+        out,
+        settings=inputs["settings"],
+        config=inputs["config"],
+        region_mode=inputs["region_mode"],
+    )
 
 
 def expected_image_count(inputs: dict) -> int:
@@ -369,7 +387,7 @@ def _ablation_cells(html: Path) -> dict[tuple[str, str, str], str]:
 # ------------------------------------------------------------------------------------ tests
 def test_the_page_shows_the_numbers_of_its_files(inputs, tmp_path):
     out = tmp_path / "report/results.html"
-    result = build_results_report(out_html=out, **inputs)
+    result = build_page(out, inputs)
     check_page_numbers(out, inputs)
     html = out.read_text()
     for section in ("curves", "comparison", "ablation", "edit-types", "retrievals", "facts"):
@@ -388,7 +406,7 @@ def test_the_page_shows_the_numbers_of_its_files(inputs, tmp_path):
 def test_a_page_without_the_ablation_or_the_images_still_renders(tmp_path):
     inputs = make_results_inputs(tmp_path / "results", with_ablation=False)
     out = tmp_path / "results.html"
-    build_results_report(out_html=out, **{**inputs, "split_file": None})
+    build_page(out, {**inputs, "split_file": None})
     html = out.read_text()
     assert 'id="ablation-missing"' in html and "snakemake ablation" in html
     assert "The images cannot be shown" in html
@@ -403,10 +421,10 @@ def test_a_stale_or_broken_comparison_is_an_error(inputs, tmp_path):
     metrics["recall_at1"] += 1.0
     path.write_text(json.dumps(metrics))
     with pytest.raises(CirflowError, match="stale comparison"):
-        build_results_report(out_html=out, **inputs)
+        build_page(out, inputs)
     Path(inputs["comparison"]).write_text("")
     with pytest.raises(CirflowError, match="empty"):
-        build_results_report(out_html=out, **inputs)
+        build_page(out, inputs)
     assert not out.exists()
 
 

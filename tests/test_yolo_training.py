@@ -8,7 +8,7 @@ import yaml
 from PIL import Image
 
 from cirflow.boxes.detector_training import train_detector, write_yolo_dataset
-from cirflow.data.demo import generate_demo
+from cirflow.data.demo import DemoSpec, generate_demo
 
 pytest.importorskip("ultralytics")
 
@@ -16,7 +16,9 @@ pytest.importorskip("ultralytics")
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    generate_demo(root, seed=0, train_triplets=16, val_triplets=8, test1_triplets=4, workers=1)
+    generate_demo(
+        root, DemoSpec(seed=0, train_triplets=16, val_triplets=8, test1_triplets=4), workers=1
+    )
     return root
 
 

@@ -2,16 +2,15 @@
 
 from pathlib import Path
 
-from cirflow.data.demo import generate_demo
+from cirflow.data.demo import DemoSpec, generate_demo
 from cirflow.logs import job_log
 
 with job_log(snakemake.log[0], snakemake.output):
     demo = snakemake.params.demo
-    generate_demo(
-        Path(snakemake.output.manifest).parent,
+    spec = DemoSpec(
         seed=demo["seed"],
         train_triplets=demo["train_triplets"],
         val_triplets=demo["val_triplets"],
         test1_triplets=demo["test1_triplets"],
-        workers=snakemake.threads,
     )
+    generate_demo(Path(snakemake.output.manifest).parent, spec, workers=snakemake.threads)

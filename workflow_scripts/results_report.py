@@ -1,8 +1,8 @@
 """Adapter for rule results_report: the results page."""
 
 from cirflow.logs import job_log
-from cirflow.report.results.inputs import STAGES
-from cirflow.report.results.page import build_results_report
+from cirflow.report.results.inputs import STAGES, StageFiles
+from cirflow.report.results.page import ResultsInputs, build_results_report
 
 PER_STAGE = ("train_csv", "val_csv", "hparams", "metrics", "details", "train_time", "eval_time")
 
@@ -14,14 +14,17 @@ with job_log(snakemake.log[0], snakemake.output):
     }
     for stage, path in zip(("stage1", "stage2"), inp.rankings, strict=True):
         stage_files[stage]["rankings"] = path
-    build_results_report(
-        stage_files=stage_files,
+    inputs = ResultsInputs(
+        stage_files={stage: StageFiles(**files) for stage, files in stage_files.items()},
         comparison=inp.comparison,
-        out_html=snakemake.output[0],
         split_file=inp.split_file,
+        boxes=inp.get("boxes_val"),
+        ablation=(params.ablation or {}).get("path"),
+    )
+    build_results_report(
+        inputs,
+        snakemake.output[0],
         settings=params.report,
         config=params.config,
         region_mode=params.region_mode,
-        boxes=inp.get("boxes_val"),
-        ablation=(params.ablation or {}).get("path"),
     )

@@ -37,17 +37,15 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cirflow.data.demo import generate_demo
+    from cirflow.data.demo import DemoSpec, generate_demo
 
-    manifest = generate_demo(
-        args.out,
+    spec = DemoSpec(
         seed=args.seed,
         train_triplets=args.train_triplets,
         val_triplets=args.val_triplets,
         test1_triplets=args.test1_triplets,
-        workers=args.workers,
-        progress=not args.no_progress,
     )
+    manifest = generate_demo(args.out, spec, workers=args.workers, progress=not args.no_progress)
     log.info(
         "demo dataset in %s: triplets %s, images %s",
         args.out,

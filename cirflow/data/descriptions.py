@@ -1,6 +1,6 @@
 """Scene descriptions of the demo's images: `{root}/descriptions.json` = {image name: text}.
 
-The demo generator (`cirflow/data/demo.py`) writes one description for every image of every
+The demo generator (`cirflow/data/demo/`) writes one description for every image of every
 split, listing each object's size, colour, shape and position in the 3x3 grid, row-major by
 cell ("a small red star at the top left and a large blue circle in the center"). They pair the
 images with text for the demo's backbone pretraining (docs/design.md §9): its training reads

@@ -31,7 +31,7 @@ from cirflow.data.result_files import (
 )
 from cirflow.errors import CirflowError
 from cirflow.evaluate.recall import METRIC_KEYS
-from cirflow.io import read_json, write_bytes_atomic, write_text_atomic
+from cirflow.io import csv_text, fixed_cell, read_json, write_bytes_atomic, write_text_atomic
 
 NO_BOXES = "-"  # the box source column of `none`
 
@@ -118,30 +118,24 @@ def summary_rows(runs: Sequence[Run]) -> list[dict]:
     return rows
 
 
+# summary.csv's number cells: 2 decimals, deltas signed, NaN (one seed, or none itself) empty.
+_NUMBER = fixed_cell(2, blank_nan=True)
+_SIGNED = fixed_cell(2, signed=True, blank_nan=True)
+SUMMARY_FORMATS = {
+    "mean": _NUMBER,
+    "sd": _NUMBER,
+    "delta_vs_none": _SIGNED,
+    "delta_vs_none_sd": _NUMBER,
+}
+
+
 def _num(value: float, signed: bool = False) -> str:
-    if value is None or math.isnan(value):
-        return ""
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
+    return (_SIGNED if signed else _NUMBER)(value)
 
 
-def csv_text(rows: Sequence[dict]) -> str:
-    lines = [",".join(ABLATION_COLUMNS)]
-    for r in rows:
-        lines.append(
-            ",".join(
-                [
-                    r["mode"],
-                    r["box_source"],
-                    r["metric"],
-                    str(r["seeds"]),
-                    _num(r["mean"]),
-                    _num(r["sd"]),
-                    _num(r["delta_vs_none"], signed=True),
-                    _num(r["delta_vs_none_sd"]),
-                ]
-            )
-        )
-    return "\n".join(lines) + "\n"
+def summary_csv(rows: Sequence[dict]) -> str:
+    """summary.csv's text (ABLATION_COLUMNS)."""
+    return csv_text(rows, ABLATION_COLUMNS, SUMMARY_FORMATS)
 
 
 def _pm(mean: float, sd: float, signed: bool = False) -> str:
@@ -248,7 +242,7 @@ def write_summary(
 ) -> list[dict]:
     """Read every run's val_metrics.json and write the three summary files (module docstring)."""
     rows = summary_rows(read_runs(entries))
-    write_text_atomic(csv_out, csv_text(rows))
+    write_text_atomic(csv_out, summary_csv(rows))
     write_text_atomic(md_out, markdown(rows, context))
     write_bytes_atomic(png_out, plot_png(rows))
     return rows

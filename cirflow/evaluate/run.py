@@ -30,7 +30,7 @@ from cirflow.evaluate.per_edit import PER_EDIT_KEY, format_edit_types
 from cirflow.evaluate.rankings import TOP_K, rankings_document, write_rankings
 from cirflow.evaluate.recall import METRIC_KEYS
 from cirflow.evaluate.settings import EvalSettings
-from cirflow.io import read_json, write_json_atomic, write_text_atomic
+from cirflow.io import csv_text, fixed_cell, read_json, write_json_atomic, write_text_atomic
 from cirflow.model.factory import load_model
 
 log = logging.getLogger(__name__)
@@ -245,24 +245,10 @@ def compare_stages(
         read_json(stage2_json, "stage-2 metrics"),
         control,
     )
-
-    def cell(value, signed=False):
-        return "" if value is None else (f"{value:+.2f}" if signed else f"{value:.2f}")
-
-    lines = [",".join(COMPARISON_COLUMNS)]
-    for r in rows:
-        lines.append(
-            ",".join(
-                [
-                    r["metric"],
-                    cell(r["stage1"]),
-                    cell(r["stage2_control"]),
-                    cell(r["stage2"]),
-                    cell(r["delta_vs_control"], signed=True),
-                    cell(r["delta_vs_stage1"], signed=True),
-                ]
-            )
-        )
-    write_text_atomic(out_csv, "\n".join(lines) + "\n")
-    log.info("stage 1, control, stage 2 (val):\n%s", "\n".join(lines))
+    recall, delta = fixed_cell(2), fixed_cell(2, signed=True)
+    formats = {"stage1": recall, "stage2_control": recall, "stage2": recall}
+    formats.update(delta_vs_control=delta, delta_vs_stage1=delta)
+    text = csv_text(rows, COMPARISON_COLUMNS, formats)
+    write_text_atomic(out_csv, text)
+    log.info("stage 1, control, stage 2 (val):\n%s", text.rstrip("\n"))
     return rows

@@ -1,6 +1,6 @@
-"""The box validation report: one self-contained HTML page (jinja2 template, matplotlib Agg
-plots, images embedded as base64) per box method, or for any box files from the CLI.
-
-The library entry points live in `cirflow.report.boxes_report` (`load_source`,
-`build_boxes_report`); this package imports nothing heavy so that `cirflow --help` stays fast.
+"""The report pages, each one self-contained HTML file (jinja2 templates, matplotlib Agg plots,
+images embedded as base64): the box validation report per box method, or for any box files from
+the CLI (`cirflow.report.boxes`: `load_source`, `build_boxes_report`), and the results page
+(`cirflow.report.results`). This package imports nothing heavy so that `cirflow --help` stays
+fast.
 """

@@ -17,7 +17,8 @@ def _paired(option: str, values: list[str] | None, count: int) -> list[str | Non
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from cirflow.report.boxes_report import (
+    from cirflow.report.boxes import (
+        PageOptions,
         add_quality,
         build_boxes_report,
         load_source,
@@ -38,15 +39,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "thumb_size": args.thumb_size,
     }
-    result = build_boxes_report(
-        sources,
-        args.out,
+    options = PageOptions(
         cirr_root=args.cirr_root,
         settings=settings,
         compare_stats=[stats_entry_from_path(p) for p in args.compare_stats or []],
-        plots_dir=args.plots_dir,
         title=args.title,
     )
+    result = build_boxes_report(sources, args.out, options, plots_dir=args.plots_dir)
     for source_id in result["empty_files"]:
         print(f"{source_id}: the box file is empty ({{}}): it lists no image")
     for source_id in result["images_missing"]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cirflow.evaluate.recall import METRIC_KEYS
-from cirflow.io import write_text_atomic
+from cirflow.io import write_csv_atomic
 
 log = logging.getLogger(__name__)
 TB_DIR = "tb"
@@ -57,24 +57,11 @@ class RunState:
         )
 
 
-def csv_text(rows: list[dict], columns: list[str]) -> str:
-    lines = [",".join(columns)]
-    for r in rows:
-        cells = []
-        for c in columns:
-            v = r.get(c, "")
-            cells.append(str(v) if isinstance(v, int) or v == "" else f"{v:.6g}")
-        lines.append(",".join(cells))
-    return "\n".join(lines) + "\n"
-
-
 def write_tables(out: Path, state: RunState, with_region: bool) -> None:
-    write_text_atomic(
-        out / "train_metrics.csv", csv_text(state.train_rows, ["epoch", *loss_columns(with_region)])
+    write_csv_atomic(
+        out / "train_metrics.csv", state.train_rows, ["epoch", *loss_columns(with_region)]
     )
-    write_text_atomic(
-        out / "validation_metrics.csv", csv_text(state.val_rows, ["epoch", *METRIC_KEYS])
-    )
+    write_csv_atomic(out / "validation_metrics.csv", state.val_rows, ["epoch", *METRIC_KEYS])
 
 
 def write_events(out: Path, state: RunState) -> Path | None:

@@ -51,13 +51,12 @@ from cirflow.data.tables import ImageTable, pad_tokens
 from cirflow.data.transforms import normalize
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError, naming_keys
-from cirflow.io import write_json_atomic, write_text_atomic
+from cirflow.io import csv_text, write_json_atomic, write_text_atomic
 from cirflow.model.checkpoints import write_first_stage
 from cirflow.model.config import ModelConfig
 from cirflow.model.factory import build_model
 from cirflow.model.sprc import SPRC, contrastive_loss
 from cirflow.settings import check_declared, setting
-from cirflow.train.history import csv_text
 from cirflow.train.rng import seed_everything
 from cirflow.train.schedule import one_cycle
 

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cirflow.data.result_files import ABLATION_PLOTTED  # noqa: E402
+from cirflow.report.results.inputs import Stage  # noqa: E402
 
 DPI = 100
 # The recalls drawn per epoch (every column is in the table under the figure).
@@ -27,20 +28,14 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def curves_png(
-    title: str,
-    train_rows: list[dict],
-    loss_columns: list[str],
-    val_rows: list[dict],
-    best_epoch: int | None,
-    labels: dict[str, str],
-    chance: dict[str, float] | None = None,
-) -> bytes:
+def curves_png(stage: Stage, labels: dict[str, str]) -> bytes:
     """Two panels: every loss per epoch, and the val recalls per epoch (chance levels dotted),
     the best.pt epoch marked on both."""
+    title, train_rows, val_rows = stage.label, stage.train_rows, stage.val_rows
+    best_epoch, chance = stage.best_epoch, stage.details.get("chance")
     fig, (losses, recalls) = plt.subplots(1, 2, figsize=(10.0, 3.3))
     colors = plt.get_cmap("tab10").colors
-    for i, column in enumerate(loss_columns):
+    for i, column in enumerate(stage.loss_columns):
         epochs = [r["epoch"] for r in train_rows if r.get(column) is not None]
         values = [r[column] for r in train_rows if r.get(column) is not None]
         style = {"linewidth": 2.2} if column == "loss_total" else {"linewidth": 1.2}

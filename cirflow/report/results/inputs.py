@@ -191,37 +191,48 @@ class Stage:
         return self.details.get("epoch")
 
 
-def read_stage(
-    name: str,
-    *,
-    train_csv: str | Path,
-    val_csv: str | Path,
-    hparams: str | Path,
-    metrics: str | Path,
-    details: str | Path,
-    train_time: str | Path,
-    eval_time: str | Path,
-    rankings: str | Path | None = None,
-) -> Stage:
-    loss_columns, train_rows = read_epochs(train_csv, f"{name} train_metrics.csv")
-    val_columns, val_rows = read_epochs(val_csv, f"{name} validation_metrics.csv")
-    metrics_doc = read_json(metrics, f"{name} val metrics")
-    details_doc = read_json(details, f"{name} val details")
-    hparams_doc = read_json(hparams, f"{name} hparams")
-    for doc, path in ((metrics_doc, metrics), (details_doc, details), (hparams_doc, hparams)):
+@dataclass(frozen=True)
+class StageFiles:
+    """One stage's files (rule results_report's per-stage inputs)."""
+
+    train_csv: str | Path
+    val_csv: str | Path
+    hparams: str | Path
+    metrics: str | Path  # val_metrics.json
+    details: str | Path  # val_details.json
+    train_time: str | Path  # the training job's benchmark file
+    eval_time: str | Path  # the evaluation job's benchmark file
+    rankings: str | Path | None = None  # val_rankings.json (stage 1 and stage 2)
+
+    def named(self) -> dict[str, str]:
+        """The files as the page's list of inputs names them."""
+        names = {
+            "train_metrics.csv": self.train_csv,
+            "validation_metrics.csv": self.val_csv,
+            "hparams.json": self.hparams,
+            "val_metrics.json": self.metrics,
+            "val_details.json": self.details,
+            "training benchmark": self.train_time,
+            "evaluation benchmark": self.eval_time,
+        }
+        if self.rankings is not None:
+            names["val_rankings.json"] = self.rankings
+        return {k: str(v) for k, v in names.items()}
+
+
+def read_stage(name: str, files: StageFiles) -> Stage:
+    loss_columns, train_rows = read_epochs(files.train_csv, f"{name} train_metrics.csv")
+    val_columns, val_rows = read_epochs(files.val_csv, f"{name} validation_metrics.csv")
+    metrics_doc = read_json(files.metrics, f"{name} val metrics")
+    details_doc = read_json(files.details, f"{name} val details")
+    hparams_doc = read_json(files.hparams, f"{name} hparams")
+    for doc, path in (
+        (metrics_doc, files.metrics),
+        (details_doc, files.details),
+        (hparams_doc, files.hparams),
+    ):
         if not isinstance(doc, dict):
             raise CirflowError(f"{path}: expected a JSON object")
-    sources = {
-        "train_metrics.csv": train_csv,
-        "validation_metrics.csv": val_csv,
-        "hparams.json": hparams,
-        "val_metrics.json": metrics,
-        "val_details.json": details,
-        "training benchmark": train_time,
-        "evaluation benchmark": eval_time,
-    }
-    if rankings is not None:
-        sources["val_rankings.json"] = rankings
     return Stage(
         name=name,
         loss_columns=list(loss_columns),
@@ -231,8 +242,8 @@ def read_stage(
         hparams=hparams_doc,
         metrics=metrics_doc,
         details=details_doc,
-        train_time=read_benchmark(train_time),
-        eval_time=read_benchmark(eval_time),
-        rankings=read_rankings(rankings) if rankings is not None else None,
-        sources={k: str(v) for k, v in sources.items()},
+        train_time=read_benchmark(files.train_time),
+        eval_time=read_benchmark(files.eval_time),
+        rankings=read_rankings(files.rankings) if files.rankings is not None else None,
+        sources=files.named(),
     )

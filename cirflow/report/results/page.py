@@ -10,23 +10,23 @@ device, data counts). Every number shown is the file's own (cells carry it in `d
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import time
-from importlib import metadata
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-
-import jinja2
 
 from cirflow.data.result_files import ABLATION_SHOWN, METRIC_LABELS
 from cirflow.errors import CirflowError
 from cirflow.io import write_text_atomic
+from cirflow.report.html import data_uri, number_text, render, version, yaml_text
 from cirflow.report.results import figures
 from cirflow.report.results.inputs import (
     STAGE_LABELS,
     STAGES,
     Stage,
+    StageFiles,
     check_comparison,
     read_ablation,
     read_comparison,
@@ -47,57 +47,20 @@ RETRIEVAL_STAGES = ("stage1", "stage2")
 EDIT_COLUMNS = (("R@1", "recall_at1"), ("Rs@1", "group_recall_at1"))
 
 
-def _fmt(value, signed: bool = False, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
 def _pm(mean: float, sd: float, signed: bool = False) -> str:
-    return _fmt(mean, signed) + ("" if math.isnan(sd) else f" ± {_fmt(sd)}")
-
-
-def _png_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _version() -> str:
-    try:
-        return metadata.version("cirflow")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _template_env() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("cirflow.report.results", "templates"),
-        autoescape=jinja2.select_autoescape(["html"], default=True),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["num"] = _fmt
-    return env
+    return number_text(mean, signed) + ("" if math.isnan(sd) else f" ± {number_text(sd)}")
 
 
 # ------------------------------------------------------------------------------- the sections
 def curves_section(stages: dict[str, Stage]) -> list[dict]:
     out = []
     for stage in stages.values():
-        png = figures.curves_png(
-            stage.label,
-            stage.train_rows,
-            stage.loss_columns,
-            stage.val_rows,
-            stage.best_epoch,
-            METRIC_LABELS,
-            stage.details.get("chance"),
-        )
+        png = figures.curves_png(stage, METRIC_LABELS)
         out.append(
             {
                 "stage": stage.name,
                 "label": stage.label,
-                "uri": _png_uri(png),
+                "uri": data_uri(png, "image/png"),
                 "best_epoch": stage.best_epoch,
                 "loss_columns": stage.loss_columns,
                 "train_rows": stage.train_rows,
@@ -120,13 +83,13 @@ def comparison_section(rows: list[dict], stages: dict[str, Stage]) -> list[dict]
                 "cells": [
                     {
                         "stage": s,
-                        "text": _fmt(r[s]),
+                        "text": number_text(r[s]),
                         "value": stages[s].metrics.get(r["metric"]),
                     }
                     for s in STAGES
                 ],
                 "deltas": [
-                    {"column": c, "text": _fmt(r[c], signed=True), "value": r[c]}
+                    {"column": c, "text": number_text(r[c], signed=True), "value": r[c]}
                     for c in ("delta_vs_control", "delta_vs_stage1")
                 ],
                 "chance": chance.get(r["metric"]),
@@ -177,10 +140,10 @@ def ablation_section(path: str | Path | None, chance: dict[str, float]) -> dict 
     return {
         "path": str(path),
         "columns": [METRIC_LABELS.get(k, k) for k in shown],
-        "chance": [_fmt(chance.get(k)) for k in shown],
+        "chance": [number_text(chance.get(k)) for k in shown],
         "means": means,
         "deltas": deltas,
-        "uri": _png_uri(png) if png else None,
+        "uri": data_uri(png, "image/png") if png else None,
     }
 
 
@@ -196,7 +159,12 @@ def edit_type_section(stages: dict[str, Stage]) -> dict | None:
         for s in STAGES:
             entry = (per_stage.get(s) or {}).get(edit) or {}
             cells += [
-                {"stage": s, "metric": key, "text": _fmt(entry.get(key)), "value": entry.get(key)}
+                {
+                    "stage": s,
+                    "metric": key,
+                    "text": number_text(entry.get(key)),
+                    "value": entry.get(key),
+                }
                 for _, key in EDIT_COLUMNS
             ]
         queries = next((v[edit]["queries"] for v in per_stage.values() if v and edit in v), 0)
@@ -205,7 +173,7 @@ def edit_type_section(stages: dict[str, Stage]) -> dict | None:
         "stages": [STAGE_LABELS[s] for s in STAGES],
         "columns": [label for label, _ in EDIT_COLUMNS],
         "rows": rows,
-        "chance": [_fmt(chance.get(key)) for _, key in EDIT_COLUMNS],
+        "chance": [number_text(chance.get(key)) for _, key in EDIT_COLUMNS],
         "source": stages["stage1"].details.get("edit_types"),
     }
 
@@ -318,69 +286,89 @@ def facts_section(stages: dict[str, Stage], config: dict | None, settings: dict)
     return {"rows": rows, "seeds": seeds}
 
 
-def _yaml(value) -> str:
-    import yaml
-
-    return yaml.safe_dump(value, sort_keys=False, default_flow_style=False)
-
-
 # ---------------------------------------------------------------------------------- the page
-def build_results_report(
-    *,
-    stage_files: dict[str, dict],
-    comparison: str | Path,
-    out_html: str | Path,
-    split_file: str | Path | None = None,
-    settings: dict | None = None,
-    config: dict | None = None,
-    region_mode: str = "none",
-    boxes: str | Path | None = None,
-    ablation: str | Path | None = None,
-) -> dict:
-    """Write the page. `stage_files`: per stage of STAGES, the keyword arguments of
-    `inputs.read_stage` (rankings for stage 1 and stage 2); `split_file`: val's split file
-    (the dataset root for the thumbnails); `boxes`: stage 2's val box file (tokens mode);
-    `ablation`: its summary.csv, if it has run. Returns a small summary."""
-    start = time.perf_counter()
-    settings = {**DEFAULTS, **(settings or {})}
-    missing = [s for s in STAGES if s not in stage_files]
-    if missing:
-        raise CirflowError(f"results page: no files for {', '.join(missing)}")
-    stages = {s: read_stage(s, **stage_files[s]) for s in STAGES}
-    rows = read_comparison(comparison)
-    check_comparison(rows, {s: st.metrics for s, st in stages.items()}, comparison)
-    root = Path(split_file).parents[2] if split_file else None
-    max_boxes = (stages["stage2"].hparams.get("settings") or {}).get("max_region_tokens")
-    thumbs = Thumbnails(
-        root,
-        "val",
-        int(settings["thumb_size"]),
-        boxes=load_target_boxes(boxes) if region_mode == "tokens" else None,
-        max_boxes=max_boxes,
-    )
-    context = {
-        "title": "Results: stage 1, control and stage 2 on CIRR val",
-        "version": _version(),
-        "region_mode": region_mode,
-        "stage_labels": [STAGE_LABELS[s] for s in STAGES],
-        "curves": curves_section(stages),
-        "comparison": comparison_section(rows, stages),
-        "ablation": ablation_section(ablation, stages["stage1"].details.get("chance") or {}),
-        "edit_types": edit_type_section(stages),
-        "retrievals": retrieval_section(stages, thumbs, settings),
-        "facts": facts_section(stages, config, settings),
-        "config": _yaml(config) if config else None,
-        "settings": settings,
-        "sources": [
+@dataclass(frozen=True)
+class ResultsInputs:
+    """The files the page shows: per stage of STAGES its files (rankings for stage 1 and
+    stage 2), comparison.csv, val's split file (the dataset root for the thumbnails), stage 2's
+    val box file (tokens mode) and the ablation's summary.csv once it has run."""
+
+    stage_files: Mapping[str, StageFiles]
+    comparison: str | Path
+    split_file: str | Path | None = None
+    boxes: str | Path | None = None
+    ablation: str | Path | None = None
+
+    def named(self, stages: dict[str, Stage]) -> list[dict]:
+        """Every input as the page lists it: stage, what, path."""
+        named = [
             {"stage": st.label, "what": what, "path": path}
             for st in stages.values()
             for what, path in st.sources.items()
         ]
-        + [{"stage": "", "what": "comparison.csv", "path": str(comparison)}]
-        + ([{"stage": "", "what": "val boxes", "path": str(boxes)}] if boxes else [])
-        + ([{"stage": "", "what": "ablation summary", "path": str(ablation)}] if ablation else []),
-    }
-    html = _template_env().get_template("results.html").render(**context)
+        named.append({"stage": "", "what": "comparison.csv", "path": str(self.comparison)})
+        if self.boxes:
+            named.append({"stage": "", "what": "val boxes", "path": str(self.boxes)})
+        if self.ablation:
+            named.append({"stage": "", "what": "ablation summary", "path": str(self.ablation)})
+        return named
+
+
+def _read_stages(inputs: ResultsInputs) -> tuple[dict[str, Stage], list[dict]]:
+    """Every stage's files and comparison.csv, checked against each other."""
+    missing = [s for s in STAGES if s not in inputs.stage_files]
+    if missing:
+        raise CirflowError(f"results page: no files for {', '.join(missing)}")
+    stages = {s: read_stage(s, inputs.stage_files[s]) for s in STAGES}
+    rows = read_comparison(inputs.comparison)
+    check_comparison(rows, {s: st.metrics for s, st in stages.items()}, inputs.comparison)
+    return stages, rows
+
+
+def _thumbnails(
+    inputs: ResultsInputs, stages: dict[str, Stage], settings: dict, region_mode: str
+) -> Thumbnails:
+    root = Path(inputs.split_file).parents[2] if inputs.split_file else None
+    max_boxes = (stages["stage2"].hparams.get("settings") or {}).get("max_region_tokens")
+    return Thumbnails(
+        root,
+        "val",
+        int(settings["thumb_size"]),
+        boxes=load_target_boxes(inputs.boxes) if region_mode == "tokens" else None,
+        max_boxes=max_boxes,
+    )
+
+
+def build_results_report(
+    inputs: ResultsInputs,
+    out_html: str | Path,
+    settings: dict | None = None,
+    config: dict | None = None,
+    region_mode: str = "none",
+) -> dict:
+    """Write the page of `inputs`; `config`: the subtrees of the rules behind it, shown as
+    they are; `region_mode`: stage 2's. Returns a small summary."""
+    start = time.perf_counter()
+    settings = {**DEFAULTS, **(settings or {})}
+    stages, rows = _read_stages(inputs)
+    thumbs = _thumbnails(inputs, stages, settings, region_mode)
+    chance = stages["stage1"].details.get("chance") or {}
+    html = render(
+        "results.html",
+        title="Results: stage 1, control and stage 2 on CIRR val",
+        version=version(),
+        region_mode=region_mode,
+        stage_labels=[STAGE_LABELS[s] for s in STAGES],
+        curves=curves_section(stages),
+        comparison=comparison_section(rows, stages),
+        ablation=ablation_section(inputs.ablation, chance),
+        edit_types=edit_type_section(stages),
+        retrievals=retrieval_section(stages, thumbs, settings),
+        facts=facts_section(stages, config, settings),
+        config=yaml_text(config) if config else None,
+        settings=settings,
+        sources=inputs.named(stages),
+    )
     write_text_atomic(out_html, html)
     seconds = time.perf_counter() - start
     log.info(

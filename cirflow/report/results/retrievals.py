@@ -15,7 +15,6 @@ the `tokens` region mode (the boxes stage 2 scored it with).
 
 from __future__ import annotations
 
-import base64
 import io
 import random
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from cirflow.data.box_format import box_problem, read_box_file
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.images import read_image
 from cirflow.errors import CirflowError
+from cirflow.report.html import data_uri
 
 TARGET_FRAME = (18, 183, 106)
 BOX_COLORS = [(230, 25, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
@@ -133,7 +133,7 @@ class Thumbnails:
         buffer = io.BytesIO()
         thumb.save(buffer, format="JPEG", quality=85)
         self.drawn += 1
-        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode(), None
+        return data_uri(buffer.getvalue(), "image/jpeg"), None
 
 
 def load_target_boxes(path: str | Path | None) -> dict[str, list] | None:
