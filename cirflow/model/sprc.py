@@ -64,6 +64,14 @@ from torch import nn
 from cirflow.data.captions import blip_captions
 from cirflow.errors import CirflowError
 from cirflow.model.checkpoints import load_weights, summarise_keys
+from cirflow.model.lavis_modules import (  # LAVIS's model modules only (see there)
+    BertConfig,
+    BertLMHeadModel,
+    Blip2Base,
+    LayerNorm,
+    disabled_train,
+)
+from cirflow.model.lavis_modules import EvaVisionTransformer as VisionTransformer
 from cirflow.model.presets import (
     TINY_VOCAB_FILE,
     VIT_WEIGHTS,
@@ -72,12 +80,6 @@ from cirflow.model.presets import (
 )
 
 log = logging.getLogger(__name__)
-
-# LAVIS imports (slow: `import lavis` loads all of LAVIS). Done at module import so that the
-# cost is paid once per process.
-from lavis.models.blip2_models.blip2 import Blip2Base, LayerNorm, disabled_train  # noqa: E402
-from lavis.models.blip2_models.Qformer import BertConfig, BertLMHeadModel  # noqa: E402
-from lavis.models.eva_vit import VisionTransformer  # noqa: E402
 
 
 def contrastive_loss(
@@ -187,8 +189,7 @@ def load_vit_weights(vit: nn.Module, path: str) -> None:
 
 def _local_file(url_or_path: str) -> str:
     """A LAVIS URL through LAVIS's download cache ($TORCH_HOME/hub/checkpoints), or a path."""
-    from lavis.common.dist_utils import download_cached_file
-    from lavis.common.utils import is_url
+    from cirflow.model.lavis_modules import download_cached_file, is_url
 
     if is_url(url_or_path):
         return download_cached_file(url_or_path, check_hash=False, progress=True)
@@ -204,9 +205,9 @@ def load_vit_file(vit: nn.Module, url_or_path: str, preset: ModelPreset) -> None
     if not isinstance(state, dict):
         raise CirflowError(f"{url_or_path}: expected a ViT state dict, got {type(state).__name__}")
     if preset.vit_model.startswith("eva"):
-        from lavis.models.eva_vit import interpolate_pos_embed
+        from cirflow.model.lavis_modules import eva_interpolate_pos_embed as interpolate_pos_embed
     else:
-        from lavis.models.clip_vit import interpolate_pos_embed
+        from cirflow.model.lavis_modules import clip_interpolate_pos_embed as interpolate_pos_embed
     interpolate_pos_embed(vit, state)
     own = vit.state_dict()
     missing = sorted(k for k in own if k not in state)
@@ -329,7 +330,7 @@ class SPRC(Blip2Base):
             )
         if preset.vit_model != "clip_L":
             raise CirflowError(f"unknown vit_model {preset.vit_model!r} in preset {preset.name!r}")
-        from lavis.models.clip_vit import VisionTransformer as ClipVisionTransformer
+        from cirflow.model.lavis_modules import ClipVisionTransformer
 
         def clip_vit(layers: int, width: int, heads: int, size: int, checkpointing: bool):
             return ClipVisionTransformer(
@@ -360,7 +361,7 @@ class SPRC(Blip2Base):
     @classmethod
     def build_vision_encoder(cls, preset: ModelPreset):
         """(ViT, ln_vision): the architecture, the preset's ViT file (unless random), fp16 if asked."""
-        from lavis.models.eva_vit import convert_weights_to_fp16
+        from cirflow.model.lavis_modules import convert_weights_to_fp16
 
         vit = cls.build_vit(preset)
         if preset.vit_model in VIT_WEIGHTS and not preset.random_init:
