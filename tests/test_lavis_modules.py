@@ -151,3 +151,24 @@ def test_lavis_module_imports_a_registered_processor():
         """
     )
     assert result == {"registered": True, "caption": "make it red"}
+
+
+def test_a_failed_load_leaves_no_bare_package():
+    """A bare `lavis` left in sys.modules would pass for a real LAVIS on the next import."""
+    result = run_python(
+        """
+        import json, sys
+        sys.modules["iopath"] = None  # lavis.common.utils needs it
+        try:
+            import cirflow.model.lavis_modules
+            error = None
+        except ImportError as e:
+            error = e.name
+        print(json.dumps({
+            "error": error,
+            "left": sorted(name for name in ("lavis", "lavis.models", "lavis.processors")
+                           if name in sys.modules),
+        }))
+        """
+    )
+    assert result["error"].startswith("iopath") and result["left"] == []

@@ -49,6 +49,16 @@ def _register_bare_packages() -> None:
     if "lavis" in sys.modules:
         return
     made: dict[str, ModuleType] = {}
+    try:
+        _make_bare_packages(made)
+    except BaseException:
+        # Leave no bare package behind: a later import would take it for a real LAVIS.
+        for name in made:
+            sys.modules.pop(name, None)
+        raise
+
+
+def _make_bare_packages(made: dict[str, ModuleType]) -> None:
     for name in BARE_PACKAGES:
         parent, _, child = name.rpartition(".")
         path = made[parent].__path__ if parent else None
