@@ -135,7 +135,7 @@ def install(trees: dict[str, Path], venvs: dict[str, Path], rounds: int) -> None
         venv = venvs[name]
         print(median_line(name, runs[name]))
         print(
-            f"  {'':<34} venv {disk_bytes(venv) / 1e9:.2f} GB on disk, "
+            f"  {'':<34} venv {disk_bytes(venv) / 2**30:.2f} GiB on disk (as du -h), "
             f"{distributions(venv)} distributions"
         )
 
