@@ -41,7 +41,7 @@ $(STAMP): $(REQS) pyproject.toml
 	$(PIP) install -q --no-deps -r requirements/3-lavis-nodeps.txt
 	$(PIP) install -q --no-deps --force-reinstall -r requirements/4-opencv-contrib.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
-	$(BIN)/python -c "import cv2, cv2.saliency, torch, torchvision, ultralytics, lavis, cirflow; print('environment OK: cv2', cv2.__version__, '| torch', torch.__version__)"
+	$(BIN)/python -c "import cv2, cv2.saliency, torch, torchvision, ultralytics, cirflow.model.lavis_modules; print('environment OK: cv2', cv2.__version__, '| torch', torch.__version__)"
 	@touch $@
 
 demo: $(STAMP)

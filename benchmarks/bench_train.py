@@ -126,7 +126,8 @@ def pretrain_counts() -> tuple[int, int]:
     from functools import partial
     from unittest import mock
 
-    from lavis.models.eva_vit import VisionTransformer, convert_weights_to_fp16
+    from cirflow.model.lavis_modules import EvaVisionTransformer as VisionTransformer
+    from cirflow.model.lavis_modules import convert_weights_to_fp16
 
     preset = get_preset("pretrain")
     linspace = torch.linspace
@@ -146,7 +147,7 @@ def pretrain_counts() -> tuple[int, int]:
             norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
         )
         convert_weights_to_fp16(vit)
-        from lavis.models.blip2_models.Qformer import BertConfig, BertLMHeadModel
+        from cirflow.model.lavis_modules import BertConfig, BertLMHeadModel
 
         cfg = BertConfig(vocab_size=30523)  # bert-base-uncased + [DEC]
         cfg.encoder_width, cfg.add_cross_attention, cfg.cross_attention_freq, cfg.query_length = (

@@ -43,7 +43,9 @@ def test_steps_by_hand():
 
 @pytest.mark.parametrize("caption", AWKWARD)
 def test_same_as_lavis_blip_caption(caption):
-    processors = pytest.importorskip("lavis.processors.blip_processors")
+    from cirflow.model.lavis_modules import lavis_module
+
+    processors = lavis_module("lavis.processors.blip_processors")
     lavis = processors.BlipCaptionProcessor()  # SPRC's configs: blip_caption, defaults
     assert blip_caption(caption) == lavis(caption)
 

@@ -36,7 +36,7 @@ def _same_weights(model, sd):
 
 
 def test_vitL_has_the_23_blocks_of_sprcs_lavis_not_the_21_of_lavis_1_0_2():
-    from lavis.models.clip_vit import VisionTransformer as ClipViT
+    from cirflow.model.lavis_modules import ClipVisionTransformer as ClipViT
 
     with torch.device("meta"):
         vit = build_vit(get_preset("pretrain_vitL"))

@@ -55,12 +55,12 @@ def test_tokenizer_knows_every_demo_word(tiny):
 
 
 def test_lavis_components(tiny):
-    from lavis.models.blip2_models.blip2 import Blip2Base
-    from lavis.models.blip2_models.Qformer import BertLMHeadModel
-    from lavis.models.eva_vit import VisionTransformer
+    from cirflow.model.lavis_modules import BertLMHeadModel, Blip2Base, EvaVisionTransformer
 
+    assert Blip2Base.__module__ == "lavis.models.blip2_models.blip2"  # LAVIS's own classes
+    assert EvaVisionTransformer.__module__ == "lavis.models.eva_vit"
     assert isinstance(tiny, Blip2Base)
-    assert isinstance(tiny.visual_encoder, VisionTransformer)
+    assert isinstance(tiny.visual_encoder, EvaVisionTransformer)
     assert isinstance(tiny.Qformer, BertLMHeadModel)
     assert tiny.query_tokens.shape == (1, 8, 96) and tiny.prompt_tokens.shape == (1, 8, 96)
     n = sum(p.numel() for p in tiny.parameters())

@@ -24,10 +24,10 @@ from cirflow.errors import CirflowError
 from cirflow.model.checkpoints import model_config, read_checkpoint
 from cirflow.model.config import ModelConfig, RegionMode
 from cirflow.model.lavis_modules import (
-    clip_vit,
+    clip_interpolate_pos_embed,
     convert_weights_to_fp16,
     download_cached_file,
-    eva_vit,
+    eva_interpolate_pos_embed,
     is_url,
 )
 from cirflow.model.lavis_parts import build_vision_encoder
@@ -155,8 +155,8 @@ def load_vit_file(vit: nn.Module, url_or_path: str, preset: ModelPreset) -> None
     state = torch.load(local_file(url_or_path), map_location="cpu", weights_only=False)
     if not isinstance(state, dict):
         raise CirflowError(f"{url_or_path}: expected a ViT state dict, got {type(state).__name__}")
-    family = eva_vit if preset.vit_model.startswith("eva") else clip_vit
-    family.interpolate_pos_embed(vit, state)
+    eva = preset.vit_model.startswith("eva")
+    (eva_interpolate_pos_embed if eva else clip_interpolate_pos_embed)(vit, state)
     own = vit.state_dict()
     missing = sorted(k for k in own if k not in state)
     if missing:

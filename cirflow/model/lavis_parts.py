@@ -17,9 +17,9 @@ from cirflow.model.lavis_modules import (
     BertConfig,
     BertLMHeadModel,
     Blip2Base,
+    ClipVisionTransformer,
+    EvaVisionTransformer,
     LayerNorm,
-    VisionTransformer,
-    clip_vit,
 )
 from cirflow.model.presets import TINY_VOCAB_FILE, ModelPreset
 
@@ -43,7 +43,7 @@ def build_vit(preset: ModelPreset) -> nn.Module:
     `build_clip_vit`).
     """
     if preset.vit_model.startswith("eva"):
-        return VisionTransformer(
+        return EvaVisionTransformer(
             img_size=preset.image_size,
             patch_size=preset.vit_patch_size,
             embed_dim=preset.vit_width,
@@ -67,7 +67,7 @@ def build_clip_vit(preset: ModelPreset) -> nn.Module:
     small probe and checked after building."""
 
     def build(layers: int, width: int, heads: int, size: int, checkpointing: bool):
-        return clip_vit.VisionTransformer(
+        return ClipVisionTransformer(
             input_resolution=size,
             patch_size=preset.vit_patch_size,
             width=width,
