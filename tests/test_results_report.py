@@ -459,7 +459,7 @@ def test_the_retrievals_are_a_seeded_sample_and_the_largest_rank_changes():
 def test_the_page_reads_the_tables_with_the_model_sides_own_names():
     from cirflow.evaluate import ablation, run
     from cirflow.report.results import figures, inputs, page
-    from cirflow.train.config import STAGES as TRAIN_STAGES
+    from cirflow.train.runs import STAGES as TRAIN_STAGES
 
     # One home for the tables' columns and metric names (cirflow.data.result_files).
     assert inputs.COMPARISON_COLUMNS is run.COMPARISON_COLUMNS
