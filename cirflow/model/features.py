@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from cirflow.data.images import read_image
 from cirflow.data.transforms import TARGET_RATIO, normalize, preprocess
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError, naming_keys
-from cirflow.io import atomic_path, write_json_atomic
+from cirflow.io import NO_ROOM, atomic_path, write_json_atomic
 from cirflow.model.factory import pretrained_vision_encoder
 from cirflow.model.presets import ModelPreset
 
@@ -221,6 +222,7 @@ class _ShardRows:
             self.array = np.lib.format.open_memmap(
                 self.path, mode="w+", dtype=np.float16, shape=(len(self.names), *tokens.shape[1:])
             )
+            reserve_disk_space(self.path)
         for (i, _, size), row in zip(good, tokens, strict=True):
             self.array[i] = row
             self.sizes[self.names[i]] = list(size)
@@ -236,6 +238,23 @@ class _ShardRows:
             )
         self.array.flush()
         self.array = None
+
+
+def reserve_disk_space(path: Path) -> None:
+    """Allocate every block of the (sparse) file at `path` now. A memory map's writes reach the
+    disk later, and a full disk then kills the process (SIGBUS) without a word; reserved, the
+    lack of room is an OSError here, which `atomic_path` reports with the shard's name."""
+    if not hasattr(os, "posix_fallocate"):  # not on macOS: the risk stays there
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno in NO_ROOM:
+            raise
+        log.debug("%s: blocks not reserved (%s)", path, exc)  # a file system that cannot
+    finally:
+        os.close(fd)
 
 
 def _check_unreadable(
