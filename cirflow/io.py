@@ -272,19 +272,22 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = No
     write_text_atomic(path, dumps_json(obj, indent=indent))
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
-    """Read JSON, raising CirflowError that names the file for a missing, empty or invalid file."""
+def read_json(path: str | os.PathLike, what: str = "JSON file", advice: str | None = None) -> Any:
+    """Read JSON, raising CirflowError that names the file for a missing, empty or invalid file;
+    `advice` (what rebuilds the file, for a workflow output) ends each message."""
     p = Path(path)
+    tail = f"; {advice}" if advice else ""
     if not p.exists():
-        raise CirflowError(f"{what} not found: {p}")
+        raise CirflowError(f"{what} not found: {p}{tail}")
     if p.is_dir():
-        raise CirflowError(f"{what} is a directory, expected a file: {p}")
+        raise CirflowError(f"{what} is a directory, expected a file: {p}{tail}")
     text = p.read_text(encoding="utf-8")
     if not text.strip():
-        raise CirflowError(f"{what} is empty: {p}")
+        raise CirflowError(f"{what} is empty: {p}{tail}")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CirflowError(
             f"{what} is not valid JSON: {p} (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            f"{tail}"
         ) from exc

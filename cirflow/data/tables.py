@@ -79,6 +79,7 @@ class SplitTable:
     split-file order) and the unreadable ones among them (name → why)."""
 
     split: str
+    root: Path  # the dataset root: where a missing image was looked for
     names: list[str]
     unreadable: dict[str, str]
 
@@ -91,7 +92,10 @@ class SplitTable:
     def check_unreadable(self, max_fraction: float) -> None:
         """Fail at once, listing the images, when more than `max_fraction` cannot be read."""
         check_unreadable_fraction(
-            self.unreadable, len(self.names), f"split {self.split}", max_fraction
+            self.unreadable,
+            len(self.names),
+            f"split {self.split} (dataset root {self.root})",
+            max_fraction,
         )
 
 
@@ -107,7 +111,7 @@ class ImageTable(SplitTable):
         progress: bool = True,
     ):
         check_cache_mode(cache)
-        self.split = dataset.split
+        self.split, self.root = dataset.split, dataset.root
         self.names = list(dataset.images)
         self.index = {n: i for i, n in enumerate(self.names)}
         self.paths = [dataset.image_path(n) for n in self.names]
@@ -336,7 +340,8 @@ class TripletData:
         if not self.triplets:
             raise CirflowError(
                 f"{dataset.split}: every triplet needs an image that cannot be read "
-                f"({len(table.unreadable):,} unreadable images)"
+                f"({len(table.unreadable):,} unreadable images under the dataset root "
+                f"{dataset.root}, e.g. {next(iter(table.unreadable))})"
             )
         self.ref_idx = torch.tensor([table.index[t["reference"]] for t in self.triplets])
         self.target_idx = (

@@ -252,7 +252,7 @@ class Trainer:
         if not self.s.resume or not self.last_path.is_file():
             return RunState()
         try:
-            ckpt = read_checkpoint(self.last_path)
+            ckpt = read_checkpoint(self.last_path, advice="training starts afresh instead")
         except CirflowError as exc:
             log.warning("not resuming: %s", exc)
             return RunState()
