@@ -170,6 +170,9 @@ def test_a_truncated_demo_backbone_says_rule_pretrain_backbone_rebuilds_it(tmp_p
     assert f"delete {path} and rerun snakemake: rule pretrain_backbone rebuilds it" in str(
         info.value
     )
+    path.unlink()
+    with pytest.raises(CirflowError, match=f"^weight file not found: {path}$"):
+        load_weight_file(str(path))
 
 
 # ------------------------------------------------------------------------------ box shards

@@ -133,6 +133,8 @@ def load_weight_file(url_or_path: str, weights_only: bool = True) -> Any:
     """torch.load of a weight file (a LAVIS URL through its download cache). A file torch cannot
     read is an error naming it and what makes it whole again."""
     path = local_file(url_or_path)
+    if not Path(path).is_file():
+        raise CirflowError(f"weight file not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as exc:  # torch's errors for a truncated or damaged file vary
