@@ -173,3 +173,24 @@ def test_a_demo_image_on_a_full_disk_names_the_image(tmp_path, monkeypatch):
     assert message.startswith(f"cannot write {tmp_path}/train/") and ".png:" in message
     assert "free on its file system" in message
     assert not list(tmp_path.rglob("*.png")) and not list(tmp_path.rglob(".*.tmp*"))
+
+
+def test_publishing_best_pt_on_a_full_disk_names_it(tmp_path, monkeypatch):
+    """Where best.pt cannot be a hard link of resume/best.pt it is a copy, which needs room."""
+    from cirflow.model.checkpoints import publish_link
+
+    stash, published = tmp_path / "resume/best.pt", tmp_path / "best.pt"
+    stash.parent.mkdir()
+    stash.write_bytes(b"new weights")
+    published.write_bytes(b"old weights")
+
+    def cross_device(src, dst):
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(checkpoints.os, "link", cross_device)
+    monkeypatch.setattr(checkpoints.shutil, "copyfile", no_space)
+    with pytest.raises(CirflowError) as exc:
+        publish_link(stash, published)
+    assert_names_the_file(exc, published)
+    assert published.read_bytes() == b"old weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "resume"]

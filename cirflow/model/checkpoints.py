@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from cirflow.errors import CirflowError, rebuilt_by
-from cirflow.io import atomic_path
+from cirflow.io import atomic_path, failed_writes_named
 from cirflow.model.config import ModelConfig
 from cirflow.model.presets import DEMO_BACKBONE
 
@@ -79,11 +79,15 @@ def publish_link(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.link")
     if tmp.exists():
         tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with failed_writes_named(dst):
+        try:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _checkpoint(model, **extra: Any) -> dict[str, Any]:
