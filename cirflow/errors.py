@@ -34,3 +34,12 @@ def naming_keys(key_of: Callable[[str], str]) -> Iterator[None]:
         yield
     except SettingError as exc:
         raise exc.named(key_of(exc.setting)) from None
+
+
+def rebuilt_by(rule: str, *paths: object) -> str:
+    """What to do about damaged workflow outputs: Snakemake reruns the job of an output that is
+    missing, and after it the jobs built on it (the library names the rule, it never imports
+    snakemake)."""
+    files = " and ".join(str(p) for p in paths)
+    them = "them" if len(paths) > 1 else "it"
+    return f"delete {files} and rerun snakemake: rule {rule} rebuilds {them}"

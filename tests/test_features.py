@@ -162,3 +162,51 @@ def test_memory_mapped_reads_touch_only_the_rows_asked_for(demo_root, backbone, 
     paths = extract(preset, demo_root, "val", tmp_path, n=1)
     store = FeatureStore(paths)
     assert isinstance(store.arrays[0], np.memmap)
+
+
+def test_extraction_past_max_unreadable_fraction_is_an_error(demo_root, backbone, tmp_path):
+    import shutil
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    dataset = CirrDataset(root, "val")
+    names = sorted(dataset.images)
+    broken = names[: len(names) // 2 + 1]  # just past half, not all (that is another error)
+    for name in broken:
+        dataset.image_path(name).write_bytes(b"not an image")
+    out = tmp_path / "f/val/shard-0-of-1.npy"
+    settings = FeatureSettings(batch_size=5, max_unreadable_fraction=0.5, progress=False)
+    preset = get_preset("tiny", weights=str(backbone))
+    with pytest.raises(CirflowError) as info:
+        extract_shard(preset, root, FeatureShard("val", 0, 1), out, settings)
+    message = str(info.value)
+    assert f"{len(broken)} of {len(names)} images cannot be read" in message
+    assert "features.max_unreadable_fraction = 0.5" in message  # the workflow's key
+    assert f"dataset root {root}" in message and broken[0] in message
+    assert not out.exists() and not list(out.parent.iterdir())  # no array, no index, no temp
+    # At that fraction's limit, the shard is made.
+    loose = FeatureSettings(batch_size=5, max_unreadable_fraction=0.6, progress=False)
+    index = extract_shard(preset, root, FeatureShard("val", 0, 1), out, loose)
+    assert len(index["unreadable"]) == len(broken)
+
+
+def test_a_full_disk_while_extracting_names_the_shard(demo_root, backbone, tmp_path, monkeypatch):
+    """The array is a memory map: its blocks are reserved when it is made, so a full disk is
+    an error naming the shard, not a SIGBUS in the middle of the split."""
+    import errno
+    import os
+
+    from cirflow.model import features
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(features.os, "posix_fallocate", no_space, raising=False)
+    out = tmp_path / "val/shard-0-of-1.npy"
+    preset = get_preset("tiny", weights=str(backbone))
+    settings = FeatureSettings(batch_size=5, progress=False)
+    with pytest.raises(CirflowError) as info:
+        extract_shard(preset, demo_root, FeatureShard("val", 0, 1), out, settings)
+    assert f"cannot write {out}: no space left on the device" in str(info.value)
+    assert "free on its file system" in str(info.value)
+    assert not list(out.parent.iterdir())

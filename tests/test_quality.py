@@ -61,7 +61,7 @@ def test_missing_predictions_and_images_without_ground_truth():
     assert q["images_without_predictions"] == 1
     assert q["recall"] == 0.5 and q["precision"] == 1.0
     assert q["mean_best_iou"] == 0.5
-    with pytest.raises(CirflowError, match="no image of the prediction file"):
+    with pytest.raises(CirflowError, match="none of the 1 images of the prediction file"):
         box_quality({"z": [A]}, gt)
 
 

@@ -314,3 +314,60 @@ def test_the_ablation_summary_pairs_the_deltas_by_seed(tmp_path):
     ]
     with pytest.raises(CirflowError, match="seeds"):
         write_summary(lonely, tmp_path / "a.csv", tmp_path / "a.md", tmp_path / "a.png")
+
+
+def test_the_ablation_pairs_by_seed_not_by_rank(tmp_path):
+    """Values that do not rise with the seed in the same order in both modes, listed in another
+    seed order for each: pairing after sorting each list (or by position) gives other deltas."""
+    from cirflow.evaluate.ablation import read_runs, summary_rows
+
+    none = {0: 30.0, 1: 10.0, 2: 20.0}
+    tokens = {0: 31.0, 1: 25.0, 2: 18.0}  # paired deltas 1, 15, -2; sorted pairs 8, 5, 1
+    entries = [
+        {
+            "mode": "tokens",
+            "source": "gt",
+            "seed": s,
+            "metrics": str(_metrics(tmp_path / f"tokens{s}.json", recall_at1=tokens[s])),
+        }
+        for s in (2, 0, 1)
+    ] + [
+        {
+            "mode": "none",
+            "source": None,
+            "seed": s,
+            "metrics": str(_metrics(tmp_path / f"none{s}.json", recall_at1=none[s])),
+        }
+        for s in (1, 2, 0)
+    ]
+    rows = summary_rows(read_runs(entries))
+    tok = next(r for r in rows if r["mode"] == "tokens" and r["metric"] == "recall_at1")
+    deltas = [1.0, 15.0, -2.0]
+    assert tok["delta_vs_none"] == pytest.approx(sum(deltas) / 3)
+    mean = sum(deltas) / 3
+    assert tok["delta_vs_none_sd"] == pytest.approx(
+        math.sqrt(sum((d - mean) ** 2 for d in deltas) / 2)
+    )
+    assert tok["delta_vs_none_sd"] == pytest.approx(9.0738, abs=1e-4)  # sorted pairs: 3.51
+
+
+def test_stage2_starts_from_best_pt_not_the_last_pt_beside_it(demo_root, stage1, tmp_path):
+    """A stage 1 whose last epoch is not its best: its last.pt holds other weights than best.pt.
+    Stage 2 (init_checkpoint=…/best.pt) starts from best.pt's, none of last.pt's."""
+    import shutil
+
+    from cirflow.train.loop import Trainer
+
+    run = shutil.copytree(stage1.parent, tmp_path / "stage1")
+    best = torch.load(run / "best.pt", weights_only=True)["state_dict"]
+    last = torch.load(run / "last.pt", weights_only=True)
+    last["state_dict"] = {
+        k: v + 1 if v.is_floating_point() else v for k, v in last["state_dict"].items()
+    }
+    torch.save(last, run / "last.pt")
+    trainer = Trainer(_settings(demo_root, tmp_path / "s2", init_checkpoint=str(run / "best.pt")))
+    trainer.build()
+    own = trainer.model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in best.items())
+    moved = [k for k, v in last["state_dict"].items() if v.is_floating_point() and v.numel()]
+    assert moved and not any(torch.equal(own[k], last["state_dict"][k]) for k in moved)

@@ -113,7 +113,9 @@ def test_too_many_unreadable_images_stop_the_run_before_the_first_step(
     with pytest.raises(CirflowError) as info:
         train(_settings(demo, tmp_path / "run", image_cache=cache, stage="stage1"))
     message = str(info.value)
-    assert f"split {split}: 3 of {len(ds.images)} images cannot be read" in message
+    assert f"split {split} (dataset root {demo}): 3 of {len(ds.images)} images cannot be read" in (
+        message
+    )
     assert "train.max_unreadable_fraction = 0.01" in message  # the workflow's key
     assert all(name in message for name in bad)
     assert steps == [] and not (tmp_path / "run/last.pt").exists()

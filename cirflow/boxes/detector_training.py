@@ -29,7 +29,13 @@ from pathlib import Path
 from cirflow.data.box_format import box_problem
 from cirflow.data.cirr import CirrDataset
 from cirflow.errors import CirflowError
-from cirflow.io import atomic_path, read_json, write_json_atomic, write_text_atomic
+from cirflow.io import (
+    atomic_path,
+    failed_writes_named,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +105,14 @@ def write_yolo_dataset(
                 shutil.rmtree(d)
             d.mkdir(parents=True)
         (out / "labels" / f"{part}.cache").unlink(missing_ok=True)  # ultralytics' label cache
+        rebuilt = f"{out} is rebuilt from the start when the job reruns"
         for name in names:
             src = dataset.image_path(name)
-            _link(src, img_dir / f"{name}{src.suffix.lower()}")
-            (lbl_dir / f"{name}.txt").write_text("\n".join(_label_lines(gt[name])) + "\n")
+            image, label = img_dir / f"{name}{src.suffix.lower()}", lbl_dir / f"{name}.txt"
+            with failed_writes_named(image, rebuilt):
+                _link(src, image)
+            with failed_writes_named(label, rebuilt):
+                label.write_text("\n".join(_label_lines(gt[name])) + "\n")
         counts[part] = len(names)
     data_yaml = out / "data.yaml"
     write_text_atomic(

@@ -60,16 +60,19 @@ def match_image(gt: list, pred: list, iou_threshold: float) -> tuple[int, list[f
     return len(used_gt), best
 
 
-def box_quality(pred: dict, gt: dict, iou_threshold: float = DEFAULT_IOU) -> dict:
-    """Quality of predicted boxes `pred` against ground truth `gt` (both name -> boxes)."""
+def box_quality(
+    pred: dict,
+    gt: dict,
+    iou_threshold: float = DEFAULT_IOU,
+    files: tuple[str | Path, str | Path] = ("the prediction file", "the ground truth"),
+) -> dict:
+    """Quality of predicted boxes `pred` against ground truth `gt` (both name -> boxes);
+    `files`: where each came from, for the messages."""
     if not 0.0 < iou_threshold <= 1.0:
         raise CirflowError(f"IoU threshold must be in (0, 1] (got {iou_threshold})")
     names = sorted(n for n in pred if n in gt)
     if not names:
-        raise CirflowError(
-            "no image of the prediction file has ground-truth boxes "
-            f"({len(pred)} predicted images, {len(gt)} ground-truth images)"
-        )
+        raise CirflowError(no_overlap_message(pred, gt, files))
     n_gt = n_pred = matched = 0
     best_ious: list[float] = []
     no_pred = all_found = 0
@@ -102,6 +105,21 @@ def box_quality(pred: dict, gt: dict, iou_threshold: float = DEFAULT_IOU) -> dic
     }
 
 
+def no_overlap_message(pred: dict, gt: dict, files: tuple[str | Path, str | Path]) -> str:
+    """Why no image can be scored: an empty prediction file, or one of other images."""
+    pred_file, gt_file = files
+    if not pred:
+        return (
+            f"{pred_file} is empty (no image at all, not even [] entries): nothing to compare "
+            f"with the {len(gt):,} images of {gt_file}. Was detection run on this split (its "
+            "shard files, the merge_boxes log)?"
+        )
+    return (
+        f"none of the {len(pred):,} images of {pred_file} (e.g. {next(iter(pred))!r}) is in "
+        f"{gt_file} ({len(gt):,} images): boxes of another dataset or split?"
+    )
+
+
 def load_gt(path: str | Path) -> dict:
     """Ground-truth boxes (the original scripts' format); every box must be valid."""
     data = read_box_file(path)
@@ -118,7 +136,9 @@ def load_gt(path: str | Path) -> dict:
 def quality_for_files(
     pred_path: str | Path, gt_path: str | Path, iou_threshold: float = DEFAULT_IOU
 ) -> dict:
-    return box_quality(read_box_file(pred_path), load_gt(gt_path), iou_threshold)
+    return box_quality(
+        read_box_file(pred_path), load_gt(gt_path), iou_threshold, (pred_path, gt_path)
+    )
 
 
 def format_quality(q: dict, title: str = "") -> str:

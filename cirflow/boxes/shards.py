@@ -20,7 +20,7 @@ from cirflow.boxes.detectors import make_detector
 from cirflow.boxes.postfilter import Detections, postfilter
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.images import ImageRead, read_image
-from cirflow.errors import CirflowError
+from cirflow.errors import CirflowError, rebuilt_by
 from cirflow.io import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -186,10 +186,11 @@ def merge_shards(
         raise CirflowError("no shard files to merge")
     shards = []
     for path in shard_paths:
-        shard = read_json(path, what="box shard file")
+        advice = rebuilt_by("detect_shard", path)
+        shard = read_json(path, "box shard file", advice)
         if not isinstance(shard, dict) or shard.get("format") != SHARD_FORMAT:
-            raise CirflowError(f"{path}: not a cirflow box shard file")
-        shards.append(shard)
+            raise CirflowError(f"{path}: not a cirflow box shard file; {advice}")
+        shards.append({**shard, "path": str(path)})  # for messages only: never written
     return merge_results(shards, boxes_out, meta_out, max_unreadable_fraction)
 
 
@@ -227,15 +228,17 @@ def merge_results(
     errors: list[dict] = []
     split, method = shards[0]["split"], shards[0]["method"]
     for shard in shards:
+        name = shard.get("path") or f"shard {shard['shard']}"
         if (shard["split"], shard["method"]) != (split, method):
             raise CirflowError(
-                f"shard {shard['shard']} is {shard['method']}/{shard['split']}, "
-                f"the others {method}/{split}: refusing to mix them"
+                f"{name} is a shard of {shard['method']}/{shard['split']}, the others of "
+                f"{method}/{split}: refusing to mix them"
             )
         overlap = boxes.keys() & shard["boxes"].keys()
         if overlap:
             raise CirflowError(
-                f"shard {shard['shard']} repeats images, e.g. {sorted(overlap)[0]!r}"
+                f"{name} repeats images of another shard, e.g. {sorted(overlap)[0]!r}: shards "
+                "of different shard counts?"
             )
         boxes.update(shard["boxes"])
         meta.update(shard["meta"])

@@ -86,7 +86,7 @@ def stats_for_file(
     if gt_path is not None:
         from cirflow.boxes.quality import box_quality, load_gt
 
-        stats["quality"] = box_quality(boxes, load_gt(gt_path))
+        stats["quality"] = box_quality(boxes, load_gt(gt_path), files=(box_path, gt_path))
     return stats
 
 

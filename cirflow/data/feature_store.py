@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cirflow.data.cirr import CirrDataset
-from cirflow.data.feature_index import read_index
+from cirflow.data.cirr import CirrDataset, split_file
+from cirflow.data.feature_index import read_index, rebuild_advice
 from cirflow.data.tables import SplitTable
 from cirflow.errors import CirflowError
 
@@ -34,39 +34,51 @@ class FeatureStore:
     def __init__(self, array_paths: list[str | Path]):
         if not array_paths:
             raise CirflowError("no image-feature shards given")
+        self.paths = [Path(p) for p in array_paths]
         self.arrays: list[np.ndarray] = []
         self.where: dict[str, tuple[int, int]] = {}
         self.sizes: dict[str, tuple[int, int]] = {}
         self.unreadable: dict[str, str] = {}  # name -> why it could not be read
         self.fingerprints: set[str] = set()
-        shape = None
-        for k, path in enumerate(array_paths):
+        self.shape = None
+        for k, path in enumerate(self.paths):
             index = read_index(path)
-            try:
-                array = np.load(path, mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                raise CirflowError(f"cannot read image features {path}: {exc}") from exc
-            names = index["names"]
-            if array.shape[0] != len(names) or array.dtype != np.float16:
-                raise CirflowError(
-                    f"{path}: {array.shape} {array.dtype} does not match its index "
-                    f"({len(names)} images, float16)"
-                )
-            if shape is not None and array.shape[1:] != shape:
-                raise CirflowError(f"{path}: tokens {array.shape[1:]} differ from {shape}")
-            shape = array.shape[1:]
+            self.arrays.append(self._open(path, index))
             self.unreadable.update({e["image"]: e["error"] for e in index["unreadable"]})
             self.fingerprints.add(index["fingerprint"])
-            for row, name in enumerate(names):
+            for row, name in enumerate(index["names"]):
                 self.where[name] = (k, row)  # an unreadable image's row is zeros
                 if name in index["sizes"]:
                     self.sizes[name] = tuple(index["sizes"][name])
-            self.arrays.append(array)
         if len(self.fingerprints) > 1:
             raise CirflowError(
-                f"image-feature shards made with different models or transforms: {array_paths}"
+                "image-feature shards made with different models or transforms: "
+                f"{', '.join(map(str, self.paths))}; rerun `snakemake --forcerun image_features` "
+                "(rule image_features rebuilds every shard of the current model)"
             )
-        self.shape = shape
+
+    def _open(self, path: Path, index: dict) -> np.ndarray:
+        """The shard's array, memory-mapped, checked against its index and the other shards."""
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:
+            raise CirflowError(
+                f"cannot read image features {path} (truncated or damaged: {exc}); "
+                + rebuild_advice(path)
+            ) from exc
+        names = index["names"]
+        if array.shape[0] != len(names) or array.dtype != np.float16:
+            raise CirflowError(
+                f"{path}: {array.shape} {array.dtype} does not match its index "
+                f"({len(names)} images, float16); " + rebuild_advice(path)
+            )
+        if self.shape is not None and array.shape[1:] != self.shape:
+            raise CirflowError(
+                f"{path}: tokens {array.shape[1:]} differ from {self.shape} (the other shards); "
+                + rebuild_advice(path)
+            )
+        self.shape = array.shape[1:]
+        return array
 
     def rows(self, names: list[str]) -> np.ndarray:
         """float16 (len(names), T, D), read from the memory maps."""
@@ -84,18 +96,23 @@ class FeatureTable(SplitTable):
     cached = True  # batches are gathered in the main process (reads are page-cache hits)
 
     def __init__(self, dataset: CirrDataset, store: FeatureStore):
-        self.split = dataset.split
+        self.split, self.root = dataset.split, dataset.root
+        self.dataset = dataset
+        shards = ", ".join(map(str, store.paths))
         unknown = [n for n in store.where if n not in dataset.images]
         if unknown:
             raise CirflowError(
-                f"image features hold {len(unknown)} images that are not in the {dataset.split} "
-                f"split (e.g. {unknown[0]!r}): features of another split?"
+                f"image features {shards} hold {len(unknown)} images that are not in the "
+                f"{dataset.split} split file {split_file(dataset.root, dataset.split)} (e.g. "
+                f"{unknown[0]!r}): features of another split or dataset?"
             )
         absent = [n for n in dataset.images if n not in store.where]
         if absent:
             raise CirflowError(
-                f"{len(absent)} {dataset.split} images have no cached features (e.g. "
-                f"{absent[0]!r}): the feature shards do not cover the split"
+                f"{len(absent)} images of {split_file(dataset.root, dataset.split)} have no "
+                f"cached features in {shards} (e.g. {absent[0]!r}): the shards do not cover "
+                "the split (made from another split file?); rerun "
+                "`snakemake --forcerun image_features`"
             )
         self.store = store
         self.names = list(dataset.images)
@@ -111,5 +128,8 @@ class FeatureTable(SplitTable):
     def image_size(self, i: int) -> tuple[int, int]:
         name = self.names[i]
         if name in self.unreadable:
-            raise CirflowError(f"image {name} could not be read: {self.unreadable[name]}")
+            raise CirflowError(
+                f"image {name} ({self.dataset.image_path(name)}) could not be read: "
+                f"{self.unreadable[name]}"
+            )
         return self.store.sizes[name]

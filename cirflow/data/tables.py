@@ -79,6 +79,7 @@ class SplitTable:
     split-file order) and the unreadable ones among them (name → why)."""
 
     split: str
+    root: Path  # the dataset root: where a missing image was looked for
     names: list[str]
     unreadable: dict[str, str]
 
@@ -91,7 +92,10 @@ class SplitTable:
     def check_unreadable(self, max_fraction: float) -> None:
         """Fail at once, listing the images, when more than `max_fraction` cannot be read."""
         check_unreadable_fraction(
-            self.unreadable, len(self.names), f"split {self.split}", max_fraction
+            self.unreadable,
+            len(self.names),
+            f"split {self.split} (dataset root {self.root})",
+            max_fraction,
         )
 
 
@@ -107,7 +111,7 @@ class ImageTable(SplitTable):
         progress: bool = True,
     ):
         check_cache_mode(cache)
-        self.split = dataset.split
+        self.split, self.root = dataset.split, dataset.root
         self.names = list(dataset.images)
         self.index = {n: i for i, n in enumerate(self.names)}
         self.paths = [dataset.image_path(n) for n in self.names]
@@ -292,6 +296,12 @@ def pad_boxes(
     return boxes, valid
 
 
+def pairid_summary(pairids: list[int], limit: int = 10) -> str:
+    """'3, 17, 42 … and N more' for messages."""
+    more = f" … and {len(pairids) - limit:,} more" if len(pairids) > limit else ""
+    return ", ".join(map(str, pairids[:limit])) + more
+
+
 class TripletData:
     """The triplets of a split, tokenised once, with the images of the split's table.
 
@@ -316,7 +326,28 @@ class TripletData:
             raise CirflowError(
                 f"no triplets in {dataset.root}/cirr/captions/cap.rc2.{dataset.split}.json"
             )
-        # Triplets left out, each with the images it needed that cannot be read.
+        self._keep_readable(with_targets, skip_unreadable)
+        self.ref_idx = torch.tensor([table.index[t["reference"]] for t in self.triplets])
+        self.target_idx = (
+            torch.tensor([table.index[t["target_hard"]] for t in self.triplets])
+            if with_targets
+            else None
+        )
+        captions = blip_captions([t["caption"] for t in self.triplets])
+        self.empty_captions = self._empty_captions(captions)
+        enc = tokenizer(captions, truncation=True, max_length=max_txt_len)
+        self.tokens: list[list[int]] = enc["input_ids"]
+        self.pad_id = tokenizer.pad_token_id or 0
+        # Per image index: its boxes in input pixels (stage 2, `regions.BoxFile.load_training`):
+        # the targets', and the references' too where `reference_boxes` is set (region tokens
+        # of the reference images, which are candidates with batch_images negatives).
+        self.target_boxes: dict[int, torch.Tensor] | None = None
+        self.reference_boxes = False
+
+    def _keep_readable(self, with_targets: bool, skip_unreadable: bool) -> None:
+        """`triplets`: those whose images can be read (all with `skip_unreadable` False);
+        `left_out`: the others, each with the images it needed that cannot be read."""
+        dataset, table = self.dataset, self.table
         self.left_out: list[dict] = []
         self.triplets = []
         for t in dataset.triplets:
@@ -336,26 +367,25 @@ class TripletData:
         if not self.triplets:
             raise CirflowError(
                 f"{dataset.split}: every triplet needs an image that cannot be read "
-                f"({len(table.unreadable):,} unreadable images)"
+                f"({len(table.unreadable):,} unreadable images under the dataset root "
+                f"{dataset.root}, e.g. {next(iter(table.unreadable))})"
             )
-        self.ref_idx = torch.tensor([table.index[t["reference"]] for t in self.triplets])
-        self.target_idx = (
-            torch.tensor([table.index[t["target_hard"]] for t in self.triplets])
-            if with_targets
-            else None
-        )
-        enc = tokenizer(
-            blip_captions([t["caption"] for t in self.triplets]),
-            truncation=True,
-            max_length=max_txt_len,
-        )
-        self.tokens: list[list[int]] = enc["input_ids"]
-        self.pad_id = tokenizer.pad_token_id or 0
-        # Per image index: its boxes in input pixels (stage 2, `regions.BoxFile.load_training`):
-        # the targets', and the references' too where `reference_boxes` is set (region tokens
-        # of the reference images, which are candidates with batch_images negatives).
-        self.target_boxes: dict[int, torch.Tensor] | None = None
-        self.reference_boxes = False
+
+    def _empty_captions(self, captions: list[str]) -> list[int]:
+        """The pairids of the triplets whose cleaned caption is empty (blank, whitespace or
+        punctuation only), logged. They are kept, as SPRC keeps them: such a query has no
+        words, only its reference image."""
+        empty = [t["pairid"] for t, c in zip(self.triplets, captions, strict=True) if not c]
+        if empty:
+            log.warning(
+                "%s: %d of %d captions are empty (blank, whitespace or punctuation only); "
+                "their queries are kept, with no words: only the reference image; pairids %s",
+                self.dataset.split,
+                len(empty),
+                len(self.triplets),
+                pairid_summary(empty),
+            )
+        return empty
 
     def __len__(self) -> int:
         return len(self.triplets)

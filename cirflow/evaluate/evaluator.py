@@ -153,13 +153,16 @@ class SplitEvaluator:
         )
 
     def unreadable_report(self) -> dict:
-        """What was left out, for the details JSON files."""
+        """What was left out, for the details JSON files; and the queries kept whose caption
+        is empty (ranked from their reference image alone)."""
         return {
             "unreadable_images": [
                 {"image": n, "error": e} for n, e in self.table.unreadable.items()
             ],
             "queries_left_out": self.data.left_out,
             "fallback_queries": self.fallback_queries,
+            "empty_captions": len(self.data.empty_captions),
+            "empty_caption_pairids": self.data.empty_captions,
         }
 
     def edit_types(self) -> list[str] | None:

@@ -24,7 +24,7 @@ import torch
 
 from cirflow.data.result_files import COMPARISON_COLUMNS
 from cirflow.device import resolve_device
-from cirflow.errors import CirflowError, naming_keys
+from cirflow.errors import CirflowError, naming_keys, rebuilt_by
 from cirflow.evaluate.evaluator import PIXELS_ONLY, SplitEvaluator, SplitSources, format_metrics
 from cirflow.evaluate.per_edit import PER_EDIT_KEY, format_edit_types
 from cirflow.evaluate.rankings import TOP_K, rankings_document, write_rankings
@@ -231,6 +231,17 @@ def comparison_rows(stage1: dict, stage2: dict, control: dict | None = None) -> 
     return rows
 
 
+def read_metrics(path: str | Path, what: str) -> dict:
+    """A val_metrics.json (rule evaluate) with every METRIC_KEYS number, or an error naming it."""
+    doc = read_json(path, what, rebuilt_by("evaluate", path))
+    missing = [k for k in METRIC_KEYS if not isinstance(doc, dict) or k not in doc]
+    if missing:
+        raise CirflowError(
+            f"{path}: {what} without {', '.join(missing)}; " + rebuilt_by("evaluate", path)
+        )
+    return doc
+
+
 def compare_stages(
     stage1_json: str | Path,
     stage2_json: str | Path,
@@ -239,10 +250,10 @@ def compare_stages(
 ) -> list[dict]:
     """comparison.csv: COMPARISON_COLUMNS, percentage points (module docstring). Without
     `control_json` the control's two columns are empty."""
-    control = read_json(control_json, "control metrics") if control_json else None
+    control = read_metrics(control_json, "control metrics") if control_json else None
     rows = comparison_rows(
-        read_json(stage1_json, "stage-1 metrics"),
-        read_json(stage2_json, "stage-2 metrics"),
+        read_metrics(stage1_json, "stage-1 metrics"),
+        read_metrics(stage2_json, "stage-2 metrics"),
         control,
     )
     recall, delta = fixed_cell(2), fixed_cell(2, signed=True)

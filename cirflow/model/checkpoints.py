@@ -23,19 +23,28 @@ Loading weights into a model (any file kind, strict key rules) is `cirflow.model
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cirflow.errors import CirflowError
-from cirflow.io import atomic_path
+from cirflow.errors import CirflowError, rebuilt_by
+from cirflow.io import atomic_path, failed_writes_named
 from cirflow.model.config import ModelConfig
+from cirflow.model.presets import DEMO_BACKBONE
 
 FORMAT = "cirflow-sprc/2"
 FORMATS = ("cirflow-sprc/1", FORMAT)
 VIT_PREFIX = "visual_encoder."
+# The weight files the workflow writes (rules/train.smk, rules/ablation.smk,
+# rules/features.smk), as path endings, and the rule that writes each.
+WORKFLOW_WEIGHTS = (
+    (re.compile(r"(^|/)results/[^/]+/models/[^/]+/best\.pt$"), "train"),
+    (re.compile(r"(^|/)results/[^/]+/ablation/runs/[^/]+/seed\d+/best\.pt$"), "ablation_train"),
+    (re.compile(rf"(^|/){re.escape(DEMO_BACKBONE)}$"), "pretrain_backbone"),
+)
 
 
 def is_cirflow_checkpoint(obj: dict) -> bool:
@@ -70,11 +79,15 @@ def publish_link(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.link")
     if tmp.exists():
         tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with failed_writes_named(dst):
+        try:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _checkpoint(model, **extra: Any) -> dict[str, Any]:
@@ -100,17 +113,34 @@ def write_last(path: Path, model, training_state: dict[str, Any]) -> None:
     save_atomic(_checkpoint(model, **training_state), path)
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """A checkpoint file's dict (cirflow's, or a published SPRC one), tensors only."""
+def rebuild_advice(path: str | Path) -> str:
+    """What makes a damaged weight file whole again: the rule that writes it, for the workflow's
+    own files; else a complete copy."""
+    posix = Path(path).as_posix()
+    for pattern, rule in WORKFLOW_WEIGHTS:
+        if pattern.search(posix):
+            return rebuilt_by(rule, path)
+    return "replace it with a complete copy (a download or copy cut short?)"
+
+
+def read_checkpoint(path: str | Path, advice: str | None = None) -> dict:
+    """A checkpoint file's dict (cirflow's, or a published SPRC one), tensors only. A file that
+    cannot be read is an error ending with `advice` (default: `rebuild_advice(path)`)."""
     path = Path(path)
+    advice = advice or rebuild_advice(path)
     if not path.is_file():
         raise CirflowError(f"checkpoint not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CirflowError(f"cannot load checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # torch's errors for a truncated or damaged file vary
+        raise CirflowError(
+            f"cannot load checkpoint {path} (truncated or damaged? {type(exc).__name__}: "
+            f"{exc}); {advice}"
+        ) from exc
     if not isinstance(obj, dict):
-        raise CirflowError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+        raise CirflowError(
+            f"{path}: expected a dict checkpoint, got {type(obj).__name__}; {advice}"
+        )
     return obj
 
 

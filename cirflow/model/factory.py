@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from cirflow.errors import CirflowError
-from cirflow.model.checkpoints import model_config, read_checkpoint
+from cirflow.model.checkpoints import model_config, read_checkpoint, rebuild_advice
 from cirflow.model.config import ModelConfig, RegionMode
 from cirflow.model.lavis_modules import (
     clip_interpolate_pos_embed,
@@ -128,13 +129,32 @@ def local_file(url_or_path: str) -> str:
     return url_or_path
 
 
+def load_weight_file(url_or_path: str, weights_only: bool = True) -> Any:
+    """torch.load of a weight file (a LAVIS URL through its download cache). A file torch cannot
+    read is an error naming it and what makes it whole again."""
+    path = local_file(url_or_path)
+    if not Path(path).is_file():
+        raise CirflowError(f"weight file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as exc:  # torch's errors for a truncated or damaged file vary
+        advice = (
+            f"delete it: the next run downloads it again from {url_or_path}"
+            if is_url(url_or_path)
+            else rebuild_advice(path)
+        )
+        raise CirflowError(
+            f"cannot load {path} (truncated or damaged? {type(exc).__name__}: {exc}); {advice}"
+        ) from exc
+
+
 def load_first_stage_vit(vit: nn.Module, path: str) -> None:
     """A tiny ViT's weights from a BLIP-2-layout file ({"model": state_dict}, `visual_encoder.*`).
 
     Every ViT weight must be in the file and match: a frozen ViT is never trained afterwards, so
     a silently missing block would stay random for good.
     """
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = load_weight_file(path)
     state = obj.get("model") if isinstance(obj, dict) else None
     if not isinstance(state, dict):
         raise CirflowError(f"{path}: not a BLIP-2-layout file ({{'model': state_dict}})")
@@ -152,7 +172,7 @@ def load_vit_file(vit: nn.Module, url_or_path: str, preset: ModelPreset) -> None
     """Load a LAVIS ViT file (eva_vit_g.pth, clip_vit_L.pth) into `vit`: every weight of the
     built ViT must be in the file (a CirflowError names the missing ones). The file's blocks
     beyond the built depth are not used (BLIP-2 drops the ViT's last layer) and are logged."""
-    state = torch.load(local_file(url_or_path), map_location="cpu", weights_only=False)
+    state = load_weight_file(url_or_path, weights_only=False)
     if not isinstance(state, dict):
         raise CirflowError(f"{url_or_path}: expected a ViT state dict, got {type(state).__name__}")
     eva = preset.vit_model.startswith("eva")
@@ -190,7 +210,7 @@ def load_blip2_file(model: SPRC, url_or_path: str) -> None:
     prompt tokens, the region head and the ViT (it has its own file) may be absent;
     itm_head / Qformer.cls are known and ignored; anything else is an error."""
     # The official BLIP-2 files are trusted pickles (they hold more than tensors).
-    checkpoint = torch.load(local_file(url_or_path), map_location="cpu", weights_only=False)
+    checkpoint = load_weight_file(url_or_path, weights_only=False)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise CirflowError(f"{url_or_path}: not a BLIP-2 checkpoint ({{'model': state_dict}})")
     load_state(model, checkpoint["model"], str(url_or_path), kind="blip2")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,11 @@ from tqdm import tqdm
 
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.feature_index import index_path
-from cirflow.data.images import read_image
+from cirflow.data.images import check_unreadable_fraction, read_image
 from cirflow.data.transforms import TARGET_RATIO, normalize, preprocess
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError, naming_keys
-from cirflow.io import atomic_path, write_json_atomic
+from cirflow.io import NO_ROOM, atomic_path, write_json_atomic
 from cirflow.model.factory import pretrained_vision_encoder
 from cirflow.model.presets import ModelPreset
 
@@ -117,6 +118,7 @@ def extract_shard(
         dev = resolve_device(settings.device)
     dataset = CirrDataset(cirr_root, shard.split)
     names = shard.names(dataset)
+    where = f"{shard} (dataset root {dataset.root})"
     vit = build_vit(preset, dev)
     fingerprint = features_fingerprint(preset)
     t0 = time.perf_counter()
@@ -125,8 +127,8 @@ def extract_shard(
         rows = _ShardRows(tmp, names)
         for items in _decoded_batches(dataset, names, preset.image_size, shard, settings):
             rows.add(items, lambda pixels: _vit_tokens(vit, pixels, dev))
-        rows.close(shard)
-    _check_unreadable(out, shard, len(names), rows.unreadable, settings.max_unreadable_fraction)
+        rows.close(where)
+    _check_unreadable(out, where, len(names), rows.unreadable, settings.max_unreadable_fraction)
     shape = np.load(out, mmap_mode="r").shape
     index = _index(shard, names, rows, shape, fingerprint)
     write_json_atomic(index_path(out), index)
@@ -221,34 +223,54 @@ class _ShardRows:
             self.array = np.lib.format.open_memmap(
                 self.path, mode="w+", dtype=np.float16, shape=(len(self.names), *tokens.shape[1:])
             )
+            reserve_disk_space(self.path)
         for (i, _, size), row in zip(good, tokens, strict=True):
             self.array[i] = row
             self.sizes[self.names[i]] = list(size)
 
-    def close(self, shard: FeatureShard) -> None:
-        """Flush and release the array (before the atomic rename); none at all is an error."""
+    def close(self, where: str) -> None:
+        """Flush and release the array (before the atomic rename); none at all is an error
+        (`where`: the shard and its dataset root)."""
         if self.array is None:
             first = self.unreadable[0] if self.unreadable else None
             raise CirflowError(
-                f"{shard}: none of its {len(self.names)} images could be "
+                f"{where}: none of its {len(self.names)} images could be "
                 f"read (e.g. {first['image'] if first else '-'}: "
-                f"{first['error'] if first else 'no images'})"
+                f"{first['error'] if first else 'no images'}); is the dataset root complete "
+                "(the image folders beside cirr/)?"
             )
         self.array.flush()
         self.array = None
 
 
+def reserve_disk_space(path: Path) -> None:
+    """Allocate every block of the (sparse) file at `path` now. A memory map's writes reach the
+    disk later, and a full disk then kills the process (SIGBUS) without a word; reserved, the
+    lack of room is an OSError here, which `atomic_path` reports with the shard's name."""
+    if not hasattr(os, "posix_fallocate"):  # not on macOS: the risk stays there
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno in NO_ROOM:
+            raise
+        log.debug("%s: blocks not reserved (%s)", path, exc)  # a file system that cannot
+    finally:
+        os.close(fd)
+
+
 def _check_unreadable(
-    out: Path, shard: FeatureShard, images: int, unreadable: list[dict], max_fraction: float
+    out: Path, where: str, images: int, unreadable: list[dict], max_fraction: float
 ) -> None:
     """Past `max_fraction` unreadable images the shard is an error, and its array is removed."""
-    if images and len(unreadable) > max_fraction * images:
+    try:
+        with naming_keys(lambda name: f"features.{name}"):
+            errors = {e["image"]: e["error"] for e in unreadable}
+            check_unreadable_fraction(errors, images, where, max_fraction)
+    except CirflowError:
         out.unlink()
-        raise CirflowError(
-            f"{shard}: {len(unreadable)} of {images} images cannot "
-            f"be read (more than features.max_unreadable_fraction = {max_fraction}), "
-            "e.g. " + "; ".join(f"{e['image']}: {e['error']}" for e in unreadable[:3])
-        )
+        raise
 
 
 def _index(

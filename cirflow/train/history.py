@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cirflow.evaluate.recall import METRIC_KEYS
-from cirflow.io import write_csv_atomic
+from cirflow.io import failed_writes_named, write_csv_atomic
 
 log = logging.getLogger(__name__)
 TB_DIR = "tb"
@@ -67,7 +67,8 @@ def write_tables(out: Path, state: RunState, with_region: bool) -> None:
 def write_events(out: Path, state: RunState) -> Path | None:
     """`out/tb/` rewritten from the state's rows, so that it always says what the CSVs say
     (a resumed run included); built beside and swapped in. Returns the folder, or None without
-    the tensorboard package (training does not depend on it)."""
+    the tensorboard package (training does not depend on it). A full disk is a CirflowError
+    naming the folder; the old one stays."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
@@ -76,14 +77,13 @@ def write_events(out: Path, state: RunState) -> Path | None:
     final = out / TB_DIR
     for stale in out.glob(f".{TB_DIR}.*"):  # left by a killed write
         shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{TB_DIR}.", dir=out))
-    writer = SummaryWriter(log_dir=str(staging))
-    for prefix, rows in (("train", state.train_rows), ("val", state.val_rows)):
-        for row in rows:
-            for key, value in row.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    writer.add_scalar(f"{prefix}/{key}", value, row["epoch"])
-    writer.close()
+    with failed_writes_named(final):
+        staging = Path(tempfile.mkdtemp(prefix=f".{TB_DIR}.", dir=out))
+        try:
+            _write_scalars(SummaryWriter, staging, state)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     staging.chmod(0o777 & ~_umask())
     if final.exists():
         retired = Path(tempfile.mkdtemp(prefix=f".{TB_DIR}.", dir=out))
@@ -91,6 +91,19 @@ def write_events(out: Path, state: RunState) -> Path | None:
         shutil.rmtree(retired, ignore_errors=True)
     staging.rename(final)
     return final
+
+
+def _write_scalars(summary_writer, folder: Path, state: RunState) -> None:
+    """The rows' numbers as TensorBoard scalars (train/<column>, val/<metric>) in `folder`."""
+    writer = summary_writer(log_dir=str(folder))
+    try:
+        for prefix, rows in (("train", state.train_rows), ("val", state.val_rows)):
+            for row in rows:
+                for key, value in row.items():
+                    if key != "epoch" and isinstance(value, (int, float)):
+                        writer.add_scalar(f"{prefix}/{key}", value, row["epoch"])
+    finally:
+        writer.close()
 
 
 def _umask() -> int:

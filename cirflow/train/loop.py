@@ -29,7 +29,8 @@ of its own outputs left behind (`cirflow.io.remove_stale_temps`).
 
 Unreadable images: the train and val tables find them before epoch 1 (`ImageTable`); the
 triplets that need them are left out (counts in the log and `hparams.json`), and more than
-`max_unreadable_fraction` of either split stops the run at once with the list.
+`max_unreadable_fraction` of either split stops the run at once with the list. Triplets whose
+caption is empty are kept (SPRC keeps them), counted and logged the same way.
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ class Trainer:
         if not self.s.resume or not self.last_path.is_file():
             return RunState()
         try:
-            ckpt = read_checkpoint(self.last_path)
+            ckpt = read_checkpoint(self.last_path, advice="training starts afresh instead")
         except CirflowError as exc:
             log.warning("not resuming: %s", exc)
             return RunState()
@@ -319,7 +320,8 @@ class Trainer:
         )
 
     def unreadable_counts(self) -> dict:
-        """Images that cannot be read and the triplets left out for them, per split."""
+        """Images that cannot be read and the triplets left out for them, per split; and the
+        triplets kept whose caption is empty (`TripletData.empty_captions`)."""
         out = {}
         for split, table, data in (
             ("train", self.train_table, self.train_data),
@@ -330,6 +332,8 @@ class Trainer:
                 "triplets_left_out": len(data.left_out),
                 "triplets_used": len(data),
                 "list": [{"image": n, "error": e} for n, e in table.unreadable.items()],
+                "empty_captions": len(data.empty_captions),
+                "empty_caption_pairids": data.empty_captions,
             }
         return out
 

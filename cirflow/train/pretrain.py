@@ -46,7 +46,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cirflow.data.cirr import CirrDataset
-from cirflow.data.descriptions import DESCRIPTIONS_FILE, load_descriptions
+from cirflow.data.descriptions import descriptions_file, load_descriptions
 from cirflow.data.tables import ImageTable, pad_tokens
 from cirflow.data.transforms import normalize
 from cirflow.device import resolve_device
@@ -120,7 +120,7 @@ class DescribedImages:
         if missing:
             raise CirflowError(
                 f"{len(missing)} {dataset.split} images have no scene description "
-                f"(e.g. {missing[0]!r}): is {DESCRIPTIONS_FILE} from the same demo?"
+                f"(e.g. {missing[0]!r}): is {descriptions_file(dataset.root)} from the same demo?"
             )
         self.table = table
         self.texts = [descriptions[n] for n in table.names]

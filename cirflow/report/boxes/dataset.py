@@ -41,7 +41,7 @@ def open_dataset(cirr_root: str | Path | None, split: str | None, names: list[st
         return DatasetView(
             "missing",
             "The images are missing: the split of this box file is unknown (no sidecar and the "
-            "image names are not CIRR's), so its images cannot be located.",
+            f"image names are not CIRR's), so its images cannot be located under {cirr_root}.",
         )
     try:
         dataset = CirrDataset(cirr_root, split, with_captions=False)

@@ -101,10 +101,7 @@ def add_quality(sources: list[BoxSource], gt_path: str | Path) -> None:
 
     gt = load_gt(gt_path)
     for source in sources:
-        try:
-            source.stats["quality"] = box_quality(source.boxes, gt)
-        except CirflowError as exc:
-            raise CirflowError(f"{source.box_path} against {gt_path}: {exc}") from None
+        source.stats["quality"] = box_quality(source.boxes, gt, files=(source.box_path, gt_path))
 
 
 def assign_labels(sources: list[BoxSource]) -> None:

@@ -72,12 +72,19 @@ def read_comparison(path: str | Path) -> list[dict]:
     return out
 
 
-def check_comparison(rows: list[dict], metrics: dict[str, dict], path: str | Path) -> None:
-    """Every cell of comparison.csv equals its stage's val_metrics.json to its rounding."""
+def check_comparison(
+    rows: list[dict],
+    metrics: dict[str, dict],
+    path: str | Path,
+    metrics_files: dict[str, str | Path] | None = None,
+) -> None:
+    """Every cell of comparison.csv equals its stage's val_metrics.json (`metrics_files`, named
+    in the messages) to its rounding."""
     for stage, values in metrics.items():
+        source = (metrics_files or {}).get(stage, f"the {stage} val_metrics.json")
         for r in rows:
             if r["metric"] not in values:
-                raise CirflowError(f"metric {r['metric']!r} missing from the {stage} val_metrics")
+                raise CirflowError(f"metric {r['metric']!r} missing from {source}")
             if r[stage] is None or abs(float(values[r["metric"]]) - r[stage]) > ROUNDING:
                 raise CirflowError(
                     f"{path} says {stage} {r['metric']} = {r[stage]} but its val_metrics.json "

@@ -321,7 +321,12 @@ def _read_stages(inputs: ResultsInputs) -> tuple[dict[str, Stage], list[dict]]:
         raise CirflowError(f"results page: no files for {', '.join(missing)}")
     stages = {s: read_stage(s, inputs.stage_files[s]) for s in STAGES}
     rows = read_comparison(inputs.comparison)
-    check_comparison(rows, {s: st.metrics for s, st in stages.items()}, inputs.comparison)
+    check_comparison(
+        rows,
+        {s: st.metrics for s, st in stages.items()},
+        inputs.comparison,
+        {s: inputs.stage_files[s].metrics for s in STAGES},
+    )
     return stages, rows
 
 
