@@ -139,12 +139,12 @@ def test_ranking_with_region_tokens_leaves_images_without_boxes_exactly_as_they_
     valid[::3] = False  # every third image has no box
     for dtype in (torch.float32, torch.bfloat16):
         plain = max_token_scores(q, k, gallery_block=16, dtype=dtype)
-        got = max_token_scores(q, k, gallery_block=16, dtype=dtype, regions=(r, valid))
+        got = max_token_scores(q, Gallery(k, (r, valid)), gallery_block=16, dtype=dtype)
         no_box = ~valid.any(dim=1)
         assert torch.equal(got[:, no_box], plain[:, no_box])
         assert (got >= plain).all()
     exact = union_scores(q, k, r, valid)
-    assert torch.allclose(max_token_scores(q, k, regions=(r, valid)), exact, atol=1e-6)
+    assert torch.allclose(max_token_scores(q, Gallery(k, (r, valid))), exact, atol=1e-6)
     qi, gi = torch.arange(40), torch.arange(40) % 70
     assert torch.allclose(pair_scores(q, k, qi, gi, regions=(r, valid)), exact[qi, gi], atol=1e-6)
     # No image with a box: the ranks are exactly those of the global tokens (both passes).

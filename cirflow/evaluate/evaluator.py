@@ -131,7 +131,7 @@ class SplitEvaluator:
         """(boxes per gallery image, their counts) for a model with region tokens, else
         (None, None)."""
         split = self.split
-        if model.region_mode is not RegionMode.TOKENS:
+        if not RegionMode(model.region_mode).scores_regions:
             if boxes is not None:
                 log.info(
                     "%s: the model has no region tokens; box file %s not used", split, boxes.path
@@ -203,10 +203,16 @@ class SplitEvaluator:
         )
         return queries, gallery, regions
 
+    @staticmethod
+    def gate(model) -> float | None:
+        """The region tokens' part in the scores (mode gated), else None (the plain union)."""
+        gate = model.gate() if RegionMode(model.region_mode).scores_regions else None
+        return None if gate is None else float(gate)
+
     @torch.no_grad()
     def scores(self, model) -> torch.Tensor:
         queries, gallery, regions = self.features(model)
-        return max_token_scores(queries, gallery, regions=regions)
+        return max_token_scores(queries, Gallery(gallery, regions, self.gate(model)))
 
     @torch.no_grad()
     def ranks(
@@ -223,7 +229,10 @@ class SplitEvaluator:
         target = torch.tensor([index[t["target_hard"]] for t in triplets], device=dev)
         members = member_matrix(triplets, index).to(dev)
         rank, subset_rank, top = ranks_and_top(
-            queries, Gallery(gallery, regions), QueryImages(reference, target, members), top_k
+            queries,
+            Gallery(gallery, regions, self.gate(model)),
+            QueryImages(reference, target, members),
+            top_k,
         )
         log.info("%s: ranking in %.2f s", self.split, time.perf_counter() - t0)
         return rank, subset_rank, top

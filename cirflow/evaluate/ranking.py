@@ -6,7 +6,9 @@ The gallery holds nq normalised tokens per image. With region tokens (docs/desig
     s(i, j) = max(max_k ⟨q_i, K_{j,k}⟩, max_{m real} ⟨q_i, R_{j,m}⟩)
 
 where the first term is computed exactly as without region tokens and the second only for the
-images that have boxes: an image without boxes scores exactly as with its global tokens only. The (Q, N·nq) product is never materialised
+images that have boxes: an image without boxes scores exactly as with its global tokens only.
+With a gate g ∈ [0, 1] (region mode gated) the region tokens only lift s_K that far
+(`cirflow.model.scores`, shared with training); the bf16 error bound below holds for it too. The (Q, N·nq) product is never materialised
 whole (4,181 × 2,297 × 32 floats would be 1.2 GB): it is computed in blocks of gallery images
 sized to stay in cache, each reduced by a max over its tokens right away.
 """
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from cirflow.model.scores import with_regions
+
 # Gallery images per block: 64 images × 32 tokens = 2,048 columns; measured fastest on 2 CPU cores
 # (benchmarks/bench_rank.py).
 GALLERY_BLOCK = 64
@@ -24,6 +28,17 @@ QUERY_BLOCK = 2048
 
 
 Regions = tuple[torch.Tensor, torch.Tensor]  # (R (N, M, D), valid (N, M) bool)
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """What the queries are ranked against: the gallery's tokens K (N, T, D) or (N, D) and,
+    with region tokens, `regions` = (R (N, M, D), valid (N, M)) and their `gate` (mode gated;
+    None: the plain union) (module docstring)."""
+
+    tokens: torch.Tensor
+    regions: Regions | None = None
+    gate: float | None = None
 
 
 def _with_boxes(regions: Regions | None) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -45,24 +60,24 @@ def _with_boxes(regions: Regions | None) -> tuple[torch.Tensor, torch.Tensor] | 
 @torch.no_grad()
 def max_token_scores(
     queries: torch.Tensor,
-    gallery: torch.Tensor,
+    gallery: torch.Tensor | Gallery,
     gallery_block: int = GALLERY_BLOCK,
     query_block: int = QUERY_BLOCK,
     dtype: torch.dtype = torch.float32,
-    regions: Regions | None = None,
 ) -> torch.Tensor:
-    """queries (Q, D), gallery (N, T, D) or (N, D) → scores (Q, N), float32, on queries' device.
+    """queries (Q, D), gallery tokens (N, T, D) or (N, D), or a `Gallery` with region tokens
+    → scores (Q, N), float32, on queries' device (module docstring).
 
     `dtype=torch.bfloat16` computes the products in bf16 (see `exact_ranks` for its use).
-    `regions`: the gallery's region tokens (module docstring).
     """
-    out = _max_over_tokens(queries, gallery, gallery_block, query_block, dtype)
-    with_boxes = _with_boxes(regions)
+    gallery = gallery if isinstance(gallery, Gallery) else Gallery(gallery)
+    out = _max_over_tokens(queries, gallery.tokens, gallery_block, query_block, dtype)
+    with_boxes = _with_boxes(gallery.regions)
     if with_boxes is not None:
         idx, tokens = with_boxes
         idx = idx.to(out.device)
         by_region = _max_over_tokens(queries, tokens, gallery_block, query_block, dtype)
-        out[:, idx] = torch.maximum(out[:, idx], by_region)
+        out[:, idx] = with_regions(out[:, idx], by_region, gallery.gate)
     return out
 
 
@@ -144,8 +159,10 @@ def pair_scores(
     g_idx: torch.Tensor,
     chunk: int = 2048,
     regions: Regions | None = None,
+    gate: float | None = None,
 ) -> torch.Tensor:
-    """Exact fp32 s(q_idx[p], g_idx[p]) for a list of pairs (with `regions`: over K ∪ R)."""
+    """Exact fp32 s(q_idx[p], g_idx[p]) for a list of pairs (with `regions`: over K ∪ R,
+    `gate` their part)."""
     out = torch.empty(len(q_idx), dtype=torch.float32, device=queries.device)
     g3 = gallery if gallery.dim() == 3 else gallery[:, None, :]
     has_regions = regions is not None and regions[0].shape[1] > 0 and bool(regions[1].any())
@@ -156,17 +173,8 @@ def pair_scores(
         if has_regions:
             tokens, valid = regions[0][gi].float(), regions[1][gi]
             by_region = torch.einsum("pd,pmd->pm", q, tokens).masked_fill(~valid, float("-inf"))
-            out[s : s + chunk] = torch.maximum(out[s : s + chunk], by_region.amax(dim=-1))
+            out[s : s + chunk] = with_regions(out[s : s + chunk], by_region.amax(dim=-1), gate)
     return out
-
-
-@dataclass(frozen=True)
-class Gallery:
-    """What the queries are ranked against: the gallery's tokens K (N, T, D) or (N, D) and,
-    with region tokens, `regions` = (R (N, M, D), valid (N, M)) (module docstring)."""
-
-    tokens: torch.Tensor
-    regions: Regions | None = None
 
 
 @dataclass(frozen=True)
@@ -226,7 +234,7 @@ def _fp32_ranks_and_top(
     """`ranks_and_top` from the full fp32 score matrix."""
     from cirflow.evaluate.recall import recall_ranks, stable_topk
 
-    scores = max_token_scores(queries, gallery.tokens, regions=gallery.regions)
+    scores = max_token_scores(queries, gallery)
     rank, subset_rank = recall_ranks(scores, images.reference, images.target, images.members)
     top = None
     if top_k > 0:
@@ -246,12 +254,13 @@ class _Bf16Pass:
         self.gallery, self.target = gallery, target
         self.rows = torch.arange(queries.shape[0], device=queries.device)
         tokens, regions = gallery.tokens, gallery.regions
-        self.approx_scores = max_token_scores(self.q, tokens, dtype=torch.bfloat16, regions=regions)
+        self.approx_scores = max_token_scores(self.q, gallery, dtype=torch.bfloat16)
         self.eps = bf16_error_bound(self.q, tokens, regions)[:, None]
         self.s_t = self._exact(self.rows, target)[:, None]
 
     def _exact(self, qi: torch.Tensor, gi: torch.Tensor) -> torch.Tensor:
-        return pair_scores(self.q, self.gallery.tokens, qi, gi, regions=self.gallery.regions)
+        g = self.gallery
+        return pair_scores(self.q, g.tokens, qi, gi, regions=g.regions, gate=g.gate)
 
     def _ahead_of_target(self, qi: torch.Tensor, gi: torch.Tensor) -> torch.Tensor:
         """Whether image gi[p] ranks before query qi[p]'s target by exact fp32 score (ties by

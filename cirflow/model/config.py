@@ -19,12 +19,24 @@ class RegionMode(StrEnum):
     """What boxes do in stage 2 (docs/design.md §6)."""
 
     NONE = "none"  # nothing: the stage-1 loss (the control)
-    AUX = "aux"  # + L_region on region_proj's ROI features of the target boxes
+    AUX = "aux"  # + L_region on region_proj's ROI features of the target boxes (training only)
+    TOKEN_LOSS = "token_loss"  # + L_region on the target boxes' region tokens (training only)
     TOKENS = "tokens"  # region tokens join every image's candidate tokens
+    GATED = "gated"  # tokens, their part in each score a learned gate that starts at 0
 
     @property
     def uses_boxes(self) -> bool:
         return self is not RegionMode.NONE
+
+    @property
+    def has_region_tokens(self) -> bool:
+        """Training computes region tokens (the Q-Former on the patches inside each box)."""
+        return self in (RegionMode.TOKEN_LOSS, RegionMode.TOKENS, RegionMode.GATED)
+
+    @property
+    def scores_regions(self) -> bool:
+        """Retrieval scores region tokens: evaluation needs each gallery image's boxes."""
+        return self in (RegionMode.TOKENS, RegionMode.GATED)
 
 
 REGION_MODES = tuple(m.value for m in RegionMode)
@@ -44,8 +56,8 @@ def region_mode(value: str | RegionMode, key: str = "region mode") -> RegionMode
 class ModelConfig:
     """A preset name, the config's overrides of it (`model:`), and the region mode.
 
-    `max_region_tokens` is the cap on boxes per image in mode tokens (None otherwise): an
-    evaluation loads each gallery image's boxes the way training did.
+    `max_region_tokens` is the cap on boxes per image in the modes with region tokens (None
+    otherwise): an evaluation loads each gallery image's boxes the way training did.
     """
 
     preset: str = "tiny"
@@ -57,7 +69,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "region_mode", region_mode(self.region_mode))
-        if self.region_mode is not RegionMode.TOKENS:
+        if not self.region_mode.has_region_tokens:
             object.__setattr__(self, "max_region_tokens", None)
 
     def resolve_preset(self) -> ModelPreset:

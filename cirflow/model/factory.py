@@ -54,8 +54,8 @@ def build_model(config: ModelConfig, pretrained: bool = True) -> SPRC:
 
 def model_for_training(config: ModelConfig, init_checkpoint: str | None = None) -> SPRC:
     """A training run's model: from `init_checkpoint` (a cirflow or SPRC file) when given, else
-    from the preset's pretrained weights. Only mode aux has weights a stage-1 file lacks
-    (`region_proj`, random init)."""
+    from the preset's pretrained weights. Only modes aux and gated have weights a stage-1 file
+    lacks (`region_proj`, random init; `region_gate`, 0)."""
     if not init_checkpoint:
         return build_model(config)
     obj = read_checkpoint(init_checkpoint)
@@ -67,7 +67,10 @@ def model_for_training(config: ModelConfig, init_checkpoint: str | None = None) 
         )
     # A full init checkpoint replaces the BLIP-2 weights: do not load those first.
     model = build_model(config, pretrained=False)
-    allow = ("region_proj.",) if config.region_mode is RegionMode.AUX else ()
+    # Only the weights a region mode adds are missing from a stage-1 file (both start anew).
+    allow = {RegionMode.AUX: ("region_proj.",), RegionMode.GATED: ("region_gate",)}.get(
+        config.region_mode, ()
+    )
     load_state(model, state, init_checkpoint, kind=kind, allow_missing=allow)
     log.info("initialised from %s (region mode %s)", init_checkpoint, config.region_mode)
     return model

@@ -37,6 +37,22 @@ input pixels of the S×S model input, (B, M, 4) with a (B, M) validity mask.
                                              and the submission score galleries the same way
     L_region = CE(max_m ⟨q_i, R_{t_j,m}⟩ / τ, diagonal) over the targets with ≥ 1 box (0 if none)
 
+`token_loss` — region supervision that never changes what retrieval scores: L_itc and L_rtc over
+K only, as the control, + loss_region · L_region over the target boxes' region tokens R (as in
+`tokens`). Its gradients reach the Q-Former, `vision_proj` and the query path q; evaluation and
+the submission score global tokens only, so no box file is read there and no gallery image gets
+more ways to outscore the target.
+
+`gated` — `tokens` with a learned gate g = clamp(region_gate, 0, 1) on the region tokens' part (a
+straight-through clamp, see `gate`):
+
+    s(i, j)  = s_K + g · τ · softplus((s_R − s_K) / τ)        (`cirflow.model.scores`, τ = 0.05)
+               s_K = max_k ⟨q_i, K_{j,k}⟩, s_R = max_{m real} ⟨q_i, R_{j,m}⟩
+
+region_gate starts at 0, so the model scores exactly as the control at step 0; at g = 1 the
+score is `tokens`' union, smoothed. L_region as in `tokens`; the evaluation scores galleries
+with the same g.
+
 The cross-attention mask is the encoder attention mask of the Q-Former (LAVIS adds
 finfo.min to the masked logits), so R_{j,m} depends on no patch outside A_{j,m}. An image
 without boxes keeps C_j = K_j: its max over K is computed as in stage 1 and no region slot
@@ -70,6 +86,7 @@ from cirflow.model.config import ModelConfig, RegionMode
 from cirflow.model.lavis_modules import Blip2Base, disabled_train
 from cirflow.model.lavis_parts import build_qformer, build_tokenizer, build_vision_encoder
 from cirflow.model.presets import ModelPreset
+from cirflow.model.scores import with_regions
 
 log = logging.getLogger(__name__)
 
@@ -135,20 +152,22 @@ def union_scores(
     global_tokens: torch.Tensor,
     region: torch.Tensor | None = None,
     valid: torch.Tensor | None = None,
+    gate: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """s(i, j) = max_{c ∈ C_j} ⟨q_i, c⟩ with C_j = K_j ∪ {R_{j,m} : m real}: (Q, C).
 
     `global_tokens` (C, nq, D) = K, `region` (C, M, D) = R, `valid` (C, M). The max over K is
     computed exactly as without region tokens, then raised by the region tokens' max where an
     image has boxes (padding slots are -inf): an image without boxes scores exactly as with
-    its global tokens only.
+    its global tokens only. With `gate` g ∈ [0, 1] (mode gated) the region tokens lift the
+    score only that far (`cirflow.model.scores`): g = 0 is s_K exactly.
     """
     sim = torch.einsum("id,jkd->ijk", q, global_tokens).amax(dim=-1)
     if region is None or region.shape[1] == 0 or not bool(valid.any()):
         return sim
     by_region = torch.einsum("id,jmd->ijm", q, region)
     by_region = by_region.masked_fill(~valid[None], float("-inf")).amax(dim=-1)
-    return torch.maximum(sim, by_region)
+    return with_regions(sim, by_region, gate)
 
 
 def _pad_slots(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -166,10 +185,13 @@ class SPRC(Blip2Base):
     Args:
         preset: the backbone (see `cirflow.model.presets`).
         region_mode: what boxes do (docs/design.md §6). `aux` adds `region_proj` (the region
-            loss); `tokens` makes boxes given to `forward` / `gallery_tokens` add region tokens
-            to the candidate sets (no new weights).
-        max_region_tokens: mode tokens: the cap on boxes per image the boxes were loaded with
-            (kept here so that an evaluation loads the gallery's boxes the way training did).
+            loss); `token_loss` trains on the target boxes' region tokens and scores global
+            tokens only; `tokens` makes boxes given to `forward` / `gallery_tokens` add region
+            tokens to the candidate sets (no new weights); `gated` does so through a learned
+            gate `region_gate`, 0 at init (the scores are then exactly the control's).
+        max_region_tokens: the modes with region tokens: the cap on boxes per image the boxes
+            were loaded with (kept here so that an evaluation loads the gallery's boxes the way
+            training did).
     """
 
     def __init__(
@@ -181,7 +203,7 @@ class SPRC(Blip2Base):
         super().__init__()
         self.preset = preset
         self.region_mode = RegionMode(region_mode)
-        tokens = self.region_mode is RegionMode.TOKENS
+        tokens = self.region_mode.has_region_tokens
         self.max_region_tokens = max_region_tokens if tokens else None
         self.use_amp = False  # set by the trainer/evaluator (CUDA only)
 
@@ -208,6 +230,9 @@ class SPRC(Blip2Base):
             # same whatever the region mode, so stage 2 and its control start alike.
             with torch.random.fork_rng(devices=[]):
                 self.region_proj = nn.Linear(self.visual_encoder.num_features, preset.embed_dim)
+        if self.region_mode is RegionMode.GATED:
+            # 0: the scores start exactly as the control's (no random draw either).
+            self.region_gate = nn.Parameter(torch.zeros(()))
 
     @property
     def config(self) -> ModelConfig:
@@ -507,6 +532,15 @@ class SPRC(Blip2Base):
     def temperature(self) -> torch.Tensor:
         return self.temp.clamp(min=1e-3, max=0.5)
 
+    def gate(self) -> torch.Tensor | None:
+        """Mode gated: the region tokens' part in every score, `region_gate` clamped to [0, 1];
+        else None. The clamp is straight-through (its gradient is 1 everywhere): torch's own
+        gives 0 at the bounds, and the gate starts at 0, where it could then never open."""
+        if self.region_mode is not RegionMode.GATED:
+            return None
+        raw = self.region_gate
+        return raw + (raw.clamp(0.0, 1.0) - raw).detach()
+
     def forward(
         self, batch: Batch | None = None, *, reference_negatives: bool = False, **tensors
     ) -> dict[str, torch.Tensor]:
@@ -517,8 +551,9 @@ class SPRC(Blip2Base):
         attention_mask, and optionally target_ids, reference_ids, boxes, box_valid, ref_boxes,
         ref_box_valid). Image ids mask false negatives out of the softmax (`contrastive_loss`);
         the targets' boxes (input pixels) feed the region loss (`aux`) or the region tokens
-        (`tokens`). `reference_negatives`: the batch's reference images join the candidates
-        (with their region tokens where the batch has their boxes).
+        (`token_loss`, `tokens`, `gated`). `reference_negatives`: the batch's reference images
+        join the candidates (with their region tokens where the batch has their boxes, in the
+        modes that score them).
         """
         b = batch if batch is not None else Batch.of_tensors(**tensors)
         if b.boxes is not None and not self.region_mode.uses_boxes:
@@ -533,16 +568,16 @@ class SPRC(Blip2Base):
         q = self.compose(prompt, b.input_ids, b.attention_mask)
         cands = self._candidates(b, target_embeds, target_feats, ref_embeds, reference_negatives)
         temp = self.temperature()
-        sim = union_scores(q, cands.tokens, cands.region, cands.region_valid)
+        sim = union_scores(q, cands.tokens, cands.region, cands.region_valid, self.gate())
         losses = {"loss_itc": contrastive_loss(sim, temp, b.target_ids, b.reference_ids, cands.ids)}
         u = self.prompt_text_query(b.input_ids, b.attention_mask)
-        sim_u = union_scores(u, cands.tokens, cands.region, cands.region_valid)
+        sim_u = union_scores(u, cands.tokens, cands.region, cands.region_valid, self.gate())
         losses["loss_rtc"] = contrastive_loss(sim_u, temp, b.target_ids, b.reference_ids, cands.ids)
         losses["loss_align"] = F.mse_loss(
             prompt.float().mean(dim=1),
             self.prompt_tokens.detach().float().mean(dim=1).expand(len(q), -1),
         )
-        if cands.target_regions is not None:  # tokens: L_region over the region tokens
+        if cands.target_regions is not None:  # L_region over the target boxes' region tokens
             losses["loss_region"] = self.region_contrast(
                 q, cands.target_regions, b.box_valid, b.target_ids, b.reference_ids
             )
@@ -559,20 +594,23 @@ class SPRC(Blip2Base):
         `reference_negatives`), their image ids, and in mode tokens their region tokens."""
         target_regions = ref_regions = None
         with_refs = False
-        if self.region_mode is RegionMode.TOKENS and b.boxes is not None:
-            with_refs = reference_negatives and b.ref_boxes is not None
+        mode = self.region_mode
+        if mode.has_region_tokens and b.boxes is not None:
+            with_refs = mode.scores_regions and reference_negatives and b.ref_boxes is not None
             target_regions, ref_regions = self._region_tokens_of_batch(
                 target_embeds, b, ref_embeds if with_refs else None
             )
-        valid = b.box_valid if target_regions is not None else None
-        cands = Candidates(target_feats, b.target_ids, target_regions, valid, target_regions)
+        # token_loss: the region tokens enter L_region only, never a score.
+        scored = target_regions if mode.scores_regions else None
+        valid = b.box_valid if scored is not None else None
+        cands = Candidates(target_feats, b.target_ids, scored, valid, target_regions)
         if not reference_negatives:
             return cands
         # The batch's reference images join the candidates (their K from the same ViT pass that
         # gave P): with img_set batching, more of a set's images are negatives.
         cands.tokens = torch.cat([target_feats, self.target_features(ref_embeds)])
         cands.ids = torch.cat([b.target_ids, b.reference_ids])
-        if target_regions is not None:
+        if scored is not None:
             # Their region tokens too (none without their boxes: global tokens only).
             width = max(b.boxes.shape[1], b.ref_boxes.shape[1] if with_refs else 0)
             ref_region = ref_regions if with_refs else target_regions[:, :0]

@@ -263,7 +263,7 @@ class TrainSettings:
 
     @property
     def model_config(self) -> ModelConfig:
-        tokens = self.region_mode == RegionMode.TOKENS
+        tokens = RegionMode(self.region_mode).has_region_tokens
         return ModelConfig(
             preset=self.preset,
             freeze_vit=self.freeze_vit,
@@ -320,10 +320,10 @@ class TrainSettings:
                 f"region mode {self.region_mode} (--use-region-loss / stage 2) needs a box file: "
                 "the train box file (--box-file)"
             )
-        if self.region_mode == RegionMode.TOKENS and not self.val_box_file:
+        if RegionMode(self.region_mode).scores_regions and not self.val_box_file:
             raise CirflowError(
-                "region mode tokens validates with the val images' own boxes: give the val box "
-                "file of the same method (--val-box-file)"
+                f"region mode {self.region_mode} validates with the val images' own boxes: give "
+                "the val box file of the same method (--val-box-file)"
             )
         for path in (self.box_file, self.val_box_file):
             if path and not Path(path).is_file():
@@ -387,8 +387,8 @@ def fingerprint(settings: TrainSettings, unreadable: list[str] | None = None) ->
         else None
     )
     d["box_file"] = file_digest(settings.box_file) if settings.uses_boxes else None
-    tokens = settings.region_mode == RegionMode.TOKENS
-    d["val_box_file"] = file_digest(settings.val_box_file) if tokens else None
+    scored = RegionMode(settings.region_mode).scores_regions
+    d["val_box_file"] = file_digest(settings.val_box_file) if scored else None
     if unreadable:
         d["unreadable"] = sorted(unreadable)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

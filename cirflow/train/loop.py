@@ -64,6 +64,9 @@ from cirflow.train.schedule import one_cycle
 
 log = logging.getLogger(__name__)
 
+# The weights a region mode adds to the model (no stage-1 checkpoint holds them).
+NEW_REGION_WEIGHTS = ("region_proj.", "region_gate")
+
 
 class Trainer:
     def __init__(
@@ -171,11 +174,13 @@ class Trainer:
 
     def _load_boxes(self) -> dict:
         """The targets' boxes (and the references', where region tokens make them candidates:
-        tokens with batch_images negatives) into the training data; returns their counts."""
+        tokens or gated with batch_images negatives) into the training data; returns their
+        counts."""
         s = self.s
-        tokens = s.region_mode == RegionMode.TOKENS
+        mode = RegionMode(s.region_mode)
+        tokens = mode.has_region_tokens
         names = {t["target_hard"] for t in self.train_data.triplets}
-        with_refs = tokens and s.negatives == "batch_images"
+        with_refs = mode.scores_regions and s.negatives == "batch_images"
         if with_refs:
             names |= {t["reference"] for t in self.train_data.triplets}
         boxes, counts = BoxFile(s.box_file, s.box_meta_file).load_training(
@@ -190,7 +195,8 @@ class Trainer:
         return counts
 
     def _build_evaluator(self) -> SplitEvaluator:
-        """The per-epoch validation on val (with the val images' own boxes in mode tokens)."""
+        """The per-epoch validation on val (with the val images' own boxes where the mode
+        scores region tokens)."""
         s = self.s
         settings = EvalSettings(
             device=s.device,
@@ -203,16 +209,17 @@ class Trainer:
             section="train" if s.stage else CLI,
             batch_size_key="eval_batch_size",
         )
-        tokens = s.region_mode == RegionMode.TOKENS
-        boxes = BoxFile(s.val_box_file, s.val_box_meta_file) if tokens else None
+        scored = RegionMode(s.region_mode).scores_regions
+        boxes = BoxFile(s.val_box_file, s.val_box_meta_file) if scored else None
         sources = SplitSources((s.features or {}).get("val"), boxes)
         return SplitEvaluator(s.cirr_root, "val", self.model, settings, self.device, sources)
 
     def param_groups(self, named) -> list[dict]:
-        """One AdamW group; in mode aux, region_proj in a second group whose OneCycle peak is
-        learning_rate × region_lr_multiplier (`cirflow.train.schedule`)."""
-        region = [p for n, p in named if n.startswith("region_proj.")]
-        rest = [p for n, p in named if not n.startswith("region_proj.")]
+        """One AdamW group; the weights a region mode adds (aux's region_proj, gated's
+        region_gate), which start where stage 1 has nothing, in a second group whose OneCycle
+        peak is learning_rate × region_lr_multiplier (`cirflow.train.schedule`)."""
+        region = [p for n, p in named if n.startswith(NEW_REGION_WEIGHTS)]
+        rest = [p for n, p in named if not n.startswith(NEW_REGION_WEIGHTS)]
         if not region:
             return [{"params": rest}]
         mult = float(self.s.region_lr_multiplier)

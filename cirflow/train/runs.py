@@ -107,16 +107,17 @@ def run_name(mode: str, source: str | None) -> str:
 
 
 def parse_run(name: str) -> tuple[str, str | None]:
-    """(mode, box source or None) of a run name; the inverse of `run_name`."""
+    """(mode, box source or None) of a run name; the inverse of `run_name`. A mode's name may
+    hold an underscore (token_loss_gt): the longest mode the name starts with is taken."""
     if name == "none":
         return "none", None
-    mode, sep, source = name.partition("_")
-    if not sep or mode not in REGION_MODES or mode == "none" or not source:
-        raise CirflowError(
-            f"ablation run {name!r}: expected none or <mode>_<box source> with a mode of "
-            f"{', '.join(REGION_MODES[1:])}"
-        )
-    return mode, source
+    for mode in sorted(REGION_MODES[1:], key=len, reverse=True):
+        if name.startswith(mode + "_") and len(name) > len(mode) + 1:
+            return mode, name[len(mode) + 1 :]
+    raise CirflowError(
+        f"ablation run {name!r}: expected none or <mode>_<box source> with a mode of "
+        f"{', '.join(REGION_MODES[1:])}"
+    )
 
 
 def ablation_runs(modes: list[str], sources: list[str]) -> list[str]:
@@ -138,5 +139,5 @@ def ablation_sources(box_sources: list[str] | None, box_methods: list[str], demo
 
 def run_pattern(box_sources: list[str]) -> str:
     """The regular expression of a run name (the `{run}` wildcard)."""
-    modes = "|".join(m for m in REGION_MODES if m != "none")
+    modes = "|".join(sorted(REGION_MODES[1:], key=len, reverse=True))
     return f"none|({modes})_({'|'.join(box_sources)})"
