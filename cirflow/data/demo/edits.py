@@ -48,6 +48,10 @@ class Variant(NamedTuple):
     forward: str  # caption base -> variant
     backward: str  # caption variant -> base
     key: tuple
+    # The objects the edit concerns, as they are in the base and in the variant (a removed
+    # object is only in the first, an added one only in the second).
+    before: tuple[Obj, ...] = ()
+    after: tuple[Obj, ...] = ()
 
 
 # Each edit returns a Variant, or None when it cannot apply to `obj` in `scene`.
@@ -57,9 +61,8 @@ def _changed(rng, scene: Scene, obj: Obj, new: Obj, edit: str, caption) -> Varia
     """`scene` with `obj` changed into `new` by `edit`; its captions are
     `caption(rng, reference scene, object there, object it becomes)` both ways."""
     after = replace_object(scene, obj, new)
-    return Variant(
-        after, edit, caption(rng, scene, obj, new), caption(rng, after, new, obj), (edit, obj)
-    )
+    forward, backward = caption(rng, scene, obj, new), caption(rng, after, new, obj)
+    return Variant(after, edit, forward, backward, (edit, obj), (obj,), (new,))
 
 
 def _edit_color(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | None:
@@ -90,22 +93,16 @@ def _edit_add(rng, scene: Scene, obj: Obj | None, colors: list[str]) -> Variant 
     color, shape = pick(rng, pairs)
     new = Obj(shape, color, int(rng.integers(len(SIZES))), pick(rng, free), *jitter(rng))
     after = (*scene, new)
-    return Variant(
-        after,
-        "add",
-        add_caption(rng, new),
-        remove_caption(rng, after, new),
-        ("add", color, shape),
-    )
+    forward, backward = add_caption(rng, new), remove_caption(rng, after, new)
+    return Variant(after, "add", forward, backward, ("add", color, shape), (), (new,))
 
 
 def _edit_remove(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | None:
     if len(scene) < 2:
         return None
     after = replace_object(scene, obj, None)
-    return Variant(
-        after, "remove", remove_caption(rng, scene, obj), add_caption(rng, obj), ("remove", obj)
-    )
+    forward, backward = remove_caption(rng, scene, obj), add_caption(rng, obj)
+    return Variant(after, "remove", forward, backward, ("remove", obj), (obj,), ())
 
 
 def _edit_move(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | None:
@@ -130,7 +127,9 @@ def _edit_count(rng, scene: Scene, obj: Obj, colors: list[str]) -> Variant | Non
     cells = rng.choice(free, size=n - 1, replace=False)
     copies = tuple(obj._replace(cell=int(c), jx=jitter(rng)[0], jy=jitter(rng)[1]) for c in cells)
     forward, backward = count_captions(rng, obj, n)
-    return Variant((*scene, *copies), "count", forward, backward, ("count", obj))
+    return Variant(
+        (*scene, *copies), "count", forward, backward, ("count", obj), (obj,), (obj, *copies)
+    )
 
 
 _EDITS = {

@@ -26,7 +26,7 @@ from cirflow.data.demo.family import (
     family_rng,
     make_family,
 )
-from cirflow.data.demo.geometry import scene_boxes
+from cirflow.data.demo.geometry import object_box, scene_boxes, sorted_boxes
 from cirflow.data.demo.render import png_bytes, render
 from cirflow.data.demo.wording import describe
 from cirflow.data.demo.write import MANIFEST_FILE, DemoTables, manifest, write_tables
@@ -110,11 +110,13 @@ def _build_family(job: _Job) -> dict:
         images.append((name, rel))
         boxes[name] = scene_boxes(scenes[k], fam.width, fam.height)
         descriptions[name] = describe(text_rng, scenes[k], fam.background_words)
-    candidates = []
+    candidates, edited = [], []
     for k, variant in enumerate(fam.variants, start=1):
         backward = INVERSE_EDIT.get(variant.edit, variant.edit)
         candidates.append((names[0], names[k], variant.forward, variant.edit))
         candidates.append((names[k], names[0], variant.backward, backward))
+        edited.append(edited_boxes(variant.after or variant.before, fam.width, fam.height))
+        edited.append(edited_boxes(variant.before or variant.after, fam.width, fam.height))
     chosen = rng.choice(len(candidates), size=job.triplets, replace=False)
     members = [names[int(k)] for k in rng.permutation(IMAGES_PER_FAMILY)]
     return {
@@ -123,8 +125,26 @@ def _build_family(job: _Job) -> dict:
         "descriptions": descriptions,
         "members": members,
         "triplets": [candidates[int(k)] for k in chosen],
+        "edited": _edited_by_target(
+            names, [candidates[int(k)] for k in chosen], [edited[int(k)] for k in chosen]
+        ),
         "size": [fam.width, fam.height],
     }
+
+
+def edited_boxes(objects, width: int, height: int) -> list[list[float]]:
+    """The boxes of the objects an edit concerns, where the target shows them (or, for an
+    object the edit removes, where it was: the family's images share one frame)."""
+    return sorted_boxes([object_box(o, width, height) for o in objects])
+
+
+def _edited_by_target(names: list[str], triplets: list, boxes: list) -> dict:
+    """Every image of the family: the edited objects' boxes of the triplets it is the target of
+    (the union over them, a box once), [] where it is no target."""
+    out: dict[str, list[list[float]]] = {name: [] for name in names}
+    for (_, target, _, _), own in zip(triplets, boxes, strict=True):
+        out[target] = sorted_boxes([*out[target], *(b for b in own if b not in out[target])])
+    return out
 
 
 def _default_workers() -> int:

@@ -65,7 +65,7 @@ def outline(obj: Obj, width: int, height: int) -> list[tuple[float, float]] | No
     return [(cx + r * x, cy + r * y) for x, y in _UNIT_POLYGONS[obj.shape]]
 
 
-def _box(obj: Obj, width: int, height: int) -> list[float]:
+def object_box(obj: Obj, width: int, height: int) -> list[float]:
     """Tight box of `obj`, normalised to the image."""
     points = outline(obj, width, height)
     if points is None:
@@ -80,6 +80,9 @@ def _box(obj: Obj, width: int, height: int) -> list[float]:
 
 def scene_boxes(scene: Scene, width: int, height: int) -> list[list[float]]:
     """Tight boxes of every object, sorted by area descending (ties: by coordinates)."""
-    boxes = [_box(o, width, height) for o in scene]
-    boxes.sort(key=lambda b: (-(b[2] - b[0]) * (b[3] - b[1]), b))
-    return boxes
+    return sorted_boxes([object_box(o, width, height) for o in scene])
+
+
+def sorted_boxes(boxes: list[list[float]]) -> list[list[float]]:
+    """By area descending (ties: by coordinates), the box files' order."""
+    return sorted(boxes, key=lambda b: (-(b[2] - b[0]) * (b[3] - b[1]), b))

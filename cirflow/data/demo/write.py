@@ -12,8 +12,11 @@ from cirflow.data.demo.family import IMAGES_PER_FAMILY, TRIPLETS_PER_FAMILY
 from cirflow.data.descriptions import DESCRIPTIONS_FILE, descriptions_file
 from cirflow.io import write_json_atomic
 
-GENERATOR_VERSION = "1.1"  # 1.1: descriptions.json, edit-type sidecars
+GENERATOR_VERSION = "1.2"  # 1.1: descriptions.json, edit-type sidecars; 1.2: boxes_edited.json
 BOXES_FILE = "boxes_gt.json"
+# Per image, the boxes of the objects the edits of the triplets it is the target of concern:
+# the region ablation's upper bound (the box source `edited`), never a detector's output.
+EDITED_BOXES_FILE = "boxes_edited.json"
 MANIFEST_FILE = "demo_manifest.json"
 
 
@@ -26,6 +29,7 @@ class DemoTables:
     """Every annotation of the families added so far; pairids count on over the splits."""
 
     boxes: dict[str, list[list[float]]] = field(default_factory=dict)
+    edited_boxes: dict[str, list[list[float]]] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
     splits: dict[str, dict[str, str]] = field(default_factory=_per_split)
     captions: dict[str, list[dict]] = field(default_factory=lambda: {s: [] for s in SPLITS})
@@ -39,6 +43,7 @@ class DemoTables:
         self.families[split] += 1
         self.splits[split].update(family["images"])
         self.boxes.update(family["boxes"])
+        self.edited_boxes.update(family["edited"])
         self.descriptions.update(family["descriptions"])
         members = family["members"]
         for reference, target, caption, edit in family["triplets"]:
@@ -72,6 +77,7 @@ def _triplet(pairid: int, split: str, triplet: tuple, family: int, members: list
 def write_tables(out: Path, tables: DemoTables) -> None:
     """Every file but the images and the manifest."""
     write_json_atomic(out / BOXES_FILE, tables.boxes)
+    write_json_atomic(out / EDITED_BOXES_FILE, tables.edited_boxes)
     write_json_atomic(descriptions_file(out), dict(sorted(tables.descriptions.items())))
     for split in SPLITS:
         write_json_atomic(split_file(out, split), tables.splits[split])
@@ -92,6 +98,7 @@ def manifest(seed: int, tables: DemoTables) -> dict:
         "edits": tables.edits,
         "files": {
             "boxes": BOXES_FILE,
+            "edited_boxes": EDITED_BOXES_FILE,
             "descriptions": DESCRIPTIONS_FILE,
             "edit_types": {s: edits_file(".", s).as_posix() for s in SPLITS},
         },
