@@ -5,6 +5,8 @@
     {root}/<relative path>                           the images
     {root}/cirr/captions/edits.rc2.{split}.json      optional sidecar: pairid -> edit type (the
                                                      demo writes it; CIRR itself has none)
+    {root}/cirr/captions/boxes_edited.rc2.{split}.json  the demo's: pairid -> the boxes of the
+                                                     objects its edit concerns, in its target
 
 Every problem is reported as a CirflowError naming the file and the field, so that a user with
 a half-downloaded dataset learns what is missing instead of meeting a KeyError mid-training.
@@ -39,6 +41,12 @@ def captions_file(root: str | Path, split: str) -> Path:
 def edits_file(root: str | Path, split: str) -> Path:
     """The edit-type sidecar of a split, beside its captions file (docs/design.md §3)."""
     return Path(root) / "cirr" / "captions" / f"edits.rc2.{split}.json"
+
+
+def edited_boxes_file(root: str | Path, split: str) -> Path:
+    """The demo's edited-object boxes of a split's triplets, beside its captions: a box file
+    keyed by pairid (docs/design.md §3)."""
+    return Path(root) / "cirr" / "captions" / f"boxes_edited.rc2.{split}.json"
 
 
 def check_split_name(split: str) -> None:

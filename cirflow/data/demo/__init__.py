@@ -11,8 +11,9 @@ writes, under `out_dir`, exactly what a real CIRR copy holds (the SPRC layout):
                                                       "./dev/dev-<n>-<i>-img<j>.png", "./test1/..."
     train/<k>/*.png, dev/*.png, test1/*.png           the images
     boxes_gt.json                                     the tight box of every object (seed box format)
-    boxes_edited.json                                 per image, the boxes of the objects edited by the
-                                                      triplets it is the target of ([] for none)
+    cirr/captions/boxes_edited.rc2.{train,val}.json  sidecar {"<pairid>": boxes}: the objects the
+                                                      triplet's edit concerns, in its target (or
+                                                      where a removed one was); not CIRR's
     descriptions.json                                 {image name: scene description}, every split
     demo_manifest.json                                seed, counts, generator version (written last)
 
@@ -66,16 +67,11 @@ The modules, each depending only on those above it:
 from cirflow.data.demo.family import IMAGES_PER_FAMILY, TRIPLETS_PER_FAMILY
 from cirflow.data.demo.generate import DemoSpec, generate_demo
 from cirflow.data.demo.wording import caption_vocabulary, description_vocabulary
-from cirflow.data.demo.write import (
-    BOXES_FILE,
-    EDITED_BOXES_FILE,
-    GENERATOR_VERSION,
-    MANIFEST_FILE,
-)
+from cirflow.data.demo.write import BOXES_FILE, EDITED_SPLITS, GENERATOR_VERSION, MANIFEST_FILE
 
 __all__ = [
     "BOXES_FILE",
-    "EDITED_BOXES_FILE",
+    "EDITED_SPLITS",
     "GENERATOR_VERSION",
     "IMAGES_PER_FAMILY",
     "MANIFEST_FILE",

@@ -125,9 +125,7 @@ def _build_family(job: _Job) -> dict:
         "descriptions": descriptions,
         "members": members,
         "triplets": [candidates[int(k)] for k in chosen],
-        "edited": _edited_by_target(
-            names, [candidates[int(k)] for k in chosen], [edited[int(k)] for k in chosen]
-        ),
+        "edited": [edited[int(k)] for k in chosen],  # each triplet's, in the same order
         "size": [fam.width, fam.height],
     }
 
@@ -136,15 +134,6 @@ def edited_boxes(objects, width: int, height: int) -> list[list[float]]:
     """The boxes of the objects an edit concerns, where the target shows them (or, for an
     object the edit removes, where it was: the family's images share one frame)."""
     return sorted_boxes([object_box(o, width, height) for o in objects])
-
-
-def _edited_by_target(names: list[str], triplets: list, boxes: list) -> dict:
-    """Every image of the family: the edited objects' boxes of the triplets it is the target of
-    (the union over them, a box once), [] where it is no target."""
-    out: dict[str, list[list[float]]] = {name: [] for name in names}
-    for (_, target, _, _), own in zip(triplets, boxes, strict=True):
-        out[target] = sorted_boxes([*out[target], *(b for b in own if b not in out[target])])
-    return out
 
 
 def _default_workers() -> int:

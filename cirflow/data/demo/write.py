@@ -7,16 +7,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cirflow.data.cirr import EDIT_TYPES, SPLITS, captions_file, edits_file, split_file
+from cirflow.data.cirr import (
+    EDIT_TYPES,
+    SPLITS,
+    captions_file,
+    edited_boxes_file,
+    edits_file,
+    split_file,
+)
 from cirflow.data.demo.family import IMAGES_PER_FAMILY, TRIPLETS_PER_FAMILY
 from cirflow.data.descriptions import DESCRIPTIONS_FILE, descriptions_file
 from cirflow.io import write_json_atomic
 
-GENERATOR_VERSION = "1.2"  # 1.1: descriptions.json, edit-type sidecars; 1.2: boxes_edited.json
+# 1.1: descriptions.json, edit-type sidecars; 1.2: the edited-object box sidecars
+GENERATOR_VERSION = "1.2"
 BOXES_FILE = "boxes_gt.json"
-# Per image, the boxes of the objects the edits of the triplets it is the target of concern:
-# the region ablation's upper bound (the box source `edited`), never a detector's output.
-EDITED_BOXES_FILE = "boxes_edited.json"
+# The splits whose triplets get edited-object boxes (test1's targets stay hidden, as in CIRR).
+EDITED_SPLITS = ("train", "val")
 MANIFEST_FILE = "demo_manifest.json"
 
 
@@ -29,7 +36,8 @@ class DemoTables:
     """Every annotation of the families added so far; pairids count on over the splits."""
 
     boxes: dict[str, list[list[float]]] = field(default_factory=dict)
-    edited_boxes: dict[str, list[list[float]]] = field(default_factory=dict)
+    # Per split, each triplet's edited-object boxes in its target (the box source `edited`).
+    edited_boxes: dict[str, dict[str, list[list[float]]]] = field(default_factory=_per_split)
     descriptions: dict[str, str] = field(default_factory=dict)
     splits: dict[str, dict[str, str]] = field(default_factory=_per_split)
     captions: dict[str, list[dict]] = field(default_factory=lambda: {s: [] for s in SPLITS})
@@ -43,12 +51,14 @@ class DemoTables:
         self.families[split] += 1
         self.splits[split].update(family["images"])
         self.boxes.update(family["boxes"])
-        self.edited_boxes.update(family["edited"])
         self.descriptions.update(family["descriptions"])
         members = family["members"]
-        for reference, target, caption, edit in family["triplets"]:
+        for (reference, target, caption, edit), edited in zip(
+            family["triplets"], family["edited"], strict=True
+        ):
             self.edits[edit] += 1
             self.edit_types[split][str(self.next_pairid)] = edit
+            self.edited_boxes[split][str(self.next_pairid)] = edited
             self.captions[split].append(
                 _triplet(self.next_pairid, split, (reference, target, caption), index, members)
             )
@@ -77,12 +87,13 @@ def _triplet(pairid: int, split: str, triplet: tuple, family: int, members: list
 def write_tables(out: Path, tables: DemoTables) -> None:
     """Every file but the images and the manifest."""
     write_json_atomic(out / BOXES_FILE, tables.boxes)
-    write_json_atomic(out / EDITED_BOXES_FILE, tables.edited_boxes)
     write_json_atomic(descriptions_file(out), dict(sorted(tables.descriptions.items())))
     for split in SPLITS:
         write_json_atomic(split_file(out, split), tables.splits[split])
         write_json_atomic(captions_file(out, split), tables.captions[split])
         write_json_atomic(edits_file(out, split), tables.edit_types[split])
+        if split in EDITED_SPLITS:
+            write_json_atomic(edited_boxes_file(out, split), tables.edited_boxes[split])
 
 
 def manifest(seed: int, tables: DemoTables) -> dict:
@@ -98,7 +109,7 @@ def manifest(seed: int, tables: DemoTables) -> dict:
         "edits": tables.edits,
         "files": {
             "boxes": BOXES_FILE,
-            "edited_boxes": EDITED_BOXES_FILE,
+            "edited_boxes": {s: edited_boxes_file(".", s).as_posix() for s in EDITED_SPLITS},
             "descriptions": DESCRIPTIONS_FILE,
             "edit_types": {s: edits_file(".", s).as_posix() for s in SPLITS},
         },
