@@ -81,20 +81,60 @@ class BoxFile:
         out, counts = load_image_boxes(
             self.path, table, image_size, target_names, self.meta, max_boxes
         )
-        if (
-            counts["targets"]
-            and counts["targets_with_boxes"] < min_targets_with_boxes * counts["targets"]
-        ):
-            raise SettingError(
-                "min_targets_with_boxes",
-                f"{self.path}: only {counts['targets_with_boxes']:,} of {counts['targets']:,} "
-                f"training targets have a usable box ({counts['targets_missing_from_file']:,} "
-                f"missing from the file, {counts['targets_without_boxes']:,} with none left), "
-                f"fewer than {{key}} = {min_targets_with_boxes:g}: the region loss would be 0 "
-                "for most batches and stage 2 would only repeat stage 1. Check the box file "
-                "(right split? all []?) or lower {key}",
-            )
+        _require_enough_targets(self.path, counts, min_targets_with_boxes)
         return out, counts
+
+    def per_triplet(self) -> bool:
+        """Whether the file is keyed by the triplets' pairids (each triplet its own boxes in
+        its target: the demo's edited-object boxes) rather than by image names."""
+        data = read_box_file(Path(self.path))
+        return bool(data) and all(str(key).isdigit() for key in data)
+
+    def load_triplets(
+        self,
+        triplets: list[dict],
+        table: ImageTable,
+        image_size: int,
+        max_boxes: int | None = None,
+        min_targets_with_boxes: float = 0.0,
+    ) -> tuple[dict[int, torch.Tensor], dict]:
+        """Each triplet's own boxes in its target, from a file keyed by pairid, in model-input
+        pixels: {triplet index: (K, 4)} and counts (as `load_training`, per triplet)."""
+        box_file = Path(self.path)
+        data = _read_nonempty(box_file)
+        _refuse_pixel_coordinates(box_file, data)
+        counts = _new_counts(box_file, data)
+        pairids = {str(t["pairid"]) for t in triplets}
+        counts["unknown_images"] = sum(1 for key in data if key not in pairids)
+        if counts["unknown_images"] == len(data):
+            raise CirflowError(
+                f"{box_file}: none of its {len(data)} pairids is a {table_split(table)} "
+                f"triplet's (e.g. {next(iter(data))!r}): the boxes of another split?"
+            )
+        out: dict[int, torch.Tensor] = {}
+        for i, t in enumerate(triplets):
+            own = data.get(str(t["pairid"]))
+            target = {t["target_hard"]: own} if own is not None else {}
+            found = _ImageBoxes(target, table, {}, image_size, max_boxes, counts)(t["target_hard"])
+            if found is not None:
+                out[i] = found[1]
+        _log_counts(box_file, counts)
+        _require_enough_targets(box_file, counts, min_targets_with_boxes)
+        return out, counts
+
+
+def _require_enough_targets(box_file, counts: dict, min_fraction: float) -> None:
+    """A SettingError of `min_targets_with_boxes` when fewer targets than that got a box."""
+    if counts["targets"] and counts["targets_with_boxes"] < min_fraction * counts["targets"]:
+        raise SettingError(
+            "min_targets_with_boxes",
+            f"{box_file}: only {counts['targets_with_boxes']:,} of {counts['targets']:,} "
+            f"training targets have a usable box ({counts['targets_missing_from_file']:,} "
+            f"missing from the file, {counts['targets_without_boxes']:,} with none left), "
+            f"fewer than {{key}} = {min_fraction:g}: the region loss would be 0 "
+            "for most batches and stage 2 would only repeat stage 1. Check the box file "
+            "(right split? all []?) or lower {key}",
+        )
 
 
 def load_image_boxes(

@@ -343,6 +343,8 @@ class TripletData:
         # of the reference images, which are candidates with batch_images negatives).
         self.target_boxes: dict[int, torch.Tensor] | None = None
         self.reference_boxes = False
+        # Or each triplet's own boxes in its target (a box file keyed by pairid).
+        self.triplet_boxes: dict[int, torch.Tensor] | None = None
 
     def _keep_readable(self, with_targets: bool, skip_unreadable: bool) -> None:
         """`triplets`: those whose images can be read (all with `skip_unreadable` False);
@@ -403,6 +405,10 @@ class TripletData:
             if self.reference_boxes:
                 per = [self.target_boxes.get(int(self.ref_idx[i]), empty) for i in idx.tolist()]
                 batch.ref_boxes, batch.ref_box_valid = pad_boxes(per)
+        elif self.triplet_boxes is not None:
+            empty = torch.zeros((0, 4))
+            per = [self.triplet_boxes.get(int(i), empty) for i in idx.tolist()]
+            batch.boxes, batch.box_valid = pad_boxes(per)
         return batch
 
     def permutation(

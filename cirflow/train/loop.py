@@ -179,11 +179,14 @@ class Trainer:
         s = self.s
         mode = RegionMode(s.region_mode)
         tokens = mode.has_region_tokens
+        box_file = BoxFile(s.box_file, s.box_meta_file)
+        if box_file.per_triplet():
+            return self._load_triplet_boxes(box_file, mode)
         names = {t["target_hard"] for t in self.train_data.triplets}
         with_refs = mode.scores_regions and s.negatives == "batch_images"
         if with_refs:
             names |= {t["reference"] for t in self.train_data.triplets}
-        boxes, counts = BoxFile(s.box_file, s.box_meta_file).load_training(
+        boxes, counts = box_file.load_training(
             self.train_table,
             self.preset.image_size,
             names,
@@ -192,6 +195,27 @@ class Trainer:
         )
         self.train_data.target_boxes = boxes
         self.train_data.reference_boxes = with_refs
+        return counts
+
+    def _load_triplet_boxes(self, box_file: BoxFile, mode: RegionMode) -> dict:
+        """Each triplet's own boxes in its target (a box file keyed by pairid: the demo's
+        edited-object boxes). They can only supervise training: a mode that scores region
+        tokens gives every image one set of boxes, whatever the query."""
+        s = self.s
+        if mode.scores_regions:
+            raise CirflowError(
+                f"{s.box_file} holds boxes per triplet (keyed by pairid), but region mode "
+                f"{mode} scores every image with one set of boxes: use it with a mode that "
+                "only trains on boxes (aux, token_loss)"
+            )
+        boxes, counts = box_file.load_triplets(
+            self.train_data.triplets,
+            self.train_table,
+            self.preset.image_size,
+            max_boxes=int(s.max_region_tokens) if mode.has_region_tokens else None,
+            min_targets_with_boxes=s.min_targets_with_boxes,
+        )
+        self.train_data.triplet_boxes = boxes
         return counts
 
     def _build_evaluator(self) -> SplitEvaluator:
