@@ -1,7 +1,8 @@
-"""Sharded box generation: pick a shard's images, run a detector over them, merge shards.
+"""Sharded box generation: run a detector over a shard's images, merge shards.
 
-Shard i of n takes sorted(image names)[:max_images][i::n]. Each image's boxes depend only on
-that image, so the merged file is byte-identical whatever n is. Images are decoded in a
+Shard i of n takes sorted(image names)[:max_images][i::n] (`cirflow.data.sharding`, the rule
+the image features and the image manifests share). Each image's boxes depend only on that image,
+so the merged file is byte-identical whatever n is. Images are decoded in a
 background thread pool (bounded prefetch) while the detector runs, so memory stays bounded by
 the prefetch window whatever the split size.
 """
@@ -20,6 +21,7 @@ from cirflow.boxes.detectors import make_detector
 from cirflow.boxes.postfilter import Detections, postfilter
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.images import ImageRead, read_image
+from cirflow.data.sharding import shard_names
 from cirflow.errors import CirflowError
 from cirflow.io import read_json, write_json_atomic
 
@@ -29,17 +31,6 @@ SHARD_FORMAT = "cirflow-box-shard/1"
 # (config boxes.max_unreadable_fraction).
 MAX_UNREADABLE_FRACTION = 0.5
 EXAMPLES = 5
-
-
-def shard_images(
-    names: list[str], shard: int, num_shards: int, max_images: int | None
-) -> list[str]:
-    if num_shards < 1 or not 0 <= shard < num_shards:
-        raise CirflowError(f"shard {shard} of {num_shards} does not exist")
-    selected = sorted(names)
-    if max_images is not None:
-        selected = selected[:max_images]
-    return selected[shard::num_shards]
 
 
 def iter_decoded(paths: list[Path], workers: int = 2, prefetch: int = 32) -> Iterator[ImageRead]:
@@ -72,7 +63,7 @@ def _batches(reads: Iterator[ImageRead], size: int) -> Iterator[list[ImageRead]]
 @dataclass(frozen=True)
 class ShardSpec:
     """Which images a shard takes: shard `shard` of `num_shards` of `split`, out of the first
-    `max_images` (None: all) of its sorted names (`shard_images`)."""
+    `max_images` (None: all) of its sorted names (`cirflow.data.sharding.shard_names`)."""
 
     split: str
     shard: int
@@ -100,7 +91,7 @@ def run_shard(
 ) -> dict:
     """Detect boxes for one shard of a split; write the shard file atomically if out_path."""
     dataset = CirrDataset(dataset_root, spec.split, with_captions=False)
-    names = shard_images(list(dataset.images), spec.shard, spec.num_shards, spec.max_images)
+    names = shard_names(dataset.images, spec.shard, spec.num_shards, spec.max_images)
     found = _ShardBoxes(make_detector(method.name, method.config), method.postfilter)
     paths = [dataset.image_path(n) for n in names]
     batch_size = max(1, int(getattr(found.detector, "batch_size", 1)))
