@@ -115,6 +115,8 @@ def run_shard(
         "method": method.name,
         "shard": spec.shard,
         "num_shards": spec.num_shards,
+        # Where the images were looked for, for merge_boxes' messages.
+        "root": str(dataset_root),
         "boxes": found.boxes,
         "meta": found.meta,
         "errors": found.errors,
@@ -190,16 +192,22 @@ def check_unreadable(
     where: str,
     max_fraction: float = MAX_UNREADABLE_FRACTION,
     key: str = "boxes.max_unreadable_fraction",
+    root: str | Path | None = None,
 ) -> None:
-    """CirflowError naming the count and a few examples when more than `max_fraction` of the
-    `images` of a split could not be read (checked on merged results, so shards agree)."""
+    """CirflowError naming the count, the dataset root the images were looked for in (when
+    known) and a few examples when more than `max_fraction` of the `images` of a split could not
+    be read (checked on merged results, so shards agree)."""
     if images and len(errors) > max_fraction * images:
         examples = "; ".join(f"{e['image']}: {e['error']}" for e in errors[:EXAMPLES])
         more = f" (and {len(errors) - EXAMPLES:,} more)" if len(errors) > EXAMPLES else ""
+        where_root = (
+            f"the dataset root {root} complete (its images beside {Path(root) / 'cirr'}/)"
+            if root is not None
+            else "the dataset root complete (images beside cirr/)"
+        )
         raise CirflowError(
             f"{where}: {len(errors):,} of {images:,} images cannot be read, more than "
-            f"{key} = {max_fraction:g}; is the dataset root complete (images beside "
-            f"cirr/)? e.g. {examples}{more}"
+            f"{key} = {max_fraction:g}; is {where_root}? e.g. {examples}{more}"
         )
 
 
@@ -232,7 +240,13 @@ def merge_results(
         meta.update(shard["meta"])
         errors.extend(shard["errors"])
     errors = sorted(errors, key=lambda e: e["image"])
-    check_unreadable(errors, len(boxes), f"{method} boxes of {split}", max_unreadable_fraction)
+    check_unreadable(
+        errors,
+        len(boxes),
+        f"{method} boxes of {split}",
+        max_unreadable_fraction,
+        root=shards[0].get("root"),  # (shards written before it was recorded lack it)
+    )
     sorted_boxes = {n: boxes[n] for n in sorted(boxes)}
     sidecar = {
         "method": method,
