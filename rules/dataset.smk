@@ -32,8 +32,9 @@ rule demo_dataset:
         "../workflow_scripts/demo_dataset.py"
 
 
-# Written once here; every parse of the workflow rewrites it when its images change (common.smk).
-# Shard i of n lists the images detection and the features give shard i of n; 0 of 1 a split.
+# Each parse writes the missing manifests and rewrites those whose images changed (common.smk);
+# this rule makes the ones it could not: the demo's split files appear during the run. Shard i
+# of n lists the images detection and the features give shard i of n; 0 of 1 is the split.
 rule image_manifest:
     input:
         split_file=lambda w: split_file(w.split),
