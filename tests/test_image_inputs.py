@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 MANIFESTS = "results/demo/manifests"
 FEATURES = "results/demo/features"
 STAGE1 = "results/demo/models/stage1"
+DETECTOR = "results/demo/detector/detector.pt"
 
 
 def manifest_mtimes(workdir, ds="demo"):
@@ -53,6 +54,67 @@ def shards_of(jobs, rule):
         for j in jobs
         if j["rule"] == rule
     )
+
+
+def job_inputs(workdir, *args):
+    """(rule, wildcards, the manifests among its inputs as (split, shard, n)) of each job
+    `snakemake -n` plans."""
+    proc = run_snakemake(workdir, "-n", *args)
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        found = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        wildcards = dict(w.split("=", 1) for w in found.group(1).split(", ")) if found else {}
+        inputs = re.search(r"^\s+input: (.*)$", block, re.M)
+        manifests = sorted(
+            (m[1], int(m[2]), int(m[3]))
+            for m in re.finditer(
+                r"results/\w+/manifests/(\w+)/shard-(\d+)-of-(\d+)\.json",
+                inputs.group(1) if inputs else "",
+            )
+        )
+        jobs.append((rule, wildcards, manifests))
+    return jobs
+
+
+def whole(*splits):
+    return sorted((split, 0, 1) for split in splits)
+
+
+def test_every_job_that_decodes_pixels_takes_its_images_manifests(tmp_path):
+    """A dry run of a fresh workflow: the sharded jobs take their own shard's manifest, the
+    other readers of pixels whole splits; training and evaluation only without cached
+    features (with them, the feature shards carry the images)."""
+    expected = {
+        "pretrain_backbone": whole("train", "val"),
+        "box_report": whole("train", "val", "test1"),
+        "results_report": whole("val"),
+        "gt_boxes": whole("train", "val", "test1"),
+        "train_detector": whole("train", "val"),
+    }
+    config = {"boxes": {"methods": ["saliency", "yolo"], "yolo": {"weights": DETECTOR}}}
+    workdir = make_workflow_copy(tmp_path / "wf", config)
+    (workdir / "pixels.yaml").write_text("features:\n  enabled: false\n")
+    with_features = job_inputs(workdir, "all", "ablation")
+    without = job_inputs(workdir, "--configfile", "test_config.yaml", "pixels.yaml")
+    seen = set()
+    for rule, wildcards, manifests in with_features:
+        seen.add(rule)
+        if rule in ("detect_shard", "image_features"):
+            shard = (wildcards["split"], int(wildcards["shard"]), int(wildcards["n"]))
+            assert manifests == [shard], (rule, wildcards)
+        elif rule in expected:
+            assert manifests == expected[rule], rule
+        else:  # with cached features: training and evaluation read no pixels
+            assert manifests == [], (rule, wildcards)
+    assert {"detect_shard", "image_features", "train", "ablation_train", *expected} <= seen
+    for rule, wildcards, manifests in without:
+        if rule == "train":
+            assert manifests == whole("train", "val"), wildcards
+        if rule == "evaluate":
+            assert manifests == whole("val", "test1"), wildcards
+    assert {"train", "evaluate"} <= {rule for rule, _, _ in without}
+    assert "image_features" not in {rule for rule, _, _ in without}
 
 
 def test_a_finished_run_plans_nothing_and_moves_no_manifest(finished_demo_run):
