@@ -142,10 +142,10 @@ def demo_copy(finished_demo_run, tmp_path):
 
 
 def test_fixing_a_corrupt_image_reruns_its_shards_and_recovers(demo_copy, finished_demo_run):
-    """The issue's first case: an image overwritten with garbage stops training at
-    train.max_unreadable_fraction (1 of the demo's 90 train images is over 1 %); once the image
-    is restored, a plain `snakemake` reruns its feature shard (whose index listed it as
-    unreadable) and training succeeds, with the original run's numbers."""
+    """The issue's first case: an image overwritten with garbage is listed as unreadable in its
+    feature shard's index (1 of the demo's 90 train images: over train.max_unreadable_fraction,
+    so training would stop); once the image is restored, a plain `snakemake` reruns that shard
+    and training succeeds, with the original run's numbers."""
     root = demo_copy / "results/demo/dataset"
     split = json.loads((root / "cirr/image_splits/split.rc2.train.json").read_text())
     name = shard_names(split, 1, 2)[0]
@@ -168,10 +168,8 @@ def test_fixing_a_corrupt_image_reruns_its_shards_and_recovers(demo_copy, finish
     assert shards_of(held, "image_features") == [("train", 1, 2)]
     assert held[0]["reason"] == f"Updated input files: {MANIFESTS}/train/shard-1-of-2.json"
 
-    failed = run_snakemake(demo_copy, f"{STAGE1}/best.pt", check=False)
-    assert failed.returncode != 0
-    log = (demo_copy / "logs/demo/train_stage1.log").read_text()
-    assert f"{name}: cannot decode image" in log and "train.max_unreadable_fraction" in log
+    # The shard as a run with the garbage image leaves it (the training would then stop).
+    run_snakemake(demo_copy, f"{FEATURES}/train/shard-1-of-2.npy")
     index = demo_copy / f"{FEATURES}/train/shard-1-of-2.index.json"
     assert [e["image"] for e in json.loads(index.read_text())["unreadable"]] == [name]
 
