@@ -9,6 +9,8 @@ rule gt_boxes:
     input:
         gt="results/demo/dataset/boxes_gt.json",
         data=[split_file(s) for s in SPLITS],
+        # The sidecars hold each image's size, read from its header.
+        images=split_manifests(SPLITS),
     output:
         boxes=expand("results/demo/boxes/gt/{split}.json", split=SPLITS),
         meta=expand("results/demo/boxes/gt/{split}.meta.json", split=SPLITS),

@@ -10,6 +10,8 @@ localrules:
 rule detect_shard:
     input:
         split_file=lambda w: split_file(w.split),
+        # The shard's images (sizes and mtimes): a changed image reruns its shard only.
+        images=shard_manifest,
         weights=detector_weights,
     output:
         "results/{ds}/boxes/{method}/{split}/shard-{shard}-of-{n}.json",

@@ -4,6 +4,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 # Torch-free imports only (tests/test_workflow.py checks it): every job parses this again.
@@ -12,6 +13,7 @@ from cirflow.code_inputs import script_digest
 from cirflow.config import canonical, check_config, load_schema, normalise_config
 from cirflow.data import cirr
 from cirflow.data.cirr import SPLITS
+from cirflow.data.manifest import refresh_manifests
 from cirflow.model.config import ModelConfig
 from cirflow.model.presets import DEMO_BACKBONE
 from cirflow.train.runs import (
@@ -80,6 +82,45 @@ def edit_type_inputs(split):
 def gt_boxes_file():
     """Ground-truth boxes exist only for the generated demo."""
     return f"{dataset_root()}/boxes_gt.json" if DATASET == "demo" else None
+
+
+# --- image manifests (rule image_manifest, rules/dataset.smk) ---
+
+MANIFESTS = f"results/{DATASET}/manifests"
+
+
+def manifest_file(split, shard=0, n=1):
+    """The manifest (name -> size, mtime) of shard `shard` of `n` of `split`'s images, as
+    detection and the features cut it; shard 0 of 1 is the whole split."""
+    return f"{MANIFESTS}/{split}/shard-{shard}-of-{n}.json"
+
+
+def shard_manifest(wildcards):
+    """Input of a sharded job (detect_shard, image_features): its own shard's manifest."""
+    return manifest_file(wildcards.split, wildcards.shard, wildcards.n)
+
+
+def split_manifests(splits):
+    """Input of a job that decodes the pixels of whole splits."""
+    return [manifest_file(split) for split in splits]
+
+
+def manifest_shard_counts():
+    """split -> the shard counts whose manifests each parse keeps up to date: detection's, the
+    features' and the whole split's (a few more than a config uses cost little)."""
+    boxes, features = config["boxes"]["shards"], config["features"]["shards"]
+    return {split: {1, boxes[split], features[split]} for split in SPLITS}
+
+
+# Images as inputs: each parse writes the manifests that are missing or whose images changed,
+# appeared or vanished (only those: cirflow/data/manifest.py), so that their mtimes rerun
+# exactly the jobs that read those images. At parse time because a rule that runs every time
+# would rerun all it feeds. A cluster job's own parse skips it: the process that planned the
+# job did it.
+if not (workflow.remote_exec or workflow.subprocess_exec):
+    for change in refresh_manifests(MANIFESTS, dataset_root(), manifest_shard_counts()):
+        if not change.created:
+            logger.info(f"image manifest {change}")
 
 
 # Under the working directory's .snakemake/: file digests kept across processes (each SLURM
@@ -246,6 +287,12 @@ def feature_files(split):
     )
 
 
+def pixel_manifests(splits):
+    """Manifests of `splits` for training and evaluation: they decode pixels only without cached
+    features (with them, the feature shards carry the images' manifests)."""
+    return [] if features_enabled() else split_manifests(splits)
+
+
 def feature_gpus():
     return (
         config["features"]["resources"]["gpu"]
@@ -371,6 +418,7 @@ def evaluation_inputs(wildcards):
     }
     if "test1" in splits:
         inputs["features_test1"] = feature_files("test1")
+    inputs["images"] = pixel_manifests(splits)
     boxes = region_box_inputs(mode, source, splits)
     inputs.update(
         {k: v for k, v in boxes.items() if k.startswith(("boxes_val", "boxes_test1"))}

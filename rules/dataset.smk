@@ -1,5 +1,6 @@
-# The embedded demo dataset (CIRR layout, plus scene descriptions and edit-type sidecars).
-# For dataset.name: cirr the files already exist.
+# The embedded demo dataset (CIRR layout, plus scene descriptions and edit-type sidecars; for
+# dataset.name: cirr the files already exist), and the image manifests: every job that decodes
+# images takes its images' manifest as an input (docs/architecture.md, "The workflow").
 
 
 rule demo_dataset:
@@ -29,3 +30,23 @@ rule demo_dataset:
         demo=canonical(config["demo"]),
     script:
         "../workflow_scripts/demo_dataset.py"
+
+
+# Each parse writes the missing manifests and rewrites those whose images changed (common.smk);
+# this rule makes the ones it could not: the demo's split files appear during the run. Shard i
+# of n lists the images detection and the features give shard i of n; 0 of 1 is the split.
+rule image_manifest:
+    input:
+        split_file=lambda w: split_file(w.split),
+    output:
+        "results/{ds}/manifests/{split}/shard-{shard}-of-{n}.json",
+    log:
+        "logs/{ds}/manifests/{split}/shard-{shard}-of-{n}.log",
+    localrule: True
+    conda:
+        "../envs/detect.yaml"
+    params:
+        code=code_digest("image_manifest"),
+        root=dataset_root(),
+    script:
+        "../workflow_scripts/image_manifest.py"

@@ -12,6 +12,7 @@ rule train_detector:
             "results/demo/dataset/cirr/image_splits/split.rc2.{split}.json",
             split=["train", "val"],
         ),
+        images=split_manifests(["train", "val"]),
     output:
         weights=TRAINED_DETECTOR,
         summary="results/demo/detector/train_summary.json",

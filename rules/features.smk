@@ -7,6 +7,7 @@ rule pretrain_backbone:
     input:
         data=training_data(),
         descriptions="results/demo/dataset/descriptions.json",
+        images=split_manifests(["train", "val"]),
     output:
         backbone=DEMO_BACKBONE,
         metrics="results/demo/backbone/pretrain_metrics.json",
@@ -31,6 +32,7 @@ rule pretrain_backbone:
 rule image_features:
     input:
         split_file=lambda w: split_file(w.split),
+        images=shard_manifest,
         weights=backbone_file(),
     output:
         array="results/{ds}/features/{split}/shard-{shard}-of-{n}.npy",

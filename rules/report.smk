@@ -27,6 +27,8 @@ rule box_report:
             split=BOX_SPLITS,
         ),
         split_files=[split_file(s) for s in BOX_SPLITS],
+        # The sample grids decode images of every split.
+        images=split_manifests(BOX_SPLITS),
         compare=lambda w: expand(
             "results/{ds}/boxes/{method}/{split}.stats.json",
             ds=w.ds,
@@ -84,6 +86,8 @@ rule results_report:
         train_time=stage_files("benchmarks/runs/{ds}/train_{stage}.tsv"),
         eval_time=stage_files("benchmarks/runs/{ds}/evaluate_{stage}.tsv"),
         split_file=split_file("val"),
+        # The retrievals' thumbnails are val images.
+        images=split_manifests(["val"]),
     output:
         report(
             "results/{ds}/report/results.html",

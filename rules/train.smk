@@ -15,6 +15,8 @@ rule train:
         backbone=backbone_file(),
         features_train=feature_files("train"),
         features_val=feature_files("val"),
+        # Without cached features, the train and val images (their decoded pixels).
+        images=pixel_manifests(["train", "val"]),
     output:
         best="results/{ds}/models/{stage}/best.pt",
         train_csv="results/{ds}/models/{stage}/train_metrics.csv",

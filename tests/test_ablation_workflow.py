@@ -54,6 +54,8 @@ def test_the_ablation_dry_run_lists_the_expected_jobs(tmp_path):
     # saliency (boxes.methods) + gt on the demo; none once per seed: 3 + 2 modes x 2 x 3 = 15.
     assert jobs == {
         "demo_dataset": 1,
+        # train's 2 shards and train, val, test1 whole (gt_boxes reads every split's sizes).
+        "image_manifest": 5,
         "pretrain_backbone": 1,
         "image_features": 3,  # train (2 shards) and val: no test1 in the ablation
         "detect_shard": 3,

@@ -8,8 +8,9 @@ from PIL import Image
 
 from cirflow.boxes.postfilter import Detections, postfilter
 from cirflow.boxes.saliency import SaliencyDetector
-from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_shards, run_shard, shard_images
+from cirflow.boxes.shards import BoxMethod, ShardSpec, merge_shards, run_shard
 from cirflow.data.box_format import box_problem, load_boxes
+from cirflow.data.sharding import shard_names
 from cirflow.errors import CirflowError
 
 SALIENCY = {"saliency": {}}
@@ -83,12 +84,12 @@ def test_load_boxes_names_file_image_and_box(tmp_path):
 
 def test_shard_selection_partitions_sorted_names():
     names = [f"n{i:02d}" for i in range(10)]
-    parts = [shard_images(names[::-1], i, 3, None) for i in range(3)]
+    parts = [shard_names(names[::-1], i, 3) for i in range(3)]
     assert sorted(sum(parts, [])) == names
     assert parts[0] == ["n00", "n03", "n06", "n09"]
-    assert shard_images(names, 1, 2, max_images=4) == ["n01", "n03"]
+    assert shard_names(names, 1, 2, limit=4) == ["n01", "n03"]
     with pytest.raises(CirflowError):
-        shard_images(names, 3, 3, None)
+        shard_names(names, 3, 3)
 
 
 def _run(root, split, n, out_dir, max_images=None):

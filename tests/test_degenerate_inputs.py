@@ -52,14 +52,19 @@ def test_a_root_with_annotations_only_is_an_error(mini_cirr, tmp_path, capsys):
         bare, ShardSpec("val", 0, 1), BoxMethod("saliency", {}, {}), None, progress=False
     )
     assert len(result["errors"]) == 9
-    with pytest.raises(CirflowError, match="9 of 9 images cannot be read"):
+    with pytest.raises(CirflowError, match="9 of 9 images cannot be read") as info:
         merge_results([result], tmp_path / "val.json", tmp_path / "val.meta.json")
+    # The message names the root the images were looked for in.
+    assert f"is the dataset root {bare} complete (its images beside {bare}/cirr/)" in str(
+        info.value
+    )
     out = tmp_path / "cli.json"
     rc = main(
         ["boxes", "generate", "--cirr-root", str(bare), "--split", "val", "--output", str(out)]
     )
     assert rc == 2 and not out.exists()
-    assert "9 of 9 images cannot be read" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "9 of 9 images cannot be read" in err and f"dataset root {bare} complete" in err
 
 
 # ------------------------------------------------------------------------------------ stage 2

@@ -1,7 +1,8 @@
-"""Sharded box generation: pick a shard's images, run a detector over them, merge shards.
+"""Sharded box generation: run a detector over a shard's images, merge shards.
 
-Shard i of n takes sorted(image names)[:max_images][i::n]. Each image's boxes depend only on
-that image, so the merged file is byte-identical whatever n is. Images are decoded in a
+Shard i of n takes sorted(image names)[:max_images][i::n] (`cirflow.data.sharding`, the rule
+the image features and the image manifests share). Each image's boxes depend only on that image,
+so the merged file is byte-identical whatever n is. Images are decoded in a
 background thread pool (bounded prefetch) while the detector runs, so memory stays bounded by
 the prefetch window whatever the split size.
 """
@@ -20,6 +21,7 @@ from cirflow.boxes.detectors import make_detector
 from cirflow.boxes.postfilter import Detections, postfilter
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.images import ImageRead, read_image
+from cirflow.data.sharding import shard_names
 from cirflow.errors import CirflowError, rebuilt_by
 from cirflow.io import read_json, write_json_atomic
 
@@ -29,17 +31,6 @@ SHARD_FORMAT = "cirflow-box-shard/1"
 # (config boxes.max_unreadable_fraction).
 MAX_UNREADABLE_FRACTION = 0.5
 EXAMPLES = 5
-
-
-def shard_images(
-    names: list[str], shard: int, num_shards: int, max_images: int | None
-) -> list[str]:
-    if num_shards < 1 or not 0 <= shard < num_shards:
-        raise CirflowError(f"shard {shard} of {num_shards} does not exist")
-    selected = sorted(names)
-    if max_images is not None:
-        selected = selected[:max_images]
-    return selected[shard::num_shards]
 
 
 def iter_decoded(paths: list[Path], workers: int = 2, prefetch: int = 32) -> Iterator[ImageRead]:
@@ -72,7 +63,7 @@ def _batches(reads: Iterator[ImageRead], size: int) -> Iterator[list[ImageRead]]
 @dataclass(frozen=True)
 class ShardSpec:
     """Which images a shard takes: shard `shard` of `num_shards` of `split`, out of the first
-    `max_images` (None: all) of its sorted names (`shard_images`)."""
+    `max_images` (None: all) of its sorted names (`cirflow.data.sharding.shard_names`)."""
 
     split: str
     shard: int
@@ -100,7 +91,7 @@ def run_shard(
 ) -> dict:
     """Detect boxes for one shard of a split; write the shard file atomically if out_path."""
     dataset = CirrDataset(dataset_root, spec.split, with_captions=False)
-    names = shard_images(list(dataset.images), spec.shard, spec.num_shards, spec.max_images)
+    names = shard_names(dataset.images, spec.shard, spec.num_shards, spec.max_images)
     found = _ShardBoxes(make_detector(method.name, method.config), method.postfilter)
     paths = [dataset.image_path(n) for n in names]
     batch_size = max(1, int(getattr(found.detector, "batch_size", 1)))
@@ -124,6 +115,8 @@ def run_shard(
         "method": method.name,
         "shard": spec.shard,
         "num_shards": spec.num_shards,
+        # Where the images were looked for, for merge_boxes' messages.
+        "root": str(dataset_root),
         "boxes": found.boxes,
         "meta": found.meta,
         "errors": found.errors,
@@ -200,16 +193,22 @@ def check_unreadable(
     where: str,
     max_fraction: float = MAX_UNREADABLE_FRACTION,
     key: str = "boxes.max_unreadable_fraction",
+    root: str | Path | None = None,
 ) -> None:
-    """CirflowError naming the count and a few examples when more than `max_fraction` of the
-    `images` of a split could not be read (checked on merged results, so shards agree)."""
+    """CirflowError naming the count, the dataset root the images were looked for in (when
+    known) and a few examples when more than `max_fraction` of the `images` of a split could not
+    be read (checked on merged results, so shards agree)."""
     if images and len(errors) > max_fraction * images:
         examples = "; ".join(f"{e['image']}: {e['error']}" for e in errors[:EXAMPLES])
         more = f" (and {len(errors) - EXAMPLES:,} more)" if len(errors) > EXAMPLES else ""
+        where_root = (
+            f"the dataset root {root} complete (its images beside {Path(root) / 'cirr'}/)"
+            if root is not None
+            else "the dataset root complete (images beside cirr/)"
+        )
         raise CirflowError(
             f"{where}: {len(errors):,} of {images:,} images cannot be read, more than "
-            f"{key} = {max_fraction:g}; is the dataset root complete (images beside "
-            f"cirr/)? e.g. {examples}{more}"
+            f"{key} = {max_fraction:g}; is {where_root}? e.g. {examples}{more}"
         )
 
 
@@ -244,7 +243,13 @@ def merge_results(
         meta.update(shard["meta"])
         errors.extend(shard["errors"])
     errors = sorted(errors, key=lambda e: e["image"])
-    check_unreadable(errors, len(boxes), f"{method} boxes of {split}", max_unreadable_fraction)
+    check_unreadable(
+        errors,
+        len(boxes),
+        f"{method} boxes of {split}",
+        max_unreadable_fraction,
+        root=shards[0].get("root"),  # (shards written before it was recorded lack it)
+    )
     sorted_boxes = {n: boxes[n] for n in sorted(boxes)}
     sidecar = {
         "method": method,

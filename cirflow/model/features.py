@@ -5,7 +5,7 @@ instead of decoding pixels and running the ViT again (format: `cirflow.data.feat
 This stage is also where unreadable images are found: each is listed once in the shard's index
 (its row stays zero), and the triplets that need it are left out downstream, with a count.
 
-A shard takes `sorted(image names)[i::n]`, as detection does. The fingerprint written into every
+A shard takes `sorted(image names)[i::n]` (`cirflow.data.sharding`), as detection does. The fingerprint written into every
 index (preset, the ViT weights' digest, image size, the transform) tells shards of different
 models apart; the same inputs give byte-identical files.
 """
@@ -28,6 +28,7 @@ from tqdm import tqdm
 from cirflow.data.cirr import CirrDataset
 from cirflow.data.feature_index import index_path
 from cirflow.data.images import check_unreadable_fraction, read_image
+from cirflow.data.sharding import shard_names
 from cirflow.data.transforms import TARGET_RATIO, normalize, preprocess
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError, naming_keys
@@ -88,7 +89,7 @@ class FeatureShard:
     num_shards: int
 
     def names(self, dataset: CirrDataset) -> list[str]:
-        return sorted(dataset.images)[self.shard :: self.num_shards]
+        return shard_names(dataset.images, self.shard, self.num_shards)
 
     def __str__(self) -> str:
         return f"{self.split} shard {self.shard}/{self.num_shards}"
