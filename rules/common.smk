@@ -12,17 +12,20 @@ from cirflow.boxes.detectors import METHODS, method_config, uses_gpu
 from cirflow.code_inputs import script_digest
 from cirflow.config import canonical, check_config, load_schema, normalise_config
 from cirflow.data import cirr
-from cirflow.data.cirr import SPLITS
+from cirflow.data.cirr import EDITED_SPLITS, SPLITS
+from cirflow.model.config import RegionMode
 from cirflow.data.manifest import refresh_manifests
 from cirflow.model.config import ModelConfig
 from cirflow.model.presets import DEMO_BACKBONE
 from cirflow.train.runs import (
     STAGES,
+    AblationRun,
     ablation_params,
     ablation_runs,
     ablation_sources,
-    parse_run,
     run_pattern,
+    DEMO_SOURCES,
+    PER_TRIPLET_SOURCES,
     semantic_params,
     stage_mode,
 )
@@ -48,7 +51,7 @@ wildcard_constraints:
     shard=r"\d+",
     n=r"\d+",
     stage="|".join(STAGES),
-    run=run_pattern([*METHODS, "gt"]),
+    run=run_pattern([*METHODS, *DEMO_SOURCES]),
     seed=r"\d+",
 
 
@@ -327,29 +330,33 @@ def training_data():
 
 
 def box_source_file(source, split):
-    """A box source's merged file of `split`: a detection method's, or the demo's ground truth
-    as box files (rule gt_boxes)."""
+    """A box source's file of `split`: a detection method's merged boxes, the demo's ground
+    truth as box files (rule gt_boxes), or its triplets' edited-object boxes (rule
+    demo_dataset writes them beside the captions)."""
+    if source in DEMO_SOURCES and DATASET != "demo":
+        raise ValueError(f"box source {source} exists only for the demo")
     if source == "gt":
-        if DATASET != "demo":
-            raise ValueError(
-                "box source gt (ground-truth boxes) exists only for the demo"
-            )
         return f"results/demo/boxes/gt/{split}.json"
+    if source == "edited":
+        return str(cirr.edited_boxes_file(dataset_root(), split))
     return f"results/{DATASET}/boxes/{source}/{split}.json"
 
 
 def region_box_inputs(mode, source, splits):
     """The box files (and sidecars) a run of region mode `mode` reads: the train boxes unless
-    mode is none, each evaluated split's own boxes with tokens (docs/design.md §6). Named
-    boxes, boxes_meta (train) and boxes_<split>, boxes_<split>_meta."""
+    mode is none, each evaluated split's own boxes where the mode scores region tokens
+    (docs/design.md §6). Named boxes, boxes_meta (train) and boxes_<split>,
+    boxes_<split>_meta; a per-triplet source (edited) has no sidecar."""
     out = {}
     if mode == "none":
         return out
-    for split in ["train", *(splits if mode == "tokens" else [])]:
+    scored = RegionMode(mode).scores_regions
+    for split in ["train", *(splits if scored else [])]:
         name = "boxes" if split == "train" else f"boxes_{split}"
         path = box_source_file(source, split)
         out[name] = path
-        out[f"{name}_meta"] = path.removesuffix(".json") + ".meta.json"
+        if source not in PER_TRIPLET_SOURCES:
+            out[f"{name}_meta"] = path.removesuffix(".json") + ".meta.json"
     return out
 
 
@@ -374,8 +381,8 @@ def training_run(wildcards):
         stage = wildcards.stage
         from_stage1 = stage != "stage1" and STAGE2_INIT == "stage1"
         return stage_region_mode(stage), stage2_box_method(), from_stage1
-    mode, source = parse_run(wildcards.run)
-    return mode, source, True
+    run = AblationRun.parse(wildcards.run)
+    return run.mode, run.source, True
 
 
 def train_run_inputs(wildcards):
@@ -395,9 +402,9 @@ def train_run_params(wildcards):
     seed and epochs (ablation_params)."""
     if is_stage(wildcards):
         return train_params(wildcards.stage)
-    mode, _ = parse_run(wildcards.run)
+    run = AblationRun.parse(wildcards.run)
     seed = int(wildcards.seed)
-    return canonical(ablation_params(config["train"], ABLATION, mode, seed))
+    return canonical(ablation_params(config["train"], ABLATION, run, seed))
 
 
 def run_dir(wildcards):
@@ -453,6 +460,16 @@ ABLATION = config["ablation"]
 ABLATION_SOURCES = ablation_sources(
     ABLATION["box_sources"], BOX_METHODS, demo=DATASET == "demo"
 )
+for _run in ablation_runs(ABLATION, ABLATION_SOURCES):
+    if _run.source is not None and _run.source not in [*METHODS, *DEMO_SOURCES]:
+        raise ValueError(
+            f"ablation.runs: {_run.name}: unknown box source {_run.source!r} (one of "
+            f"{', '.join([*METHODS, *DEMO_SOURCES])})"
+        )
+    if _run.source in DEMO_SOURCES and DATASET != "demo":
+        raise ValueError(
+            f"ablation.runs: {_run.name}: box source {_run.source} exists only for the demo"
+        )
 
 
 def ablation_dir(run, seed):
@@ -460,14 +477,19 @@ def ablation_dir(run, seed):
 
 
 def ablation_entries():
-    """Every run of the ablation: mode, box source, seed and its val_metrics.json."""
+    """Every run of the ablation: mode, box source, epochs (None: the ablation's), seed and its
+    val_metrics.json."""
     entries = []
-    for run in ablation_runs(ABLATION["modes"], ABLATION_SOURCES):
-        mode, source = parse_run(run)
+    for run in ablation_runs(ABLATION, ABLATION_SOURCES):
         for seed in ABLATION["seeds"]:
-            path = f"{ablation_dir(run, seed)}/val_metrics.json"
             entries.append(
-                {"mode": mode, "source": source, "seed": seed, "metrics": path}
+                {
+                    "mode": run.mode,
+                    "source": run.source,
+                    "epochs": run.epochs,
+                    "seed": seed,
+                    "metrics": f"{ablation_dir(run.name, seed)}/val_metrics.json",
+                }
             )
     return entries
 

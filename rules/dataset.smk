@@ -18,6 +18,11 @@ rule demo_dataset:
         edit_types=expand(
             "results/demo/dataset/cirr/captions/edits.rc2.{split}.json", split=SPLITS
         ),
+        # Each triplet's edited-object boxes (the ablation's box source edited).
+        edited_boxes=expand(
+            "results/demo/dataset/cirr/captions/boxes_edited.rc2.{split}.json",
+            split=EDITED_SPLITS,
+        ),
     log:
         "logs/demo/demo_dataset.log",
     benchmark:

@@ -43,6 +43,10 @@ def edits_file(root: str | Path, split: str) -> Path:
     return Path(root) / "cirr" / "captions" / f"edits.rc2.{split}.json"
 
 
+# The demo's splits with edited-object boxes (test1's targets stay hidden, as in CIRR).
+EDITED_SPLITS = ("train", "val")
+
+
 def edited_boxes_file(root: str | Path, split: str) -> Path:
     """The demo's edited-object boxes of a split's triplets, beside its captions: a box file
     keyed by pairid (docs/design.md §3)."""

@@ -15,6 +15,9 @@ COMPARISON_COLUMNS = (
     "delta_vs_control",
     "delta_vs_stage1",
 )
+# summary.csv: one row per run kind (mode, box source) and metric; the controls (none, and
+# none@<epochs> for runs of their own length) have this box source.
+NO_BOXES = "-"
 # summary.csv: one row per run kind (mode, box source) and metric.
 ABLATION_COLUMNS = (
     "mode",

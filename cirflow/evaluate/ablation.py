@@ -2,7 +2,9 @@
 
 Every run is stage 2 from the same stage-1 best.pt (docs/design.md §11); `none` (no region
 term) does not depend on boxes, so one `none` run per seed is the paired reference of every box
-source. For each (mode, box source) and each metric of METRIC_KEYS (percent):
+source. A run of its own length (`token_loss_edited@6`) pairs with `none` of that length
+(`none@6`), and its mode reads `token_loss@6` in the tables. For each (mode, box source) and
+each metric of METRIC_KEYS (percent):
 
     mean, sd           over seeds (sd: sample standard deviation, n − 1; empty for one seed)
     delta_vs_none      mean over seeds s of  metric(mode, source, s) − metric(none, s)
@@ -28,12 +30,11 @@ from cirflow.data.result_files import (
     ABLATION_PLOTTED,
     ABLATION_SHOWN,
     METRIC_LABELS,
+    NO_BOXES,
 )
 from cirflow.errors import CirflowError
 from cirflow.evaluate.recall import METRIC_KEYS
 from cirflow.io import csv_text, fixed_cell, read_json, write_bytes_atomic, write_text_atomic
-
-NO_BOXES = "-"  # the box source column of `none`
 
 
 @dataclass(frozen=True)
@@ -42,19 +43,30 @@ class Run:
     source: str | None  # None for mode none
     seed: int
     metrics: dict
+    epochs: int | None = None  # None: the ablation's own length
+
+    @property
+    def shown_mode(self) -> str:
+        """The mode as the tables show it: `token_loss@6` for a run of its own length."""
+        return self.mode if self.epochs is None else f"{self.mode}@{self.epochs}"
 
 
 @dataclass
 class Kind:
-    """One (mode, box source) over its seeds."""
+    """One (mode, box source, epochs) over its seeds; `mode` as the tables show it."""
 
     mode: str
     source: str | None
     by_seed: dict[int, dict]
+    epochs: int | None = None
 
     @property
     def label(self) -> str:
         return self.mode if self.source is None else f"{self.mode} / {self.source}"
+
+    @property
+    def is_control(self) -> bool:
+        return self.source is None
 
 
 def read_runs(entries: Sequence[dict]) -> list[Run]:
@@ -65,7 +77,7 @@ def read_runs(entries: Sequence[dict]) -> list[Run]:
         missing = [k for k in METRIC_KEYS if k not in metrics]
         if missing:
             raise CirflowError(f"{e['metrics']}: metrics {missing} missing")
-        runs.append(Run(e["mode"], e.get("source"), int(e["seed"]), metrics))
+        runs.append(Run(e["mode"], e.get("source"), int(e["seed"]), metrics, e.get("epochs")))
     return runs
 
 
@@ -74,11 +86,12 @@ def _sd(values: list[float]) -> float:
 
 
 def kinds(runs: Sequence[Run]) -> list[Kind]:
-    """The run kinds in order: none first, then per box source its modes (as given)."""
+    """The run kinds in order: none first (each length), then per box source its modes (as
+    given)."""
     out: dict[tuple, Kind] = {}
     for run in sorted(runs, key=lambda r: r.mode != "none"):
-        key = (run.mode, run.source)
-        kind = out.setdefault(key, Kind(run.mode, run.source, {}))
+        key = (run.mode, run.source, run.epochs)
+        kind = out.setdefault(key, Kind(run.shown_mode, run.source, {}, run.epochs))
         if run.seed in kind.by_seed:
             raise CirflowError(f"ablation: two runs of {kind.label}, seed {run.seed}")
         kind.by_seed[run.seed] = run.metrics
@@ -86,11 +99,13 @@ def kinds(runs: Sequence[Run]) -> list[Kind]:
 
 
 def summary_rows(runs: Sequence[Run]) -> list[dict]:
-    """One row per kind and metric (ABLATION_COLUMNS); the deltas are paired by seed with `none`."""
+    """One row per kind and metric (ABLATION_COLUMNS); the deltas are paired by seed with the
+    `none` of the same length."""
     all_kinds = kinds(runs)
-    none = next((k for k in all_kinds if k.mode == "none"), None)
+    controls = {k.epochs: k for k in all_kinds if k.is_control}
     rows = []
     for kind in all_kinds:
+        none = controls.get(kind.epochs)
         seeds = sorted(kind.by_seed)
         paired = None
         if none is not None and kind is not none:
@@ -169,7 +184,7 @@ def markdown(rows: Sequence[dict], context: dict | None = None) -> str:
         lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     lines += ["", "### Paired delta vs none (same seed), mean ± sd over seeds", "", head, rule]
     for mode, source in order:
-        if mode == "none":
+        if source == NO_BOXES:  # the controls: none, none@<epochs>
             continue
         label = f"{mode} / {source}"
         n = by[(mode, source, ABLATION_SHOWN[0])]["seeds"]

@@ -10,8 +10,9 @@ Stages (rule train, one job per `{stage}`):
                      (docs/design.md §6, §11)
 
 The ablation's runs (rule ablation_train): train.stage2 with a given region mode, box source and
-seed (and the ablation's epochs), all from the same stage-1 best.pt. A run is named `none` (the
-box-independent control, shared by every box source) or `<mode>_<source>` (`tokens_gt`).
+seed (and the ablation's epochs, or the run's own), all from the same stage-1 best.pt. A run is
+named `none` (the box-independent control, shared by every box source) or `<mode>_<source>`
+(`tokens_gt`), with `@<epochs>` for a run of its own length (`none@6`): `AblationRun`.
 
 Torch-free: `rules/common.smk` imports this module.
 """
@@ -19,10 +20,11 @@ Torch-free: `rules/common.smk` imports this module.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from cirflow.errors import CirflowError
-from cirflow.model.config import REGION_MODES
+from cirflow.model.config import REGION_MODES, RegionMode
 from cirflow.train.config import REGION_DEFAULTS, STAGE_RUNTIME_KEYS
 
 STAGES = ("stage1", "stage2_control", "stage2")
@@ -79,13 +81,14 @@ def semantic_params(train_cfg: dict, stage: str) -> dict[str, Any]:
     return {**base, block_name: own}
 
 
-def ablation_params(train_cfg: dict, ablation_cfg: dict, mode: str, seed: int) -> dict[str, Any]:
-    """The params of one ablation run: train.stage2 with region mode `mode`, stage-2 seed
-    `seed` and the ablation's epochs (ablation.num_epochs; null = train.stage2's)."""
-    if mode not in REGION_MODES:
-        raise CirflowError(f"ablation: unknown region mode {mode!r} (one of {REGION_MODES})")
+def ablation_params(
+    train_cfg: dict, ablation_cfg: dict, run: AblationRun, seed: int
+) -> dict[str, Any]:
+    """The params of one ablation run: train.stage2 with the run's region mode, stage-2 seed
+    `seed` and its epochs (the run's own, else ablation.num_epochs, else train.stage2's)."""
     own = {k: v for k, v in train_cfg["stage2"].items() if k not in STAGE_RUNTIME_KEYS}
-    block = with_region_mode(own, mode, ablation_cfg.get("num_epochs"))
+    epochs = run.epochs or ablation_cfg.get("num_epochs")
+    block = with_region_mode(own, run.mode, epochs)
     return {"seed": int(seed), "amp": train_cfg["amp"], "stage2": block}
 
 
@@ -97,47 +100,89 @@ def stage_mode(train_params: dict, stage: str = "stage2") -> str:
 
 
 # ------------------------------------------------------------------------- the ablation's runs
-def run_name(mode: str, source: str | None) -> str:
-    """`none` (box-independent) or `<mode>_<box source>`."""
-    if mode == "none":
-        return "none"
-    if not source:
-        raise CirflowError(f"ablation: region mode {mode} needs a box source")
-    return f"{mode}_{source}"
+# Box sources of the demo only: its ground-truth boxes (rule gt_boxes) and each triplet's
+# edited-object boxes (the generator's sidecars: per triplet, so only for modes that score no
+# region tokens).
+DEMO_SOURCES = ("gt", "edited")
+PER_TRIPLET_SOURCES = ("edited",)
 
 
-def parse_run(name: str) -> tuple[str, str | None]:
-    """(mode, box source or None) of a run name; the inverse of `run_name`. A mode's name may
-    hold an underscore (token_loss_gt): the longest mode the name starts with is taken."""
-    if name == "none":
-        return "none", None
-    for mode in sorted(REGION_MODES[1:], key=len, reverse=True):
-        if name.startswith(mode + "_") and len(name) > len(mode) + 1:
-            return mode, name[len(mode) + 1 :]
-    raise CirflowError(
-        f"ablation run {name!r}: expected none or <mode>_<box source> with a mode of "
-        f"{', '.join(REGION_MODES[1:])}"
-    )
+@dataclass(frozen=True)
+class AblationRun:
+    """One kind of ablation run: a region mode, its box source (None for none) and, where it
+    differs from the ablation's, its stage-2 epochs. Named `none`, `<mode>_<box source>`, with
+    `@<epochs>` appended for its own epochs (`token_loss_edited@6`)."""
+
+    mode: str
+    source: str | None = None
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in REGION_MODES:
+            raise CirflowError(
+                f"ablation: unknown region mode {self.mode!r} (one of {REGION_MODES})"
+            )
+        if (self.mode == "none") != (self.source is None):
+            raise CirflowError(
+                f"ablation: region mode {self.mode} "
+                + ("takes no box source" if self.mode == "none" else "needs a box source")
+            )
+        if self.source in PER_TRIPLET_SOURCES and RegionMode(self.mode).scores_regions:
+            raise CirflowError(
+                f"ablation run {self.name}: box source {self.source} gives each triplet its "
+                f"own boxes, but mode {self.mode} scores every image with one set: use it "
+                "with aux or token_loss"
+            )
+
+    @property
+    def name(self) -> str:
+        base = "none" if self.mode == "none" else f"{self.mode}_{self.source}"
+        return base if self.epochs is None else f"{base}@{self.epochs}"
+
+    @classmethod
+    def parse(cls, name: str) -> AblationRun:
+        """The run a name stands for; the inverse of `name`. A mode's name may hold an
+        underscore (token_loss_gt): the longest mode the name starts with is taken."""
+        base, at, epochs = name.partition("@")
+        if at and not (epochs.isdigit() and int(epochs) >= 1):
+            raise CirflowError(f"ablation run {name!r}: @ takes a number of epochs (≥ 1)")
+        epochs_of = int(epochs) if at else None
+        if base == "none":
+            return cls("none", None, epochs_of)
+        for mode in sorted(REGION_MODES[1:], key=len, reverse=True):
+            if base.startswith(mode + "_") and len(base) > len(mode) + 1:
+                return cls(mode, base[len(mode) + 1 :], epochs_of)
+        raise CirflowError(
+            f"ablation run {name!r}: expected none or <mode>_<box source>[@<epochs>] with a "
+            f"mode of {', '.join(REGION_MODES[1:])}"
+        )
 
 
-def ablation_runs(modes: list[str], sources: list[str]) -> list[str]:
-    """Every run of the ablation, in order: none once (if asked for), then each box source's
-    modes."""
-    runs = ["none"] if "none" in modes else []
-    for source in sources:
-        runs += [run_name(m, source) for m in modes if m != "none"]
-    return runs
+def ablation_runs(ablation_cfg: dict, sources: list[str]) -> list[AblationRun]:
+    """The ablation's runs: `ablation.runs` as given, else none once (if among the modes) and
+    each box source's modes."""
+    if ablation_cfg.get("runs"):
+        runs = [AblationRun.parse(name) for name in ablation_cfg["runs"]]
+    else:
+        modes = ablation_cfg["modes"]
+        runs = [AblationRun("none")] if "none" in modes else []
+        for source in sources:
+            runs += [AblationRun(m, source) for m in modes if m != "none"]
+    return list(dict.fromkeys(runs))
 
 
 def ablation_sources(box_sources: list[str] | None, box_methods: list[str], demo: bool) -> list:
     """ablation.box_sources, else boxes.methods plus gt (ground-truth boxes) on the demo."""
     sources = box_sources or [*box_methods, *(["gt"] if demo else [])]
-    if "gt" in sources and not demo:
-        raise CirflowError("ablation.box_sources: gt (ground-truth boxes) exists only for the demo")
+    demo_only = [s for s in sources if s in DEMO_SOURCES]
+    if demo_only and not demo:
+        raise CirflowError(
+            f"ablation: box source {demo_only[0]} exists only for the demo (dataset.name: demo)"
+        )
     return list(dict.fromkeys(sources))
 
 
 def run_pattern(box_sources: list[str]) -> str:
     """The regular expression of a run name (the `{run}` wildcard)."""
     modes = "|".join(sorted(REGION_MODES[1:], key=len, reverse=True))
-    return f"none|({modes})_({'|'.join(box_sources)})"
+    return rf"(none|({modes})_({'|'.join(box_sources)}))(@[1-9][0-9]*)?"

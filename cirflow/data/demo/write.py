@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cirflow.data.cirr import (
     EDIT_TYPES,
+    EDITED_SPLITS,
     SPLITS,
     captions_file,
     edited_boxes_file,
@@ -22,8 +23,7 @@ from cirflow.io import write_json_atomic
 # 1.1: descriptions.json, edit-type sidecars; 1.2: the edited-object box sidecars
 GENERATOR_VERSION = "1.2"
 BOXES_FILE = "boxes_gt.json"
-# The splits whose triplets get edited-object boxes (test1's targets stay hidden, as in CIRR).
-EDITED_SPLITS = ("train", "val")
+
 MANIFEST_FILE = "demo_manifest.json"
 
 

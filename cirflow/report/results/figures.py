@@ -13,7 +13,7 @@ matplotlib.use("Agg", force=True)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cirflow.data.result_files import ABLATION_PLOTTED  # noqa: E402
+from cirflow.data.result_files import ABLATION_PLOTTED, NO_BOXES  # noqa: E402
 from cirflow.report.results.inputs import Stage  # noqa: E402
 
 DPI = 100
@@ -89,7 +89,8 @@ def ablation_png(rows: list[dict], labels: dict[str, str]) -> bytes | None:
             (axes[1], "delta_vs_none", "delta_vs_none_sd", "paired delta vs none (points), ± sd"),
         )
     ):
-        shown = kinds if panel == 0 else [k for k in kinds if k[0] != "none"]
+        # The controls (no box source: none, none@6) have no delta of their own.
+        shown = kinds if panel == 0 else [k for k in kinds if k[1] != NO_BOXES]
         x = np.arange(len(shown))
         for i, key in enumerate(ABLATION_PLOTTED):
             cells = [by.get((m, s, key)) for m, s in shown]
@@ -103,7 +104,7 @@ def ablation_png(rows: list[dict], labels: dict[str, str]) -> bytes | None:
                 capsize=3,
                 label=labels.get(key, key),
             )
-        ax.set_xticks(x, [m if s == "-" else f"{m}/{s}" for m, s in shown], rotation=20)
+        ax.set_xticks(x, [m if s == NO_BOXES else f"{m}/{s}" for m, s in shown], rotation=20)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cirflow.data.result_files import ABLATION_SHOWN, METRIC_LABELS
+from cirflow.data.result_files import ABLATION_SHOWN, METRIC_LABELS, NO_BOXES
 from cirflow.errors import CirflowError
 from cirflow.io import write_text_atomic
 from cirflow.report.html import data_uri, number_text, render, version, yaml_text
@@ -107,7 +107,7 @@ def ablation_section(path: str | Path | None, chance: dict[str, float]) -> dict 
     shown = [k for k in ABLATION_SHOWN if any(key[2] == k for key in by)]
 
     def label(mode, source):
-        return mode if source == "-" else f"{mode} / {source}"
+        return mode if source == NO_BOXES else f"{mode} / {source}"
 
     def cells(mode, source, value, spread, signed):
         return [
@@ -134,7 +134,7 @@ def ablation_section(path: str | Path | None, chance: dict[str, float]) -> dict 
             "cells": cells(m, s, "delta_vs_none", "delta_vs_none_sd", True),
         }
         for m, s in kinds
-        if m != "none"
+        if s != NO_BOXES  # the controls (none, none@6): no delta of their own
     ]
     png = figures.ablation_png(rows, METRIC_LABELS)
     return {
