@@ -19,6 +19,7 @@ from cirflow.train.runs import (
     CONTROL,
     REGION_ONLY_KEYS,
     REGION_SETTINGS,
+    AblationRun,
     ablation_params,
     semantic_params,
 )
@@ -135,11 +136,15 @@ def test_ablation_runs_are_stage2_with_their_mode_seed_and_epochs():
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     train_cfg = config["train"]
     ablation = {**config["ablation"], "num_epochs": 2}
-    for mode in ("none", "aux", "tokens"):
-        p = ablation_params(train_cfg, ablation, mode, seed=7)
+    for mode in ("none", "aux", "token_loss", "tokens", "gated"):
+        run = AblationRun(mode, None if mode == "none" else "gt")
+        p = ablation_params(train_cfg, ablation, run, seed=7)
         assert p["seed"] == 7 and p["amp"] == train_cfg["amp"]
         block = p["stage2"]
         assert block["num_epochs"] == 2 and block["region"]["mode"] == mode
+        # A run of its own length keeps every other key.
+        longer = ablation_params(train_cfg, ablation, AblationRun(run.mode, run.source, 6), 7)
+        assert longer["stage2"] == {**block, "num_epochs": 6}
         rest = {k: v for k, v in block.items() if k not in ("num_epochs", "region")}
         # Runtime keys (min_targets_with_boxes) are no params: changing them reruns no run.
         assert rest == {
@@ -149,7 +154,7 @@ def test_ablation_runs_are_stage2_with_their_mode_seed_and_epochs():
             and (mode != "none" or k not in REGION_ONLY_KEYS)
         }
     with pytest.raises(CirflowError, match="region mode"):
-        ablation_params(train_cfg, ablation, "everything", seed=0)
+        AblationRun("everything", "gt")
 
 
 def test_control_and_tokens_see_the_same_batches_with_the_loss_masks_active(

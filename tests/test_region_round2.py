@@ -196,3 +196,86 @@ def test_a_stage1_checkpoint_starts_the_gated_model_with_its_gate_closed(tmp_pat
     own = gated.state_dict()
     assert all(torch.equal(own[k], v) for k, v in none.state_dict().items())
     assert json.loads(json.dumps(gated.config.to_dict()))["region_mode"] == "gated"
+
+
+# ---------------------------------------------------------------- the edited-object boxes
+def _scene_objects(description: str) -> int:
+    """The objects a scene description lists (one phrase each, joined by ' and ')."""
+    return len(description.split(" on a ", 1)[0].split(" and "))
+
+
+def test_the_edited_boxes_land_on_the_edited_object_for_every_edit_type(demo_root):
+    """Per triplet, against the scene itself (boxes_gt.json, descriptions.json): the object a
+    change keeps is in the target where the box says; a removed one is where the box says in
+    the reference and gone from the target; an added or moved one is new in the target."""
+    from cirflow.data.cirr import edited_boxes_file
+
+    gt = json.loads((demo_root / "boxes_gt.json").read_text())
+    described = json.loads((demo_root / "descriptions.json").read_text())
+    seen = set()
+    for split in ("train", "val"):
+        edited = json.loads(edited_boxes_file(demo_root, split).read_text())
+        edits = json.loads((demo_root / f"cirr/captions/edits.rc2.{split}.json").read_text())
+        triplets = json.loads((demo_root / f"cirr/captions/cap.rc2.{split}.json").read_text())
+        assert set(edited) == {str(t["pairid"]) for t in triplets}
+        for t in triplets:
+            ref, target = t["reference"], t["target_hard"]
+            edit, boxes = edits[str(t["pairid"])], edited[str(t["pairid"])]
+            seen.add(edit)
+            assert boxes, t["pairid"]
+            objects = _scene_objects(described[target]) - _scene_objects(described[ref])
+            if edit == "remove":
+                assert objects == -1
+                assert all(b in gt[ref] and b not in gt[target] for b in boxes), t
+                continue
+            assert all(b in gt[target] for b in boxes), t  # on objects of the target
+            if edit in ("add", "move"):
+                assert objects == (1 if edit == "add" else 0)
+                assert all(b not in gt[ref] for b in boxes), t  # where the reference has none
+            elif edit == "count":  # the copies of one object: as many as the target holds
+                assert objects != 0
+                sizes = {(round(b[2] - b[0], 3), round(b[3] - b[1], 3)) for b in boxes}
+                assert len(sizes) == 1 and len(boxes) == (1 if objects < 0 else 1 + objects)
+            else:  # colour, shape, resize: one object changed in place
+                assert objects == 0 and len(boxes) == 1
+    assert seen == {"color", "shape", "add", "remove", "move", "resize", "count"}
+
+
+def test_each_triplet_trains_with_its_own_edited_boxes(demo_root, tmp_path):
+    """A box file keyed by pairid gives every triplet its own target boxes (two triplets with
+    the same target get their own), mapped through the target's geometry; a mode that scores
+    region tokens refuses it."""
+    from conftest import tiny_settings
+
+    from cirflow.data.cirr import edited_boxes_file
+    from cirflow.data.transforms import geometry, map_boxes
+    from cirflow.errors import CirflowError
+    from cirflow.train.loop import Trainer
+
+    path = edited_boxes_file(demo_root, "train")
+    trainer = Trainer(
+        tiny_settings(demo_root, tmp_path / "run", region_mode="token_loss", box_file=str(path))
+    )
+    trainer.build()
+    data, table = trainer.train_data, trainer.train_table
+    edited = json.loads(path.read_text())
+    assert data.triplet_boxes and data.target_boxes is None
+    for i, t in enumerate(data.triplets):
+        width, height = table.image_size(table.index[t["target_hard"]])
+        expect, _ = map_boxes(edited[str(t["pairid"])], geometry(width, height, 64))
+        got = data.triplet_boxes.get(i, torch.zeros(0, 4))
+        assert torch.allclose(got, torch.from_numpy(expect[:4])), t["pairid"]
+    batch = next(iter(data.batches(8, seed=0, epoch=0)))
+    first = int(batch.indices[0])
+    own = data.triplet_boxes[first]
+    assert torch.equal(batch.boxes[0, : len(own)], own)
+    with pytest.raises(CirflowError, match="holds boxes per triplet"):
+        Trainer(
+            tiny_settings(
+                demo_root,
+                tmp_path / "tokens",
+                region_mode="tokens",
+                box_file=str(path),
+                val_box_file=str(edited_boxes_file(demo_root, "val")),
+            )
+        ).build()
