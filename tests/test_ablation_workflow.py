@@ -51,40 +51,52 @@ def test_rule_all_holds_the_control_and_not_the_ablation(tmp_path):
 def test_the_ablation_dry_run_lists_the_expected_jobs(tmp_path):
     wd = make_workflow_copy(tmp_path / "wf")
     jobs = planned_jobs(wd, "ablation")
-    # saliency (boxes.methods) + gt on the demo; none once per seed: 3 + 2 modes x 2 x 3 = 15.
+    # config.yaml's runs: none, tokens_gt, gated_gt, token_loss_{saliency,gt,edited}, x 3 seeds.
     assert jobs == {
         "demo_dataset": 1,
         # train's 2 shards and train, val, test1 whole (gt_boxes reads every split's sizes).
         "image_manifest": 5,
         "pretrain_backbone": 1,
         "image_features": 3,  # train (2 shards) and val: no test1 in the ablation
-        "detect_shard": 3,
-        "merge_boxes": 2,
+        "detect_shard": 2,  # saliency's train shards: token_loss scores no val boxes
+        "merge_boxes": 1,
         "gt_boxes": 1,
         "train:stage1": 1,
-        "ablation_train": 15,
-        "ablation_evaluate": 15,
+        "ablation_train": 18,
+        "ablation_evaluate": 18,
         "ablation": 1,
     }
     train_jobs = [(i, o) for rule, i, o in _outputs(wd, "ablation") if rule == "ablation_train"]
     runs = {o[0].split("/runs/")[1].rsplit("/", 1)[0] for _, o in train_jobs}
-    expect = {"none"} | {f"{m}_{s}" for m in ("aux", "tokens") for s in ("saliency", "gt")}
+    expect = {"none", "tokens_gt", "gated_gt"} | {
+        f"token_loss_{s}" for s in ("saliency", "gt", "edited")
+    }
     assert runs == {f"{r}/seed{s}" for r in expect for s in (0, 1, 2)}
     assert all("results/demo/models/stage1/best.pt" in i for i, _ in train_jobs)
+    edited = "results/demo/dataset/cirr/captions/boxes_edited.rc2"
     for inputs, outputs in train_jobs:
         run = outputs[0].split("/runs/")[1].split("/")[0]
-        boxes = {p for p in inputs if "/boxes/" in p}
-        source = run.split("_", 1)[1] if run != "none" else None
+        boxes = {p for p in inputs if "/boxes/" in p or "boxes_edited" in p}
+        mode, _, source = run.rpartition("_") if run != "none" else ("none", "", None)
         if source is None:
             assert not boxes
+        elif source == "edited":  # each triplet's own boxes, beside the captions; no sidecar
+            assert boxes == {f"{edited}.train.json"}
         else:
             split_files = {"train.json", "train.meta.json"}
-            if run.startswith("tokens"):
+            if mode in ("tokens", "gated"):  # they score val with its own boxes
                 split_files |= {"val.json", "val.meta.json"}
             assert boxes == {f"results/demo/boxes/{source}/{f}" for f in split_files}
-    # A smaller ablation from its config section.
+    # A smaller ablation from its config section: by name, with a run of its own length, or
+    # (runs null) modes x box sources.
     (wd / "small.yaml").write_text(
-        "ablation:\n  seeds: [0, 1]\n  modes: [none, tokens]\n  box_sources: [saliency]\n"
+        "ablation:\n  seeds: [0, 1]\n  runs: [none, none@4, aux_saliency@4]\n"
+    )
+    jobs = planned_jobs(wd, "ablation", "--configfile", "test_config.yaml", "small.yaml")
+    assert jobs["ablation_train"] == 6 and jobs["ablation_evaluate"] == 6 and "gt_boxes" not in jobs
+    (wd / "small.yaml").write_text(
+        "ablation:\n  seeds: [0, 1]\n  runs: null\n  modes: [none, tokens]\n"
+        "  box_sources: [saliency]\n"
     )
     jobs = planned_jobs(wd, "ablation", "--configfile", "test_config.yaml", "small.yaml")
     assert jobs["ablation_train"] == 4 and jobs["ablation_evaluate"] == 4 and "gt_boxes" not in jobs
