@@ -169,7 +169,7 @@ def test_only_rows_and_columns_with_boxes_count(model):
         e = model.image_tokens(tgt)
         r = model.region_features(e, boxes, valid)
         s = torch.einsum("id,jmd->ijm", q, r).masked_fill(~valid[None], float("-inf")).amax(-1)
-        expect = torch.nn.functional.cross_entropy(s[:3, :3] / model.temp, torch.arange(3))
+        expect = torch.nn.functional.cross_entropy(s[:3, :3] / model.region_temp, torch.arange(3))
         got = model(
             ref_images=ref,
             target_images=tgt,
@@ -323,7 +323,7 @@ def test_stage2_starts_from_stage1_weights(demo_root, tmp_path):
     s2.build()
     stage1 = torch.load(tmp_path / "s1" / "best.pt", weights_only=True)["state_dict"]
     own = s2.model.state_dict()
-    assert set(own) - set(stage1) == {"region_proj.weight", "region_proj.bias"}
+    assert set(own) - set(stage1) == {"region_proj.weight", "region_proj.bias", "region_temp"}
     for k, v in stage1.items():
         assert torch.equal(own[k], v), k
     assert s2.box_counts["targets_with_boxes"] > 0

@@ -230,7 +230,8 @@ def test_a_stage1_checkpoint_starts_every_mode_and_the_loop_passes_the_loss_ids(
     saved = torch.load(stage1, weights_only=True)["state_dict"]
     own = model.state_dict()
     head = {"region_proj.weight", "region_proj.bias"} if mode == "aux" else set()
-    assert set(own) - set(saved) == head
+    added = head | ({"region_temp"} if mode != "none" else set())
+    assert set(own) - set(saved) == added
     assert all(torch.equal(own[k], v) for k, v in saved.items())
     trainer.train_epoch(0)
     assert len(calls) == trainer.steps_per_epoch
@@ -251,7 +252,9 @@ def test_mode_settings_errors_name_the_keys(demo_root, tmp_path):
     with pytest.raises(CirflowError, match="val box file"):
         bad.check()
     bad = _settings(demo_root, tmp_path, region_mode="all", box_file="x.json")
-    with pytest.raises(CirflowError, match=r"--region-mode must be one of none, aux, tokens"):
+    with pytest.raises(
+        CirflowError, match=r"--region-mode must be one of none, aux, token_loss, tokens, gated"
+    ):
         Trainer(bad).build()  # the command line's flag
     bad = _settings(demo_root, tmp_path, region_mode="all", box_file="x.json", stage="stage2")
     with pytest.raises(CirflowError, match=r"train\.stage2\.region\.mode must be one of"):

@@ -25,9 +25,15 @@ def models():
     none = SPRC(get_preset("tiny_scratch"))
     token_loss = SPRC(get_preset("tiny_scratch"), "token_loss", 4)
     gated = SPRC(get_preset("tiny_scratch"), "gated", 4)
-    token_loss.load_state_dict(none.state_dict())
-    gated.load_state_dict({**none.state_dict(), "region_gate": gated.region_gate.detach()})
+    token_loss.load_state_dict({**none.state_dict(), **_added(token_loss)})
+    gated.load_state_dict({**none.state_dict(), **_added(gated)})
     return none, token_loss, gated
+
+
+def _added(model) -> dict:
+    """The weights a region mode adds to the control, as the model drew them."""
+    names = ("region_temp", "region_gate")
+    return {k: v for k, v in model.state_dict().items() if k in names}
 
 
 def _batch(model, boxes=True) -> Batch:
@@ -111,6 +117,28 @@ def test_token_loss_scores_global_tokens_and_trains_the_query_path_on_the_region
     cross = [p.grad for n, p in token_loss.Qformer.named_parameters() if "crossattention" in n]
     assert any(g is not None and g.abs().sum() > 0 for g in cross)
     token_loss.zero_grad()
+
+
+def test_the_region_loss_has_its_own_temperature(models):
+    """At stage 1's sharp τ the region loss swamped L_itc (docs/design.md §6): L_region is
+    scaled by region_temp only, and its gradient never reaches the retrieval losses' τ."""
+    _, token_loss, _ = models
+    token_loss.train()
+    sharp = token_loss.temp.detach().clone()
+    try:
+        values = []
+        for tau in (0.005, 0.07):
+            token_loss.temp.data.fill_(tau)
+            torch.manual_seed(0)
+            values.append(token_loss(_batch(token_loss), reference_negatives=False)["loss_region"])
+        assert torch.equal(values[0], values[1])
+        token_loss.zero_grad()
+        values[1].backward()
+        assert token_loss.temp.grad is None or float(token_loss.temp.grad) == 0.0
+        assert float(token_loss.region_temp.grad) != 0.0
+    finally:
+        token_loss.temp.data.copy_(sharp)
+        token_loss.zero_grad()
 
 
 # --------------------------------------------------------------------------------- evaluation

@@ -30,7 +30,7 @@ def models():
     torch.manual_seed(0)
     none = SPRC(get_preset("tiny_scratch"))
     tokens = SPRC(get_preset("tiny_scratch"), "tokens", 4)
-    tokens.load_state_dict(none.state_dict())
+    tokens.load_state_dict({**none.state_dict(), "region_temp": tokens.region_temp.detach()})
     none.eval()
     tokens.eval()
     return none, tokens

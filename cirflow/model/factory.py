@@ -54,8 +54,8 @@ def build_model(config: ModelConfig, pretrained: bool = True) -> SPRC:
 
 def model_for_training(config: ModelConfig, init_checkpoint: str | None = None) -> SPRC:
     """A training run's model: from `init_checkpoint` (a cirflow or SPRC file) when given, else
-    from the preset's pretrained weights. Only modes aux and gated have weights a stage-1 file
-    lacks (`region_proj`, random init; `region_gate`, 0)."""
+    from the preset's pretrained weights. A stage-1 file lacks the weights a region mode adds
+    (`region_temp`, 0.07; aux's `region_proj`, random init; gated's `region_gate`, 0)."""
     if not init_checkpoint:
         return build_model(config)
     obj = read_checkpoint(init_checkpoint)
@@ -67,13 +67,19 @@ def model_for_training(config: ModelConfig, init_checkpoint: str | None = None) 
         )
     # A full init checkpoint replaces the BLIP-2 weights: do not load those first.
     model = build_model(config, pretrained=False)
-    # Only the weights a region mode adds are missing from a stage-1 file (both start anew).
-    allow = {RegionMode.AUX: ("region_proj.",), RegionMode.GATED: ("region_gate",)}.get(
-        config.region_mode, ()
-    )
+    # Only the weights a region mode adds are missing from a stage-1 file (they start anew).
+    allow = added_by_region_mode(config.region_mode)
     load_state(model, state, init_checkpoint, kind=kind, allow_missing=allow)
     log.info("initialised from %s (region mode %s)", init_checkpoint, config.region_mode)
     return model
+
+
+def added_by_region_mode(mode: RegionMode) -> tuple[str, ...]:
+    """The weights (name prefixes) a region mode adds to the stage-1 model."""
+    if not mode.uses_boxes:
+        return ()
+    own = {RegionMode.AUX: ("region_proj.",), RegionMode.GATED: ("region_gate",)}
+    return (*own.get(mode, ()), "region_temp")
 
 
 def load_model(
@@ -99,7 +105,8 @@ def load_model(
     else:
         config = ModelConfig(preset_name)
     model = build_model(config, pretrained=False)
-    load_state(model, state, str(path), kind=kind)
+    # region_temp enters the training loss only; files from before it was added score alike.
+    load_state(model, state, str(path), kind=kind, allow_missing=("region_temp",))
     model.prepare_for_device(torch.device(device))
     log.info("loaded %s checkpoint %s (preset %s)", kind, path, config.preset)
     return model.to(device), obj

@@ -233,6 +233,11 @@ class SPRC(Blip2Base):
         if self.region_mode is RegionMode.GATED:
             # 0: the scores start exactly as the control's (no random draw either).
             self.region_gate = nn.Parameter(torch.zeros(()))
+        if self.region_mode.uses_boxes:
+            # L_region's own temperature, at BLIP-2's initial 0.07: at stage 1's τ (≈ 0.006 on
+            # the demo) its first, misaligned region scores gave a cross-entropy of ≈ 12 whose
+            # gradients swamped L_itc in the shared Q-Former (docs/design.md §6).
+            self.region_temp = nn.Parameter(0.07 * torch.ones([]))
 
     @property
     def config(self) -> ModelConfig:
@@ -526,11 +531,15 @@ class SPRC(Blip2Base):
         keep = has_box.nonzero(as_tuple=True)[0]
         kept_t = target_ids[keep] if target_ids is not None else None
         kept_r = reference_ids[keep] if reference_ids is not None else None
-        return contrastive_loss(sim[keep][:, keep], self.temperature(), kept_t, kept_r)
+        return contrastive_loss(sim[keep][:, keep], self.region_temperature(), kept_t, kept_r)
 
     # ------------------------------------------------------------------------------ losses
     def temperature(self) -> torch.Tensor:
         return self.temp.clamp(min=1e-3, max=0.5)
+
+    def region_temperature(self) -> torch.Tensor:
+        """L_region's τ, apart from the retrieval losses' (same clamp)."""
+        return self.region_temp.clamp(min=1e-3, max=0.5)
 
     def gate(self) -> torch.Tensor | None:
         """Mode gated: the region tokens' part in every score, `region_gate` clamped to [0, 1];

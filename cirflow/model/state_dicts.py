@@ -10,8 +10,8 @@ Kinds of file (`KINDS`):
 
 Loading is strict: the file's keys must be exactly the model's, except
 
-    absent, allowed       ``*position_ids`` buffers; the region head (``region_proj.``) in BLIP-2 /
-                          SPRC files, and where the caller allows it (stage 2 from stage 1); the
+    absent, allowed       ``*position_ids`` buffers; the region weights (``region_proj.``,
+                          ``region_temp``) in BLIP-2 / SPRC files, and where the caller allows it (stage 2 from stage 1); the
                           prompt tokens in BLIP-2 files; the ViT as a whole where it is frozen
                           (cirflow files never hold it) or in BLIP-2 files (it has its own file)
     present, ignored      ``itm_head.*``, ``Qformer.cls.*`` (heads SPRC's retrieval never uses)
@@ -82,7 +82,7 @@ def key_problems(
     file_keys = {k for k in file_keys if not k.startswith(IGNORED_PREFIXES)}
     allowed = tuple(allow_missing)
     if kind in ("sprc", "state_dict", "blip2"):
-        allowed += ("region_proj.",)
+        allowed += ("region_proj.", "region_temp")
     if kind == "blip2":
         allowed += ("prompt_tokens",)
     file_has_vit = any(k.startswith(VIT_PREFIX) for k in file_keys)
