@@ -59,6 +59,16 @@ def tiny_demo(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_demo_gt(tiny_demo, tmp_path_factory) -> Path:
+    """tiny_demo's ground-truth boxes as per-split box files (rule gt_boxes' output)."""
+    from cirflow.data.gt_boxes import split_ground_truth
+
+    out = tmp_path_factory.mktemp("tiny_demo_gt")
+    split_ground_truth(tiny_demo, tiny_demo / "boxes_gt.json", out)
+    return out
+
+
 def write_mini_cirr(root: Path, n_images: int = 9) -> dict[str, list[str]]:
     """A small CIRR-layout dataset (split files, captions, PNGs with one bright square each).
 

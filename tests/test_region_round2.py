@@ -143,22 +143,14 @@ def test_the_region_loss_has_its_own_temperature(models):
 
 # --------------------------------------------------------------------------------- evaluation
 @pytest.fixture(scope="module")
-def demo_root(tmp_path_factory):
-    from cirflow.data.demo import DemoSpec, generate_demo
-
-    root = tmp_path_factory.mktemp("round2") / "dataset"
-    spec = DemoSpec(seed=0, train_triplets=32, val_triplets=16, test1_triplets=8)
-    generate_demo(root, spec, workers=1, progress=False)
-    return root
+def demo_root(tiny_demo):
+    """conftest's shared tiny demo (read only here)."""
+    return tiny_demo
 
 
 @pytest.fixture(scope="module")
-def gt_dir(demo_root, tmp_path_factory):
-    from cirflow.data.gt_boxes import split_ground_truth
-
-    out = tmp_path_factory.mktemp("gt")
-    split_ground_truth(demo_root, demo_root / "boxes_gt.json", out)
-    return out
+def gt_dir(tiny_demo_gt):
+    return tiny_demo_gt
 
 
 def test_token_loss_evaluates_as_the_control_and_reads_no_box_file(demo_root, gt_dir, models):
