@@ -4,13 +4,17 @@ combination rules of SPRC's training and evaluation (docs/fashioniq.md)."""
 import json
 import logging
 import os
+import random
 import shutil
 import subprocess
 import sys
+from collections import Counter
 
+import numpy as np
 import pytest
 from conftest import REPO
 
+from cirflow.data.captions import blip_caption
 from cirflow.data.fashioniq import (
     CATEGORIES,
     PAIRID_STRIDE,
@@ -23,6 +27,14 @@ from cirflow.data.fashioniq import (
     resolve_images,
     split_file,
     val_gallery,
+)
+from cirflow.data.fashioniq_captions import (
+    TRAINING_FORMS,
+    caption_in_form,
+    evaluation_caption,
+    training_caption,
+    training_captions,
+    training_form,
 )
 from cirflow.errors import CirflowError
 
@@ -232,6 +244,110 @@ def test_resolve_image_png_jpg_and_neither(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert sum("1 of 4 images found as .jpg" in m for m in lines) == 1
     assert sum("1 of 4 images missing" in m and "NOWHERE" in m for m in lines) == 1
+
+
+# --- caption combination (SPRC's rules) -------------------------------------------------------
+
+# Real val entries (category, position in cap.{category}.val.json) and the text SPRC's evaluation
+# gives them, written by hand from its rule: strip '.?, ', capitalise the first, join with " and ".
+EVALUATION_EXPECTED = {
+    ("dress", 0): "Is shiny and silver with shorter sleeves and fit and flare",
+    ("dress", 3): "Is a plain white feminine t shirt and is a tan shirt",  # trailing '.'
+    ("dress", 6): "Is gold and strapless and button front longer sleeves",  # leading ' '
+    ("shirt", 12): "Is a black t shirt with writing on it and is black and has less graphics",
+    ("shirt", 14): "Red and grey stripes and has longer sleeves and is a full button up",
+    # The second caption keeps its capitals; the first loses all but its first letter's.
+    ("toptee", 3): "The shirt is black with the cat in hat and has the Cat in the Hat on it",
+    ("toptee", 4): "Has longer lace sleeves in white and Is longer sleeved",
+    # A trailing '?' is stripped as well.
+    ("shirt", 623): "Has diferente words on it and has words got missionaries",
+    ("shirt", 1778): "Has shorter sleeves and is red and got honda",
+    # An empty first caption: the text starts with " and " (blip_caption then strips the space).
+    ("shirt", 1928): " and is grey with a design on the back",
+}
+
+
+def test_evaluation_caption_on_real_val_entries(shared_fashioniq):
+    for (category, position), expected in EVALUATION_EXPECTED.items():
+        triplet = category_triplets(shared_fashioniq, category, "val")[position]
+        assert evaluation_caption(triplet["captions"]) == expected, (category, position)
+    # What the model then reads, after LAVIS's blip_caption processor (as SPRC applies it).
+    assert blip_caption(EVALUATION_EXPECTED[("toptee", 3)]) == (
+        "the shirt is black with the cat in hat and has the cat in the hat on it"
+    )
+    assert blip_caption(EVALUATION_EXPECTED[("shirt", 1928)]) == (
+        "and is grey with a design on the back"
+    )
+
+
+def test_evaluation_caption_strips_only_sprcs_characters():
+    # No real caption ends in ',': exactly '.', '?', ',' and ' ' go, from both ends only.
+    assert evaluation_caption([" ,is red.. ", "?longer, ?"]) == "Is red and longer"
+    assert evaluation_caption(["is red!", "(blue)"]) == "Is red! and (blue)"
+    assert evaluation_caption(["is a t-shirt. v-neck", "x"]) == "Is a t-shirt. v-neck and x"
+    assert evaluation_caption(["\tIS RED", "Blue!\n"]) == "\tis red and Blue!\n"
+
+
+def test_training_form_follows_sprcs_branches_and_strict_bounds():
+    assert [training_form(u) for u in (0.0, 0.2499, 0.3, 0.4999, 0.6, 0.7499, 0.8, 0.9999)] == [
+        "cap1 and cap2",
+        "cap1 and cap2",
+        "cap2 and cap1",
+        "cap2 and cap1",
+        "cap1",
+        "cap1",
+        "cap2",
+        "cap2",
+    ]
+    # SPRC compares strictly: a draw of exactly 0.25 or 0.5 falls through to the last branch.
+    assert [training_form(u) for u in (0.25, 0.5, 0.75)] == ["cap2", "cap2", "cap2"]
+
+
+class FixedDraws:
+    def __init__(self, *draws):
+        self.draws = list(draws)
+
+    def random(self):
+        return self.draws.pop(0)
+
+
+def test_training_caption_each_branch_on_a_real_train_entry(shared_fashioniq):
+    captions = category_triplets(shared_fashioniq, "toptee", "train")[0]["captions"]
+    assert captions == ["has no sleeves and is light pink", " pink"]
+    expected = {
+        0.1: "Has no sleeves and is light pink and pink",
+        0.3: "Pink and has no sleeves and is light pink",
+        0.6: "Has no sleeves and is light pink",
+        0.9: "Pink",
+    }
+    for draw, text in expected.items():
+        assert training_caption(captions, FixedDraws(draw)) == text, draw
+
+
+def test_training_captions_on_real_train_reach_every_branch_reproducibly(shared_fashioniq):
+    batch = [t["captions"] for t in load_triplets(shared_fashioniq, "train")]
+    texts = training_captions(batch, random.Random(7))
+    # One draw per triplet in batch order: the same stream picks the same forms.
+    shadow = random.Random(7)
+    forms = [training_form(shadow.random()) for _ in batch]
+    assert texts == [caption_in_form(c, f) for c, f in zip(batch, forms, strict=True)]
+    counts = Counter(forms)
+    assert set(counts) == set(TRAINING_FORMS)
+    for form in TRAINING_FORMS:  # 18,000 draws: each form within ~5 standard deviations of 1/4
+        assert abs(counts[form] / len(batch) - 0.25) < 0.016, counts
+    assert training_captions(batch, random.Random(7)) == texts
+    assert training_captions(batch, random.Random(8)) != texts
+    # Python's global generator seeded alike (SPRC draws with random.random()) picks the same.
+    state = random.getstate()
+    try:
+        random.seed(7)
+        assert [training_form(random.random()) for _ in batch] == forms
+    finally:
+        random.setstate(state)
+    # A numpy Generator works as well, reproducibly.
+    by_numpy = training_captions(batch[:500], np.random.default_rng(3))
+    assert by_numpy == training_captions(batch[:500], np.random.default_rng(3))
+    assert len(set(by_numpy)) > 400
 
 
 def test_missing_shared_fashioniq_fails_when_ci_requires_it(tmp_path):
