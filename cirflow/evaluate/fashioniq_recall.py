@@ -13,7 +13,7 @@ Per category (dress, shirt, toptee), with s(i, j) the score of val query i again
 
 Ties are broken by gallery order (an image is ahead of the target when its score is higher, or
 equal with a lower gallery index), as in `cirflow.evaluate.recall`. Percentages throughout; the
-keys are SPRC's (`metric_keys`).
+key names are SPRC's (`metric_keys`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ EXCLUDE_REFERENCE = False
 
 
 def metric_keys(categories: Sequence[str] = CATEGORIES) -> tuple[str, ...]:
-    """The keys of `fashioniq_metrics`, in SPRC's order: per category R@10 and R@50, then the
-    averages and SELECTION_METRIC."""
+    """The keys of `fashioniq_metrics`: per category (in CATEGORIES order; SPRC's CSV lists
+    dress, toptee, shirt) R@10 and R@50, then the averages and SELECTION_METRIC."""
     per_category = [f"{c}_recall_at{k}" for c in categories for k in RECALL_KS]
     return (*per_category, *AVERAGE_KEYS, SELECTION_METRIC)
 
