@@ -102,6 +102,7 @@ def _check_entry(path: Path, index: int, entry: object, split: str) -> None:
     for key in required:
         if key not in entry:
             extra = "" if split == "test" else " (only test entries may lack a target)"
+            extra += "; restore the file from the FashionIQ release"
             raise CirflowError(f"{where} has no field {key!r}{extra}")
     captions = entry["captions"]
     if (
