@@ -22,6 +22,7 @@ for key, value in {
 import pytest  # noqa: E402
 
 SHARED_CIRR = REPO.parent / "shared" / "cirr"
+SHARED_FASHIONIQ = REPO.parent / "shared" / "fashioniq"
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -40,6 +41,19 @@ def shared_cirr() -> Path:
             pytest.fail(message + " (CIRFLOW_REQUIRE_SHARED_CIRR is set)", pytrace=False)
         pytest.skip(message)
     return SHARED_CIRR
+
+
+@pytest.fixture(scope="session")
+def shared_fashioniq() -> Path:
+    """The real FashionIQ annotation files (captions/, image_splits/; no images) beside the
+    checkout: skips where they are absent, except with CIRFLOW_REQUIRE_SHARED_FASHIONIQ=1 (CI,
+    `.ci/run`), where their absence fails the test."""
+    if not SHARED_FASHIONIQ.is_dir():
+        message = f"real FashionIQ files not found at {SHARED_FASHIONIQ}"
+        if os.environ.get("CIRFLOW_REQUIRE_SHARED_FASHIONIQ", "") not in ("", "0"):
+            pytest.fail(message + " (CIRFLOW_REQUIRE_SHARED_FASHIONIQ is set)", pytrace=False)
+        pytest.skip(message)
+    return SHARED_FASHIONIQ
 
 
 @pytest.fixture(scope="session")
