@@ -113,12 +113,19 @@ def recalls_from_ranks(rank: torch.Tensor) -> dict[str, float]:
     return {f"recall_at{k}": float((rank < k).double().mean() * 100) for k in RECALL_KS}
 
 
+def category_ranks(
+    queries: CategoryQueries, category: str, exclude_reference: bool = EXCLUDE_REFERENCE
+) -> torch.Tensor:
+    """0-based rank of each of one category's val queries' target in its gallery."""
+    reference, target = _indices(queries, category)
+    return fashioniq_ranks(queries.scores, reference, target, exclude_reference)
+
+
 def category_recalls(
     queries: CategoryQueries, category: str, exclude_reference: bool = EXCLUDE_REFERENCE
 ) -> dict[str, float]:
     """{"recall_at10": …, "recall_at50": …} of one category's val queries."""
-    reference, target = _indices(queries, category)
-    return recalls_from_ranks(fashioniq_ranks(queries.scores, reference, target, exclude_reference))
+    return recalls_from_ranks(category_ranks(queries, category, exclude_reference))
 
 
 def _in_order(categories: Sequence[str]) -> list[str]:
