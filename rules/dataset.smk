@@ -10,13 +10,15 @@ rule demo_dataset:
         descriptions="results/demo/dataset/descriptions.json",
         splits=expand(
             "results/demo/dataset/cirr/image_splits/split.rc2.{split}.json",
-            split=SPLITS,
+            split=CIRR_SPLITS,
         ),
         captions=expand(
-            "results/demo/dataset/cirr/captions/cap.rc2.{split}.json", split=SPLITS
+            "results/demo/dataset/cirr/captions/cap.rc2.{split}.json",
+            split=CIRR_SPLITS,
         ),
         edit_types=expand(
-            "results/demo/dataset/cirr/captions/edits.rc2.{split}.json", split=SPLITS
+            "results/demo/dataset/cirr/captions/edits.rc2.{split}.json",
+            split=CIRR_SPLITS,
         ),
         # Each triplet's edited-object boxes (the ablation's box source edited).
         edited_boxes=expand(
