@@ -158,7 +158,7 @@ def neck_cut(frame: Frame, neckline: str) -> Polygon:
 def collar_flaps(frame: Frame) -> list[Polygon]:
     """The collar's two pointed flaps, from the sides of the neck down to the front."""
     y, hw = frame.neck_y, frame.neck_hw
-    left = [(0.5 - hw - 0.015, y - 0.01), (0.5 - 0.004, y + 0.05), (0.5 - 0.05, y + 0.14)]
+    left = [(0.5 - hw - 0.02, y - 0.012), (0.5 - 0.004, y + 0.055), (0.5 - 0.06, y + 0.16)]
     return [left, _mirror(left)]
 
 

@@ -144,7 +144,7 @@ def render(
     image.paste(outline, mask=edge)
 
     draw = ImageDraw.Draw(image)
-    flap_fill = shade(garment.color, -0.2 if luma(garment.color) > 0.5 else 0.3)
+    flap_fill = shade(garment.color, -0.35 if luma(garment.color) > 0.5 else 0.35)
     flap_box = None
     for flap in parts.flaps:
         points = _scaled(flap, big)
