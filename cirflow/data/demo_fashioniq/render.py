@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw
 
 from cirflow.data.box_format import round_box
 from cirflow.data.demo_fashioniq.garment import COLORS, Garment, luma
@@ -108,6 +108,19 @@ def _within(mask: Image.Image, polygons: list[Polygon]) -> tuple | None:
     return ImageChops.darker(mask, _mask(mask.width, polygons)).getbbox()
 
 
+def _edge(mask: Image.Image, width: int) -> Image.Image:
+    """The pixels of `mask` within `width` pixels of its outside (a square neighbourhood, as
+    PIL's MinFilter(2 * width + 1) erodes, in a tenth of its time)."""
+    inside = np.asarray(mask) > 0
+    eroded = np.pad(inside, width, constant_values=False)
+    for axis in (0, 1):
+        n = eroded.shape[axis] - 2 * width
+        eroded = np.logical_and.reduce(
+            [eroded.take(range(k, k + n), axis=axis) for k in range(2 * width + 1)]
+        )
+    return Image.fromarray(((inside & ~eroded) * 255).astype(np.uint8))
+
+
 def shade(color: str, towards: float) -> tuple[int, int, int]:
     """`color` mixed with white (towards > 0) or black (towards < 0) by |towards|."""
     rgb = np.array(COLORS[color], dtype=float)
@@ -140,8 +153,7 @@ def render(
     image = Image.new("RGB", (big, big), background)
     image.paste(fill, mask=mask)
     outline = shade(garment.color, -(1 - OUTLINE_DARKEN))
-    edge = ImageChops.subtract(mask, mask.filter(ImageFilter.MinFilter(2 * OUTLINE_PX + 1)))
-    image.paste(outline, mask=edge)
+    image.paste(outline, mask=_edge(mask, OUTLINE_PX))
 
     draw = ImageDraw.Draw(image)
     flap_fill = shade(garment.color, -0.35 if luma(garment.color) > 0.5 else 0.35)
