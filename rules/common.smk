@@ -14,6 +14,8 @@ from cirflow.config import canonical, check_config, load_schema, normalise_confi
 from cirflow.data import cirr, datasets
 from cirflow.data.cirr import EDITED_SPLITS
 from cirflow.data.cirr import SPLITS as CIRR_SPLITS
+from cirflow.data.fashioniq import CATEGORIES as FASHIONIQ_CATEGORIES
+from cirflow.data.fashioniq import SPLITS as FASHIONIQ_SPLITS
 from cirflow.model.config import RegionMode
 from cirflow.data.manifest import refresh_manifests
 from cirflow.model.config import ModelConfig

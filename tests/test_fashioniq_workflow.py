@@ -22,6 +22,7 @@ from cirflow.train.runs import STAGES, semantic_params
 from cirflow.train.schedule import one_cycle
 
 PRESET = REPO / "config" / "presets" / "sprc_fashioniq.yaml"
+DEMO_PRESET = REPO / "config" / "presets" / "demo_fashioniq.yaml"
 PLANS = TEST_DATA / "plans"
 STEPS_PER_EPOCH = 7
 
@@ -161,3 +162,52 @@ def test_a_fashioniq_config_names_what_it_needs(fiq_workdir):
     batching = "{'stage1': {'batching': 'img_set'}}"
     code, out = dry_run(fiq_workdir, PRESET, "my_fiq.yaml", train=batching)
     assert code != 0 and "train.stage1.batching: img_set" in out and "use random" in out
+
+
+def job_counts(out: str) -> dict[str, int]:
+    """The dry run's "Job stats" table: rule -> jobs."""
+    table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split() for line in table.splitlines()[3:]]
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[0] != "total"}
+
+
+def test_the_fashioniq_demo_plans_its_dataset_first_stage_and_every_stage(tmp_path):
+    workdir = make_workflow_copy(tmp_path / "wf")
+    code, out = dry_run(workdir, DEMO_PRESET)
+    assert code == 0, out[-4000:]
+    assert job_counts(out) == {
+        "demo_fashioniq_dataset": 1,
+        # train (shards 0 and 1 of 2, and the whole split) and val
+        "image_manifest": 4,
+        "detect_shard": 3,
+        "pretrain_backbone": 1,
+        "image_features": 3,
+        "merge_boxes": 2,
+        "box_stats": 2,
+        "train": 3,
+        "box_report": 1,
+        "evaluate": 3,
+        "compare_stages": 1,
+        "results_report": 1,
+        "all": 1,
+    }
+    assert "results/demo_fashioniq/backbone/backbone.pth" in out
+    assert "submission" not in out
+    # The demo's ground truth scores the boxes (box_stats' quality).
+    assert "results/demo_fashioniq/dataset/boxes_gt.json" in out
+
+
+def test_the_fashioniq_demo_ablation_plans_its_runs_with_its_own_box_sources(tmp_path):
+    workdir = make_workflow_copy(tmp_path / "wf")
+    cmd = [str(SNAKEMAKE), "ablation", "-n", "--cores", "1", "--configfile", str(DEMO_PRESET)]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    counts = job_counts(out)
+    # 5 runs x 3 seeds, each trained and evaluated on val; stage 1 once; gt boxes once.
+    assert (counts["ablation_train"], counts["ablation_evaluate"]) == (15, 15)
+    assert (counts["train"], counts["gt_boxes"], counts["ablation"]) == (1, 1, 1)
+    assert "results/demo_fashioniq/boxes/gt/train.json" in out
+    # Without the preset's runs, the CIRR demo's edited boxes are named as missing here.
+    code, out = dry_run(workdir, DEMO_PRESET, ablation="{'runs': ['none', 'aux_edited']}")
+    assert code != 0 and "box source edited exists only for the demo (dataset.name: demo)" in out
