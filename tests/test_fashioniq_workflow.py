@@ -211,3 +211,49 @@ def test_the_fashioniq_demo_ablation_plans_its_runs_with_its_own_box_sources(tmp
     # Without the preset's runs, the CIRR demo's edited boxes are named as missing here.
     code, out = dry_run(workdir, DEMO_PRESET, ablation="{'runs': ['none', 'aux_edited']}")
     assert code != 0 and "box source edited exists only for the demo (dataset.name: demo)" in out
+
+
+# The FashionIQ demo at a tiny size, every stage on the real path (about a minute on 2 cores).
+TINY_FIQ_DEMO = {
+    "dataset": {"name": "demo_fashioniq"},
+    "demo_fashioniq": {
+        "seed": 0, "train_triplets": 24, "val_triplets": 12, "test_triplets": 3, "image_size": 64,
+    },
+    "boxes": {"splits": ["train", "val"]},
+    "model": {"weights": "results/demo_fashioniq/backbone/backbone.pth"},
+    "pretrain": {"epochs": 1, "families_per_batch": 4, "threads": 1},
+    "train": {
+        "num_workers": 0,
+        "resources": {"threads": 1, "mem_mb": 2000, "runtime": 10, "gpu": 1},
+        "stage1": {"num_epochs": 2, "batch_size": 8, "batching": "random"},
+        "stage2": {"num_epochs": 1, "batch_size": 8, "batching": "random"},
+    },
+    "ablation": {"runs": ["none", "token_loss_gt"]},
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_whole_fashioniq_demo_workflow_runs_at_a_tiny_size(tmp_path):
+    import json
+
+    from conftest import run_snakemake
+
+    from cirflow.evaluate.fashioniq_recall import metric_keys
+
+    workdir = make_workflow_copy(tmp_path / "wf", TINY_FIQ_DEMO)
+    run_snakemake(workdir, timeout=600)
+    results = workdir / "results" / "demo_fashioniq"
+    for stage in STAGES:
+        metrics = json.loads((results / "eval" / stage / "val_metrics.json").read_text())
+        assert list(metrics) == list(metric_keys())
+        details = json.loads((results / "eval" / stage / "val_details.json").read_text())
+        assert set(details["categories"]) == {"dress", "shirt", "toptee"}
+        assert not (results / "eval" / stage / "submission").exists()
+        header = (results / "models" / stage / "validation_metrics.csv").read_text().split()[0]
+        assert header == ",".join(["epoch", *metric_keys()])
+    rows = (results / "eval" / "comparison.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == list(metric_keys())
+    page = (results / "report" / "results.html").read_text()
+    assert "on FashionIQ val" in page and "avg recall" in page
+    again = run_snakemake(workdir, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
