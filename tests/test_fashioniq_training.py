@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import write_mini_fashioniq
+from conftest import write_mini_cirr, write_mini_fashioniq
 
 from cirflow.data.captions import blip_caption
 from cirflow.data.datasets import open_split
@@ -116,6 +116,17 @@ def test_the_fingerprint_hashes_fashioniq_train_files(fiq_root, tmp_path):
     assert fingerprint(settings) == before
 
 
+def test_a_cirr_runs_fingerprint_is_what_it_was_before_fashioniq(tmp_path):
+    write_mini_cirr(tmp_path)
+    settings = TrainSettings(
+        cirr_root=str(tmp_path), out="o", preset="tiny_scratch", stage="stage1"
+    )
+    # The branch point's code (2b29195) gave these: a CIRR run's last.pt from before FashionIQ
+    # still resumes (the dataset field stays out of a CIRR fingerprint).
+    assert fingerprint(settings) == "2d03dffe720d6c33"
+    assert fingerprint(settings, ["train-1-0-img1"]) == "8569b4085a85ebed"
+
+
 def test_training_validates_with_fashioniq_metrics_and_keeps_the_best_average_recall(
     fiq_root, tmp_path
 ):
@@ -135,3 +146,13 @@ def test_training_validates_with_fashioniq_metrics_and_keeps_the_best_average_re
     hparams = json.loads((tmp_path / "hparams.json").read_text())
     assert hparams["settings"]["dataset"] == "fashioniq"
     assert hparams["train_triplets"] == 24
+
+
+def test_the_first_stage_groups_fashioniq_images_by_the_triplets_linking_them(fiq_root):
+    from cirflow.train.pretrain import image_families
+
+    families = image_families(open_split("fashioniq", fiq_root, "train"))
+    # Each category's triplets chain its 8 images (i -> i + 1): one family per category.
+    assert sorted(sorted(f) for f in families) == [
+        sorted(f"{c}-train-{i}" for i in range(8)) for c in ("dress", "shirt", "toptee")
+    ]
