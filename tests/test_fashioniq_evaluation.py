@@ -143,3 +143,25 @@ def test_the_stage_table_has_fashioniq_rows(root, model, scored, tmp_path):
 def test_only_val_is_scored_and_there_are_no_submission_files(root, model):
     with pytest.raises(CirflowError, match="only val has targets .* no test server"):
         split_evaluator(root, "test", model, SETTINGS)
+
+
+def test_the_ablation_summary_leads_with_fashioniq_metrics(tmp_path):
+    from cirflow.evaluate.ablation import write_summary
+
+    entries = []
+    for seed, (base, tok) in enumerate([(40.0, 42.0), (50.0, 51.0)]):
+        for mode, source, value in (("none", None, base), ("token_loss", "gt", tok)):
+            metrics = {k: 1.0 for k in metric_keys()} | {"average_recall": value}
+            path = tmp_path / f"{mode}{seed}.json"
+            path.write_text(json.dumps(metrics))
+            entries.append({"mode": mode, "source": source, "seed": seed, "metrics": str(path)})
+    files = [tmp_path / f"summary.{ext}" for ext in ("csv", "md", "png")]
+    rows = write_summary(entries, *files, metrics=FASHIONIQ_METRICS)
+    assert {r["metric"] for r in rows} == set(metric_keys())
+    tok = next(r for r in rows if r["mode"] == "token_loss" and r["metric"] == "average_recall")
+    assert tok["delta_vs_none"] == pytest.approx(1.5)
+    md = files[1].read_text()
+    assert "FashionIQ val" in md and "by avg recall" in md and "| dress R@10 |" in md
+    # CIRR's metrics are not in FashionIQ's files: the CIRR set names what is missing.
+    with pytest.raises(CirflowError, match="group_recall_at1"):
+        write_summary(entries, *files)
