@@ -2,20 +2,27 @@
 # source x seed (config `ablation:`), all from the same stage-1 best.pt, each evaluated on val
 # (rules train and evaluate, reused), then the summary (mean +- sd over seeds, paired delta vs
 # mode none). Mode none does not use boxes: one run per seed, shared by every box source. The gt
-# source is the demo's ground truth as box files (rule gt_boxes).
+# source is a demo's ground truth as box files (rule gt_boxes; the CIRR demo's or the FashionIQ
+# demo's).
 
 
 rule gt_boxes:
     input:
-        gt="results/demo/dataset/boxes_gt.json",
-        data=[split_file(s) for s in SPLITS],
+        gt=f"results/{PRETRAIN_DATASET}/dataset/boxes_gt.json",
+        data=[f for s in SPLITS for f in image_split_files(s)],
         # The sidecars hold each image's size, read from its header.
         images=split_manifests(SPLITS),
     output:
-        boxes=expand("results/demo/boxes/gt/{split}.json", split=SPLITS),
-        meta=expand("results/demo/boxes/gt/{split}.meta.json", split=SPLITS),
+        boxes=expand(
+            "results/{ds}/boxes/gt/{split}.json", ds=PRETRAIN_DATASET, split=SPLITS
+        ),
+        meta=expand(
+            "results/{ds}/boxes/gt/{split}.meta.json",
+            ds=PRETRAIN_DATASET,
+            split=SPLITS,
+        ),
     log:
-        "logs/demo/gt_boxes.log",
+        f"logs/{PRETRAIN_DATASET}/gt_boxes.log",
     localrule: True
     conda:
         "../envs/train.yaml"

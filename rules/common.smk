@@ -11,12 +11,14 @@ from snakemake.utils import validate
 from cirflow.boxes.detectors import METHODS, method_config, uses_gpu
 from cirflow.code_inputs import script_digest
 from cirflow.config import canonical, check_config, load_schema, normalise_config
-from cirflow.data import cirr
-from cirflow.data.cirr import EDITED_SPLITS, SPLITS
+from cirflow.data import cirr, datasets
+from cirflow.data.cirr import EDITED_SPLITS
+from cirflow.data.cirr import SPLITS as CIRR_SPLITS
+from cirflow.data.fashioniq import CATEGORIES as FASHIONIQ_CATEGORIES
+from cirflow.data.fashioniq import SPLITS as FASHIONIQ_SPLITS
 from cirflow.model.config import RegionMode
 from cirflow.data.manifest import refresh_manifests
 from cirflow.model.config import ModelConfig
-from cirflow.model.presets import DEMO_BACKBONE
 from cirflow.train.runs import (
     STAGES,
     AblationRun,
@@ -40,8 +42,29 @@ validate(config, schema="../schemas/config.schema.yaml")
 normalise_config(config, SCHEMA)
 
 DATASET = config["dataset"]["name"]
+# The layout of its files (cirflow/data/datasets.py): cirr for demo and cirr, fashioniq for
+# fashioniq and demo_fashioniq. Every path below comes from it.
+LAYOUT = datasets.layout_of(DATASET)
+SPLITS = datasets.SPLITS[LAYOUT]
+# The split whose test-server files rule evaluate writes (CIRR's test1). FashionIQ has no test
+# server: nothing scores its test split (boxes and features of it only if boxes.splits asks).
+SERVER_SPLIT = datasets.SERVER_SPLIT[LAYOUT]
+# The generated datasets: their root is results/<name>/dataset.
+DEMOS = ("demo", "demo_fashioniq")
 BOX_METHODS = config["boxes"]["methods"]
 BOX_SPLITS = config["boxes"]["splits"]
+for _stage in ("stage1", "stage2"):
+    if LAYOUT != datasets.CIRR and config["train"][_stage]["batching"] == "img_set":
+        raise ValueError(
+            f"train.{_stage}.batching: img_set batches the triplets of one CIRR img_set "
+            f"together, and {DATASET}'s triplets have none: use random (as "
+            "config/presets/sprc_fashioniq.yaml does)"
+        )
+if not set(BOX_SPLITS) <= set(SPLITS):
+    raise ValueError(
+        f"boxes.splits: {', '.join(s for s in BOX_SPLITS if s not in SPLITS)} is no split of "
+        f"dataset {DATASET} (its splits: {', '.join(SPLITS)})"
+    )
 
 
 wildcard_constraints:
@@ -56,18 +79,36 @@ wildcard_constraints:
 
 
 def dataset_root(wildcards=None):
-    """Where the CIRR-layout dataset lives: generated for the demo, configured for CIRR."""
-    if DATASET == "demo":
-        return f"results/demo/dataset"
-    return config["dataset"]["cirr_root"]
+    """Where the dataset lives: generated for a demo, configured (dataset.cirr_root,
+    dataset.fashioniq_root) for a real one."""
+    if DATASET in DEMOS:
+        return f"results/{DATASET}/dataset"
+    return config["dataset"][f"{LAYOUT}_root"]
+
+
+def _one_or_all(paths):
+    """One file as a string (as CIRR's rules always took it), several (FashionIQ: one per
+    category) as a list."""
+    paths = [str(p) for p in paths]
+    return paths[0] if len(paths) == 1 else paths
+
+
+def image_split_files(split):
+    return [str(p) for p in datasets.image_split_files(LAYOUT, dataset_root(), split)]
 
 
 def split_file(split):
-    return str(cirr.split_file(dataset_root(), split))
+    """The split's image split file(s)."""
+    return _one_or_all(image_split_files(split))
 
 
 def captions_file(split):
-    return str(cirr.captions_file(dataset_root(), split))
+    return _one_or_all(datasets.captions_files(LAYOUT, dataset_root(), split))
+
+
+def annotation_files(split):
+    """Every annotation file of `split`: image split files, then captions files."""
+    return [str(p) for p in datasets.annotation_files(LAYOUT, dataset_root(), split)]
 
 
 def edits_file(split):
@@ -77,14 +118,24 @@ def edits_file(split):
 
 def edit_type_inputs(split):
     """The sidecar as an input where there is one: always for the demo (rule demo_dataset
-    writes it), for CIRR only if the user put one beside the captions."""
+    writes it), for CIRR only if the user put one beside the captions. FashionIQ's evaluation
+    reads no edit types (the FashionIQ demo's sidecars are per category, not read yet).
+    """
+    if LAYOUT != datasets.CIRR:
+        return []
     path = edits_file(split)
     return [path] if DATASET == "demo" or os.path.exists(path) else []
 
 
 def gt_boxes_file():
-    """Ground-truth boxes exist only for the generated demo."""
-    return f"{dataset_root()}/boxes_gt.json" if DATASET == "demo" else None
+    """Ground-truth boxes exist only for the generated demos."""
+    return f"{dataset_root()}/boxes_gt.json" if DATASET in DEMOS else None
+
+
+def demo_box_sources():
+    """The box sources only a generated dataset has: its ground truth (gt) and, on the CIRR
+    demo, each triplet's edited objects (edited)."""
+    return {"demo": DEMO_SOURCES, "demo_fashioniq": ("gt",)}.get(DATASET, ())
 
 
 # --- image manifests (rule image_manifest, rules/dataset.smk) ---
@@ -112,7 +163,8 @@ def manifest_shard_counts():
     """split -> the shard counts whose manifests each parse keeps up to date: detection's, the
     features' and the whole split's (a few more than a config uses cost little)."""
     boxes, features = config["boxes"]["shards"], config["features"]["shards"]
-    return {split: {1, boxes[split], features[split]} for split in SPLITS}
+    # FashionIQ's test: its key may be left out (schema default 1).
+    return {split: {1, boxes.get(split, 1), features.get(split, 1)} for split in SPLITS}
 
 
 # Images as inputs: each parse writes the manifests that are missing or whose images changed,
@@ -121,7 +173,8 @@ def manifest_shard_counts():
 # would rerun all it feeds. A cluster job's own parse skips it: the process that planned the
 # job did it.
 if not (workflow.remote_exec or workflow.subprocess_exec):
-    for change in refresh_manifests(MANIFESTS, dataset_root(), manifest_shard_counts()):
+    _root = datasets.DatasetRoot(LAYOUT, dataset_root())
+    for change in refresh_manifests(MANIFESTS, _root, manifest_shard_counts()):
         if not change.created:
             logger.info(f"image manifest {change}")
 
@@ -142,7 +195,7 @@ def code_digest(script):
 
 
 def shard_count(split):
-    return config["boxes"]["shards"][split]
+    return config["boxes"]["shards"].get(split, 1)
 
 
 def shard_files(wildcards):
@@ -190,18 +243,19 @@ def box_report_targets():
 def evaluation_targets():
     """Stage 1, the control and stage 2 evaluated on val, their test-server files, and the
     comparison table."""
+    submission = expand(
+        "results/{ds}/eval/{stage}/submission/{name}.json",
+        ds=DATASET,
+        stage=STAGES,
+        name=["recall", "recall_subset"],
+    )
     return (
         expand(
             "results/{ds}/eval/{stage}/val_metrics.json",
             ds=DATASET,
             stage=STAGES,
         )
-        + expand(
-            "results/{ds}/eval/{stage}/submission/{name}.json",
-            ds=DATASET,
-            stage=STAGES,
-            name=["recall", "recall_subset"],
-        )
+        + (submission if SERVER_SPLIT else [])
         + [f"results/{DATASET}/eval/comparison.csv"]
     )
 
@@ -263,11 +317,27 @@ def backbone_file():
     return [weights] if weights else []
 
 
-if DEMO_BACKBONE in backbone_file() and DATASET != "demo":
+def first_stage_file(name):
+    """A generated dataset's own first stage (its pretrain_backbone job makes it), at
+    results/<name>/backbone/backbone.pth; the CIRR demo's is the tiny preset's default,
+    presets.DEMO_BACKBONE."""
+    return f"results/{name}/backbone/backbone.pth"
+
+
+# The generated dataset rule pretrain_backbone trains on (a real dataset's runs start from the
+# preset's published weights and never ask for it).
+PRETRAIN_DATASET = DATASET if DATASET in DEMOS else "demo"
+DEMO_FIRST_STAGE = first_stage_file(PRETRAIN_DATASET)
+_used = set(backbone_file()) & {first_stage_file(name) for name in DEMOS}
+if _used and (DATASET not in DEMOS or _used != {DEMO_FIRST_STAGE}):
     raise ValueError(
-        f"model.preset tiny starts from {DEMO_BACKBONE}, the demo's own first stage, but "
-        f"dataset.name is {DATASET!r}: use pretrain / pretrain_vitL for CIRR (or give "
-        "model.weights)."
+        f"the model starts from {backbone_file()[0]}, a demo's own first stage, but "
+        f"dataset.name is {DATASET!r}: use pretrain / pretrain_vitL for a real dataset, or "
+        + (
+            f"model.weights: {DEMO_FIRST_STAGE} for {DATASET} (its own first stage)"
+            if DATASET in DEMOS
+            else "give model.weights"
+        )
     )
 
 
@@ -315,28 +385,23 @@ def stage2_box_method():
 
 
 def root_of_input(wildcards, input):
-    """The dataset root, from the first annotation file: <root>/cirr/image_splits/split.rc2.*.json."""
-    return str(Path(input.data[0]).parents[2])
+    """The dataset root, from the first annotation file (an image split file)."""
+    return str(datasets.root_of_annotation_file(input.data[0]).path)
 
 
 def training_data():
     """The annotation files a training run reads (train triplets + val for per-epoch validation)."""
-    return [
-        split_file("train"),
-        captions_file("train"),
-        split_file("val"),
-        captions_file("val"),
-    ]
+    return annotation_files("train") + annotation_files("val")
 
 
 def box_source_file(source, split):
     """A box source's file of `split`: a detection method's merged boxes, the demo's ground
     truth as box files (rule gt_boxes), or its triplets' edited-object boxes (rule
     demo_dataset writes them beside the captions)."""
-    if source in DEMO_SOURCES and DATASET != "demo":
+    if source in DEMO_SOURCES and source not in demo_box_sources():
         raise ValueError(f"box source {source} exists only for the demo")
     if source == "gt":
-        return f"results/demo/boxes/gt/{split}.json"
+        return f"results/{DATASET}/boxes/gt/{split}.json"
     if source == "edited":
         return str(cirr.edited_boxes_file(dataset_root(), split))
     return f"results/{DATASET}/boxes/{source}/{split}.json"
@@ -413,24 +478,45 @@ def run_dir(wildcards):
     return ablation_dir(wildcards.run, wildcards.seed)
 
 
+def scored_splits(wildcards):
+    """The splits an evaluate job scores (val, and for a stage the test-server split: CIRR's
+    test1; FashionIQ has none). The ablation's runs score val only."""
+    return ["val", SERVER_SPLIT] if is_stage(wildcards) and SERVER_SPLIT else ["val"]
+
+
 def evaluation_inputs(wildcards):
-    """Rule evaluate's inputs: the run's best.pt and val's files; a stage's test1 files too
-    (the test-server files; the ablation's runs score val only); with region tokens each
-    scored split's boxes of the run's box source."""
+    """Rule evaluate's inputs: the run's best.pt and its scored splits' files
+    (`scored_splits`); with region tokens each scored split's boxes of the run's box source.
+    """
     mode, source, _ = training_run(wildcards)
-    splits = ["val", "test1"] if is_stage(wildcards) else ["val"]
+    splits = scored_splits(wildcards)
     inputs = {
         "checkpoint": f"{run_dir(wildcards)}/best.pt",
-        "data": [f(split) for split in splits for f in (split_file, captions_file)],
+        "data": [f for split in splits for f in annotation_files(split)],
     }
-    if "test1" in splits:
-        inputs["features_test1"] = feature_files("test1")
+    if SERVER_SPLIT in splits:
+        inputs[f"features_{SERVER_SPLIT}"] = feature_files(SERVER_SPLIT)
     inputs["images"] = pixel_manifests(splits)
     boxes = region_box_inputs(mode, source, splits)
-    inputs.update(
-        {k: v for k, v in boxes.items() if k.startswith(("boxes_val", "boxes_test1"))}
-    )
+    scored = tuple(f"boxes_{split}" for split in splits)
+    inputs.update({k: v for k, v in boxes.items() if k.startswith(scored)})
     return inputs
+
+
+def evaluation_outputs(folder):
+    """Rule evaluate's outputs under `folder`: val's metrics, details and per-query rankings
+    and, where the dataset has a test server, that split's submission files."""
+    out = {
+        "metrics": f"{folder}/val_metrics.json",
+        "details": f"{folder}/val_details.json",
+        # Each val query's target rank and best images, for the results page.
+        "rankings": f"{folder}/val_rankings.json",
+    }
+    if SERVER_SPLIT:
+        out["recall"] = f"{folder}/submission/recall.json"
+        out["subset"] = f"{folder}/submission/recall_subset.json"
+        out[f"{SERVER_SPLIT}_details"] = f"{folder}/{SERVER_SPLIT}_details.json"
+    return out
 
 
 def stage_eval_boxes(stage, splits=("val", "test1")):
@@ -458,7 +544,7 @@ def train_params(stage):
 
 ABLATION = config["ablation"]
 ABLATION_SOURCES = ablation_sources(
-    ABLATION["box_sources"], BOX_METHODS, demo=DATASET == "demo"
+    ABLATION["box_sources"], BOX_METHODS, demo=DATASET in DEMOS
 )
 for _run in ablation_runs(ABLATION, ABLATION_SOURCES):
     if _run.source is not None and _run.source not in [*METHODS, *DEMO_SOURCES]:
@@ -466,9 +552,10 @@ for _run in ablation_runs(ABLATION, ABLATION_SOURCES):
             f"ablation.runs: {_run.name}: unknown box source {_run.source!r} (one of "
             f"{', '.join([*METHODS, *DEMO_SOURCES])})"
         )
-    if _run.source in DEMO_SOURCES and DATASET != "demo":
+    if _run.source in DEMO_SOURCES and _run.source not in demo_box_sources():
         raise ValueError(
             f"ablation.runs: {_run.name}: box source {_run.source} exists only for the demo"
+            + (" (dataset.name: demo)" if DATASET == "demo_fashioniq" else "")
         )
 
 
@@ -535,8 +622,8 @@ def results_page_config():
         "box_method": stage2_box_method(),
         "evaluate": eval_params(),
     }
-    if DATASET == "demo":
-        shown["demo"] = config["demo"]
+    if DATASET in DEMOS:
+        shown[DATASET] = config[DATASET]
         shown["pretrain"] = {
             k: v for k, v in config["pretrain"].items() if k != "threads"
         }

@@ -10,13 +10,15 @@ rule demo_dataset:
         descriptions="results/demo/dataset/descriptions.json",
         splits=expand(
             "results/demo/dataset/cirr/image_splits/split.rc2.{split}.json",
-            split=SPLITS,
+            split=CIRR_SPLITS,
         ),
         captions=expand(
-            "results/demo/dataset/cirr/captions/cap.rc2.{split}.json", split=SPLITS
+            "results/demo/dataset/cirr/captions/cap.rc2.{split}.json",
+            split=CIRR_SPLITS,
         ),
         edit_types=expand(
-            "results/demo/dataset/cirr/captions/edits.rc2.{split}.json", split=SPLITS
+            "results/demo/dataset/cirr/captions/edits.rc2.{split}.json",
+            split=CIRR_SPLITS,
         ),
         # Each triplet's edited-object boxes (the ablation's box source edited).
         edited_boxes=expand(
@@ -55,3 +57,39 @@ rule image_manifest:
         root=dataset_root(),
     script:
         "../workflow_scripts/image_manifest.py"
+
+
+# The FashionIQ-layout demo (dataset.name: demo_fashioniq): FashionIQ's files, plus part boxes,
+# descriptions (its first stage's texts) and edit sidecars.
+rule demo_fashioniq_dataset:
+    output:
+        manifest="results/demo_fashioniq/dataset/demo_manifest.json",
+        gt_boxes="results/demo_fashioniq/dataset/boxes_gt.json",
+        descriptions="results/demo_fashioniq/dataset/descriptions.json",
+        splits=expand(
+            "results/demo_fashioniq/dataset/image_splits/split.{category}.{split}.json",
+            category=FASHIONIQ_CATEGORIES,
+            split=FASHIONIQ_SPLITS,
+        ),
+        captions=expand(
+            "results/demo_fashioniq/dataset/captions/cap.{category}.{split}.json",
+            category=FASHIONIQ_CATEGORIES,
+            split=FASHIONIQ_SPLITS,
+        ),
+        edit_types=expand(
+            "results/demo_fashioniq/dataset/captions/edits.{category}.{split}.json",
+            category=FASHIONIQ_CATEGORIES,
+            split=FASHIONIQ_SPLITS,
+        ),
+    log:
+        "logs/demo_fashioniq/demo_fashioniq_dataset.log",
+    benchmark:
+        "benchmarks/runs/demo_fashioniq/demo_fashioniq_dataset.tsv"
+    conda:
+        "../envs/detect.yaml"
+    threads: 2
+    params:
+        code=code_digest("demo_fashioniq_dataset"),
+        demo=canonical(config["demo_fashioniq"]),
+    script:
+        "../workflow_scripts/demo_fashioniq_dataset.py"

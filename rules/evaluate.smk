@@ -13,13 +13,8 @@ rule evaluate:
         features_val=feature_files("val"),
         edit_types=edit_type_inputs("val"),
     output:
-        metrics="results/{ds}/eval/{stage}/val_metrics.json",
-        details="results/{ds}/eval/{stage}/val_details.json",
-        # Each val query's target rank and best images, for the results page.
-        rankings="results/{ds}/eval/{stage}/val_rankings.json",
-        recall="results/{ds}/eval/{stage}/submission/recall.json",
-        subset="results/{ds}/eval/{stage}/submission/recall_subset.json",
-        test1_details="results/{ds}/eval/{stage}/test1_details.json",
+        # val's metrics, details and per-query rankings; CIRR's test1 server files too.
+        **evaluation_outputs("results/{ds}/eval/{stage}"),
     log:
         "logs/{ds}/evaluate_{stage}.log",
     benchmark:

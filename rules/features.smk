@@ -1,4 +1,4 @@
-# The model's first stage for the demo (pretrain_backbone) and the cached ViT tokens of every
+# The model's first stage for a demo (pretrain_backbone: the demo's or the FashionIQ demo's) and the cached ViT tokens of every
 # split (image_features): with a frozen ViT, training and evaluation read these instead of
 # decoding pixels and running the ViT again.
 
@@ -6,15 +6,15 @@
 rule pretrain_backbone:
     input:
         data=training_data(),
-        descriptions="results/demo/dataset/descriptions.json",
+        descriptions=f"{dataset_root()}/descriptions.json",
         images=split_manifests(["train", "val"]),
     output:
-        backbone=DEMO_BACKBONE,
-        metrics="results/demo/backbone/pretrain_metrics.json",
+        backbone=DEMO_FIRST_STAGE,
+        metrics=DEMO_FIRST_STAGE.replace("backbone.pth", "pretrain_metrics.json"),
     log:
-        "logs/demo/pretrain_backbone.log",
+        f"logs/{PRETRAIN_DATASET}/pretrain_backbone.log",
     benchmark:
-        "benchmarks/runs/demo/pretrain_backbone.tsv"
+        f"benchmarks/runs/{PRETRAIN_DATASET}/pretrain_backbone.tsv"
     conda:
         "../envs/train.yaml"
     threads: config["pretrain"]["threads"]

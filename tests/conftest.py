@@ -22,6 +22,7 @@ for key, value in {
 import pytest  # noqa: E402
 
 SHARED_CIRR = REPO.parent / "shared" / "cirr"
+SHARED_FASHIONIQ = REPO.parent / "shared" / "fashioniq"
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -40,6 +41,19 @@ def shared_cirr() -> Path:
             pytest.fail(message + " (CIRFLOW_REQUIRE_SHARED_CIRR is set)", pytrace=False)
         pytest.skip(message)
     return SHARED_CIRR
+
+
+@pytest.fixture(scope="session")
+def shared_fashioniq() -> Path:
+    """The real FashionIQ annotation files (captions/, image_splits/; no images) beside the
+    checkout: skips where they are absent, except with CIRFLOW_REQUIRE_SHARED_FASHIONIQ=1 (CI,
+    `.ci/run`), where their absence fails the test."""
+    if not SHARED_FASHIONIQ.is_dir():
+        message = f"real FashionIQ files not found at {SHARED_FASHIONIQ}"
+        if os.environ.get("CIRFLOW_REQUIRE_SHARED_FASHIONIQ", "") not in ("", "0"):
+            pytest.fail(message + " (CIRFLOW_REQUIRE_SHARED_FASHIONIQ is set)", pytrace=False)
+        pytest.skip(message)
+    return SHARED_FASHIONIQ
 
 
 @pytest.fixture(scope="session")
@@ -236,3 +250,46 @@ def tiny_settings(root, out, **overrides):
         batching="img_set",
     )
     return TrainSettings(**{**base, **overrides})
+
+
+def write_mini_fashioniq(root: Path, n_images: int = 6) -> dict[tuple[str, str], list[str]]:
+    """A small FashionIQ-layout dataset written by hand (docs/fashioniq.md): per category and
+    split, `n_images` images (`{category}-{split}-{i}`) and a triplet i -> i + 1 for each (test:
+    no target); shirt's and toptee's val splits also share one image, `shared-val`. Images are
+    PNGs of one colour each, but `dress-train-0` is a .jpg. Returns {(category, split): names}.
+    """
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from cirflow.data.fashioniq import CATEGORIES, SPLITS
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    out = {}
+    for category in CATEGORIES:
+        for split in SPLITS:
+            names = [f"{category}-{split}-{i}" for i in range(n_images)]
+            entries = []
+            for i, name in enumerate(names):
+                entry = {"candidate": name, "captions": [f"is colour {i}.", "Has Longer sleeves"]}
+                if split != "test":
+                    entry = {"target": names[(i + 1) % n_images], **entry}
+                entries.append(entry)
+            if split == "val" and category in ("shirt", "toptee"):
+                names.append("shared-val")
+            for name in names:
+                suffix = ".jpg" if name == "dress-train-0" else ".png"
+                colour = rng.integers(0, 255, size=3).astype(np.uint8)
+                Image.fromarray(np.tile(colour, (40, 40, 1))).save(
+                    root / "images" / f"{name}{suffix}"
+                )
+            for folder, file, data in (
+                ("image_splits", f"split.{category}.{split}.json", names),
+                ("captions", f"cap.{category}.{split}.json", entries),
+            ):
+                (root / folder).mkdir(exist_ok=True)
+                (root / folder / file).write_text(json.dumps(data))
+            out[(category, split)] = names
+    return out

@@ -231,8 +231,10 @@ def test_a_stage_metrics_file_without_a_metric_is_named(tmp_path):
         ("detect_shard", ['"results/{ds}/boxes/{method}/{split}/shard-{shard}-of-{n}.json"']),
         ("train", ['best="results/{ds}/models/{stage}/best.pt"']),
         ("ablation_train", ['best="results/{ds}/ablation/runs/{run}/seed{seed}/best.pt"']),
-        ("pretrain_backbone", ["backbone=DEMO_BACKBONE"]),
-        ("evaluate", ['metrics="results/{ds}/eval/{stage}/val_metrics.json"']),
+        # results/<demo>/backbone/backbone.pth (rules/common.smk: first_stage_file)
+        ("pretrain_backbone", ["backbone=DEMO_FIRST_STAGE"]),
+        # metrics: {folder}/val_metrics.json (rules/common.smk: evaluation_outputs)
+        ("evaluate", ['**evaluation_outputs("results/{ds}/eval/{stage}")']),
     ],
 )
 def test_the_rules_named_in_the_advice_write_those_files(rule, outputs):
@@ -243,6 +245,12 @@ def test_the_rules_named_in_the_advice_write_those_files(rule, outputs):
         assert declared in output, (rule, declared)
 
 
+def test_the_output_helpers_the_rules_use_declare_those_files():
+    common = (REPO / "rules" / "common.smk").read_text()
+    assert '"metrics": f"{folder}/val_metrics.json"' in common
+    assert 'return f"results/{name}/backbone/backbone.pth"' in common
+
+
 def test_the_weight_files_the_workflow_writes_are_recognised():
     from cirflow.model.checkpoints import rebuild_advice
     from cirflow.model.presets import DEMO_BACKBONE
@@ -251,6 +259,7 @@ def test_the_weight_files_the_workflow_writes_are_recognised():
         ("results/cirr/models/stage2_control/best.pt", "train"),
         ("/scratch/run/results/demo/ablation/runs/none/seed3/best.pt", "ablation_train"),
         (DEMO_BACKBONE, "pretrain_backbone"),
+        ("results/demo_fashioniq/backbone/backbone.pth", "pretrain_backbone"),
     ):
         assert rebuild_advice(path).endswith(f"rule {rule} rebuilds it"), path
     # last.pt and resume/best.pt are no rule's outputs: training itself deals with them.

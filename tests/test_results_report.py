@@ -457,6 +457,7 @@ def test_the_retrievals_are_a_seeded_sample_and_the_largest_rank_changes():
 
 
 def test_the_page_reads_the_tables_with_the_model_sides_own_names():
+    from cirflow.data import result_files
     from cirflow.evaluate import ablation, run
     from cirflow.report.results import figures, inputs, page
     from cirflow.train.runs import STAGES as TRAIN_STAGES
@@ -466,8 +467,10 @@ def test_the_page_reads_the_tables_with_the_model_sides_own_names():
     assert inputs.ABLATION_COLUMNS is ablation.ABLATION_COLUMNS
     assert inputs.STAGES == TRAIN_STAGES
     assert page.METRIC_LABELS is ablation.METRIC_LABELS
-    assert figures.ABLATION_PLOTTED is ablation.ABLATION_PLOTTED
-    assert page.ABLATION_SHOWN is ablation.ABLATION_SHOWN
+    # Which metrics are shown and plotted: the dataset's metric set, one object for both sides.
+    assert figures.ABLATION_PLOTTED is result_files.CIRR_METRICS.plotted
+    assert page.metric_set is result_files.metric_set
+    assert ablation.CIRR_METRICS is page.CIRR_METRICS is result_files.CIRR_METRICS
 
 
 def test_the_page_imports_no_model_code(repo):

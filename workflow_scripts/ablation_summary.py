@@ -1,5 +1,7 @@
 """Adapter for rule ablation: summary.csv, summary.md and summary.png of the ablation's runs."""
 
+from cirflow.data.datasets import layout_of
+from cirflow.data.result_files import metric_set
 from cirflow.evaluate.ablation import write_summary
 from cirflow.logs import job_log
 
@@ -16,4 +18,5 @@ with job_log(snakemake.log[0]):
             "seeds": ", ".join(str(s) for s in ablation["seeds"]),
             "made by": "snakemake ablation (rules/ablation.smk)",
         },
+        metrics=metric_set(layout_of(snakemake.config["dataset"]["name"])),
     )

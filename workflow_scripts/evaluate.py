@@ -1,7 +1,8 @@
-"""Adapter for rules evaluate and ablation_evaluate: CIRR val recalls (and, for evaluate, the
-test1 server files and val's per-query rankings) of a best.pt; with region tokens, each split's
-own boxes."""
+"""Adapter for rules evaluate and ablation_evaluate: val recalls (CIRR's or FashionIQ's
+protocol; for evaluate, val's per-query rankings and CIRR's test1 server files) of a best.pt;
+with region tokens, each split's own boxes."""
 
+from cirflow.data.datasets import configured_root
 from cirflow.data.regions import BoxFile
 from cirflow.evaluate.run import ScoreFiles, SplitSources, SubmissionFiles, evaluate_stage
 from cirflow.evaluate.settings import EvalSettings
@@ -19,10 +20,10 @@ def sources(split):
 with job_log(snakemake.log[0], snakemake.output):
     evaluate_stage(
         inp.checkpoint,
-        snakemake.params.cirr_root,
+        configured_root(snakemake.config["dataset"]["name"], snakemake.params.cirr_root),
         EvalSettings.from_config(snakemake.params.evaluate, threads=snakemake.threads),
         ScoreFiles(out.metrics, out.details, out.get("rankings")),
-        # The ablation's runs score val only.
+        # The ablation's runs score val only; FashionIQ has no test server.
         SubmissionFiles(out.recall, out.subset, out.test1_details) if out.get("recall") else None,
         {split: sources(split) for split in ("val", "test1")},
     )

@@ -1,5 +1,6 @@
 """Adapter for rule image_features: cached ViT tokens of one shard of a split."""
 
+from cirflow.data.datasets import configured_root
 from cirflow.logs import job_log
 from cirflow.model.features import FeatureSettings, FeatureShard, extract_shard
 from cirflow.model.presets import get_preset
@@ -14,7 +15,7 @@ with job_log(snakemake.log[0], snakemake.output):
             vit_precision=model.get("vit_precision"),
             weights=model.get("weights"),
         ),
-        snakemake.params.root,
+        configured_root(snakemake.config["dataset"]["name"], snakemake.params.root),
         FeatureShard(
             split=snakemake.wildcards.split,
             shard=int(snakemake.wildcards.shard),

@@ -17,7 +17,8 @@ with job_log(snakemake.log[0], snakemake.output):
     inputs = ResultsInputs(
         stage_files={stage: StageFiles(**files) for stage, files in stage_files.items()},
         comparison=inp.comparison,
-        split_file=inp.split_file,
+        # val's image split file (FashionIQ has one per category: the first locates the root).
+        split_file=inp.split_file if isinstance(inp.split_file, str) else inp.split_file[0],
         boxes=inp.get("boxes_val"),
         ablation=(params.ablation or {}).get("path"),
     )

@@ -3,6 +3,7 @@ stage block its params carry)."""
 
 from pathlib import Path
 
+from cirflow.data.datasets import layout_of
 from cirflow.logs import job_log
 from cirflow.train.config import RunFiles, settings_from_config
 from cirflow.train.loop import train
@@ -19,6 +20,8 @@ files = RunFiles(
     box_meta_file=inputs.get("boxes_meta"),
     val_box_file=inputs.get("boxes_val"),
     val_box_meta_file=inputs.get("boxes_val_meta"),
+    # The layout of the dataset at cirr_root (its paths, and so {ds}, already tell it).
+    dataset=layout_of(snakemake.config["dataset"]["name"]),
 )
 with job_log(snakemake.log[0], snakemake.output):
     # device, workers, cache: read from the config, not params (no retraining).

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from cirflow.boxes.detectors import make_detector
 from cirflow.boxes.postfilter import Detections, postfilter
-from cirflow.data.cirr import CirrDataset
+from cirflow.data.datasets import DatasetRoot, as_dataset_root
 from cirflow.data.images import ImageRead, read_image
 from cirflow.data.sharding import shard_names
 from cirflow.errors import CirflowError, rebuilt_by
@@ -82,7 +82,7 @@ class BoxMethod:
 
 
 def run_shard(
-    dataset_root: str | Path,
+    dataset_root: str | Path | DatasetRoot,
     spec: ShardSpec,
     method: BoxMethod,
     out_path: str | Path | None,
@@ -90,7 +90,7 @@ def run_shard(
     progress: bool = True,
 ) -> dict:
     """Detect boxes for one shard of a split; write the shard file atomically if out_path."""
-    dataset = CirrDataset(dataset_root, spec.split, with_captions=False)
+    dataset = as_dataset_root(dataset_root).open(spec.split, with_captions=False)
     names = shard_names(dataset.images, spec.shard, spec.num_shards, spec.max_images)
     found = _ShardBoxes(make_detector(method.name, method.config), method.postfilter)
     paths = [dataset.image_path(n) for n in names]

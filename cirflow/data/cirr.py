@@ -17,6 +17,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from cirflow.errors import CirflowError
 from cirflow.io import read_json
@@ -170,6 +171,8 @@ def load_edit_types(
 class CirrDataset:
     """One split of a CIRR-layout dataset: its images and (if `with_captions`) its triplets."""
 
+    # The layout (`cirflow.data.datasets`): code that serves both datasets asks this.
+    kind: ClassVar[str] = "cirr"
     root: Path
     split: str
     with_captions: bool = True
@@ -190,6 +193,13 @@ class CirrDataset:
             if self.with_captions
             else []
         )
+
+    def images_source(self) -> str:
+        """The file the split's images are listed in (for messages)."""
+        return str(split_file(self.root, self.split))
+
+    def captions_source(self) -> str:
+        return str(captions_file(self.root, self.split))
 
     def image_path(self, name: str) -> Path:
         try:

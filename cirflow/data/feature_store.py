@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cirflow.data.cirr import CirrDataset, split_file
+from cirflow.data.datasets import SplitDataset
 from cirflow.data.feature_index import read_index, rebuild_advice
 from cirflow.data.tables import SplitTable
 from cirflow.errors import CirflowError
@@ -95,7 +95,7 @@ class FeatureTable(SplitTable):
 
     cached = True  # batches are gathered in the main process (reads are page-cache hits)
 
-    def __init__(self, dataset: CirrDataset, store: FeatureStore):
+    def __init__(self, dataset: SplitDataset, store: FeatureStore):
         self.split, self.root = dataset.split, dataset.root
         self.dataset = dataset
         shards = ", ".join(map(str, store.paths))
@@ -103,13 +103,13 @@ class FeatureTable(SplitTable):
         if unknown:
             raise CirflowError(
                 f"image features {shards} hold {len(unknown)} images that are not in the "
-                f"{dataset.split} split file {split_file(dataset.root, dataset.split)} (e.g. "
+                f"{dataset.split} split file {dataset.images_source()} (e.g. "
                 f"{unknown[0]!r}): features of another split or dataset?"
             )
         absent = [n for n in dataset.images if n not in store.where]
         if absent:
             raise CirflowError(
-                f"{len(absent)} images of {split_file(dataset.root, dataset.split)} have no "
+                f"{len(absent)} images of {dataset.images_source()} have no "
                 f"cached features in {shards} (e.g. {absent[0]!r}): the shards do not cover "
                 "the split (made from another split file?); rerun "
                 "`snakemake --forcerun image_features`"

@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from cirflow.data.box_format import box_area, load_boxes
-from cirflow.data.cirr import SPLITS, CirrDataset
+from cirflow.data.datasets import DatasetRoot, as_dataset_root
 from cirflow.errors import CirflowError
 from cirflow.io import write_json_atomic
 
@@ -40,15 +40,17 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def split_ground_truth(
-    root: str | Path, gt_file: str | Path, out_dir: str | Path, splits=SPLITS
+    root: str | Path | DatasetRoot, gt_file: str | Path, out_dir: str | Path, splits=None
 ) -> dict[str, dict]:
-    """Write {split}.json and {split}.meta.json under `out_dir` for each split; returns
+    """Write {split}.json and {split}.meta.json under `out_dir` for each split (default: every
+    split of the dataset; a plain `root` is a CIRR-layout one); returns
     {split: {"images", "with_boxes", "boxes"}}."""
     gt = load_boxes(gt_file)  # every box valid, or an error naming the file, image and box
     out_dir = Path(out_dir)
     summary = {}
-    for split in splits:
-        dataset = CirrDataset(root, split)
+    dataset_root = as_dataset_root(root)
+    for split in splits or dataset_root.splits:
+        dataset = dataset_root.open(split)
         missing = [n for n in dataset.images if n not in gt]
         if missing:
             raise CirflowError(

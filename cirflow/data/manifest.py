@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cirflow.data.cirr import load_split_file, split_file
+from cirflow.data.datasets import DatasetRoot, as_dataset_root, split_images
 from cirflow.data.sharding import shard_names
 from cirflow.errors import CirflowError
 from cirflow.io import write_text_atomic
@@ -87,14 +87,19 @@ def _text(split: str, shard: int, num_shards: int, lines: Mapping[str, str]) -> 
 
 
 def write_manifest(
-    path: str | Path, root: str | Path, split: str, shard: int = 0, num_shards: int = 1
+    path: str | Path,
+    root: str | Path | DatasetRoot,
+    split: str,
+    shard: int = 0,
+    num_shards: int = 1,
 ) -> bool:
-    """Write the manifest of shard `shard` of `num_shards` of `split` of the dataset at `root` to
-    `path`, unless `path` already holds exactly that; True when written. A missing or invalid
-    split file is a CirflowError naming it; missing images are not (null entries: the jobs that
-    read them report them)."""
-    images = load_split_file(split_file(root, split), split)
-    stats = image_stats(root, images)
+    """Write the manifest of shard `shard` of `num_shards` of `split` of the dataset at `root`
+    (a plain path: CIRR's layout) to `path`, unless `path` already holds exactly that; True when
+    written. A missing or invalid split file is a CirflowError naming it; missing images are not
+    (null entries: the jobs that read them report them)."""
+    dataset = as_dataset_root(root)
+    images = split_images(dataset.kind, dataset.path, split)
+    stats = image_stats(dataset.path, images)
     text = manifest_text(split, shard, num_shards, stats)
     names = shard_names(stats, shard, num_shards)
     missing = sum(stats[n] is None for n in names)
@@ -148,7 +153,9 @@ def existing_shards(folder: str | Path, split: str) -> set[tuple[int, int]]:
 
 
 def refresh_manifests(
-    folder: str | Path, root: str | Path, shard_counts: Mapping[str, Iterable[int]]
+    folder: str | Path,
+    root: str | Path | DatasetRoot,
+    shard_counts: Mapping[str, Iterable[int]],
 ) -> list[ManifestChange]:
     """Bring the manifests under `folder` up to date with the images under `root`: for each split
     of `shard_counts`, every shard of each of its counts, and any other manifest of the split
@@ -157,14 +164,15 @@ def refresh_manifests(
     missing or invalid, and a manifest that cannot be read or written, are left as they are
     (the jobs that need them report the problem)."""
     changes = []
+    dataset = as_dataset_root(root)
     for split, counts in shard_counts.items():
         wanted = {(i, n) for n in counts for i in range(n)} | existing_shards(folder, split)
         try:
-            images = load_split_file(split_file(root, split), split)
+            images = split_images(dataset.kind, dataset.path, split)
         except (CirflowError, OSError, ValueError):
             continue
         # Sorted once: the shards' sorts then find their input in order.
-        lines = _entry_lines(image_stats(root, {n: images[n] for n in sorted(images)}))
+        lines = _entry_lines(image_stats(dataset.path, {n: images[n] for n in sorted(images)}))
         for shard, num_shards in sorted(wanted):
             path = manifest_path(folder, split, shard, num_shards)
             text = _text(split, shard, num_shards, lines)

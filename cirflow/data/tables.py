@@ -16,6 +16,13 @@ Both modes visit the triplets in the same order (one permutation per epoch from 
 seeded with (seed, epoch)), so they give the same batches; that is also what makes a resumed run
 identical to an uninterrupted one.
 
+Captions: a CIRR triplet's one caption is tokenised once. A FashionIQ triplet has two
+(`captions`), and SPRC combines them anew at every step (`fashioniq_captions.training_caption`):
+its training batches tokenise the texts of one uniform draw per triplet, drawn in the epoch's
+order from a generator seeded by (seed, epoch) (`caption_draws`), so a run is reproducible and
+a resumed epoch draws what it drew the first time. Evaluation ranks with `caption`, the
+evaluation caption, tokenised once like CIRR's.
+
 Unreadable images are found when the table is built, in both modes (`memory`: while decoding;
 `none`: one full decode of the split by `images.check_images`), and listed in
 `ImageTable.unreadable`. Such an image reads as black (zeros) wherever it is asked for;
@@ -31,17 +38,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cirflow.data.captions import blip_captions
-from cirflow.data.cirr import CirrDataset
+from cirflow.data.datasets import SplitDataset
+from cirflow.data.fashioniq_captions import caption_in_form, training_form
 from cirflow.data.image_cache import check_cache_mode, keep_in_memory
 from cirflow.data.images import check_images, check_unreadable_fraction, read_image
 from cirflow.data.transforms import Geometry, normalize, preprocess
-from cirflow.errors import CirflowError
+from cirflow.errors import CirflowError, SettingError
 
 log = logging.getLogger(__name__)
+# Tags FashionIQ's caption generator (with seed and epoch), apart from every other stream.
+CAPTION_STREAM = 0xF1C
 
 
 def _decode(path: Path, size: int) -> tuple[torch.Tensor, Geometry]:
@@ -104,7 +115,7 @@ class ImageTable(SplitTable):
 
     def __init__(
         self,
-        dataset: CirrDataset,
+        dataset: SplitDataset,
         size: int,
         cache: str = "auto",
         num_workers: int = 0,
@@ -311,7 +322,7 @@ class TripletData:
 
     def __init__(
         self,
-        dataset: CirrDataset,
+        dataset: SplitDataset,
         table: ImageTable,
         tokenizer,
         max_txt_len: int,
@@ -323,9 +334,7 @@ class TripletData:
         self.dataset = dataset
         self.table = table
         if not dataset.triplets:
-            raise CirflowError(
-                f"no triplets in {dataset.root}/cirr/captions/cap.rc2.{dataset.split}.json"
-            )
+            raise CirflowError(f"no triplets in {dataset.captions_source()}")
         self._keep_readable(with_targets, skip_unreadable)
         self.ref_idx = torch.tensor([table.index[t["reference"]] for t in self.triplets])
         self.target_idx = (
@@ -338,6 +347,9 @@ class TripletData:
         enc = tokenizer(captions, truncation=True, max_length=max_txt_len)
         self.tokens: list[list[int]] = enc["input_ids"]
         self.pad_id = tokenizer.pad_token_id or 0
+        # FashionIQ: training tokenises each batch's freshly drawn captions (module docstring).
+        self.tokenizer, self.max_txt_len = tokenizer, max_txt_len
+        self.draws_captions = all("captions" in t for t in self.triplets)
         # Per image index: its boxes in input pixels (stage 2, `regions.BoxFile.load_training`):
         # the targets', and the references' too where `reference_boxes` is set (region tokens
         # of the reference images, which are candidates with batch_images negatives).
@@ -393,9 +405,18 @@ class TripletData:
         return len(self.triplets)
 
     def make_batch(
-        self, idx: torch.Tensor, ref: torch.Tensor, target: torch.Tensor | None
+        self,
+        idx: torch.Tensor,
+        ref: torch.Tensor,
+        target: torch.Tensor | None,
+        draws: torch.Tensor | None = None,
     ) -> Batch:
-        ids, mask = pad_tokens([self.tokens[i] for i in idx.tolist()], self.pad_id)
+        """The batch of triplets `idx`; `draws` (one per triplet index, FashionIQ training):
+        each triplet's caption is the form its draw picks, tokenised now."""
+        if draws is None:
+            ids, mask = pad_tokens([self.tokens[i] for i in idx.tolist()], self.pad_id)
+        else:
+            ids, mask = pad_tokens(self.drawn_tokens(idx, draws), self.pad_id)
         target_ids = self.target_idx[idx] if self.target_idx is not None else None
         batch = Batch(idx, target_ids, self.ref_idx[idx], ref, target, ids, mask)
         if self.target_boxes is not None and self.target_idx is not None:
@@ -410,6 +431,30 @@ class TripletData:
             per = [self.triplet_boxes.get(int(i), empty) for i in idx.tolist()]
             batch.boxes, batch.box_valid = pad_boxes(per)
         return batch
+
+    def training_texts(self, idx: torch.Tensor, draws: torch.Tensor) -> list[str]:
+        """The captions of triplets `idx` at one step (FashionIQ): the forms their draws pick,
+        then LAVIS's blip_caption, as at evaluation."""
+        texts = [
+            caption_in_form(self.triplets[i]["captions"], training_form(float(draws[i])))
+            for i in idx.tolist()
+        ]
+        return blip_captions(texts)
+
+    def drawn_tokens(self, idx: torch.Tensor, draws: torch.Tensor) -> list[list[int]]:
+        texts = self.training_texts(idx, draws)
+        return self.tokenizer(texts, truncation=True, max_length=self.max_txt_len)["input_ids"]
+
+    def caption_draws(self, order: torch.Tensor, seed: int, epoch: int) -> torch.Tensor | None:
+        """FashionIQ: one uniform draw per triplet, made in the epoch's `order` (as SPRC draws
+        one per triplet in batch order) from a generator of its own seeded by (seed, epoch),
+        returned by triplet index; None for CIRR (one fixed caption)."""
+        if not self.draws_captions:
+            return None
+        rng = np.random.default_rng([CAPTION_STREAM, int(seed), int(epoch)])
+        draws = torch.empty(len(self), dtype=torch.float64)
+        draws[order] = torch.from_numpy(rng.random(len(order)))
+        return draws
 
     def permutation(
         self, seed: int, epoch: int, shuffle: bool, batching: str = "random"
@@ -428,6 +473,12 @@ class TripletData:
             return torch.randperm(len(self), generator=g)
         if batching != "img_set":
             raise CirflowError(f"train: batching must be 'random' or 'img_set' (got {batching!r})")
+        if any("img_set" not in t for t in self.triplets):
+            raise SettingError(
+                "batching",
+                f"{{key}} img_set groups the triplets of one CIRR img_set, and the triplets of "
+                f"{self.dataset.captions_source()} have none (FashionIQ): use random",
+            )
         groups: dict = {}
         for i, t in enumerate(self.triplets):
             groups.setdefault(t["img_set"].get("id", i), []).append(i)
@@ -450,7 +501,8 @@ class TripletData:
         partial batch dropped, with the targets (same order whether images are cached or not)."""
         order = self.permutation(seed, epoch, True, batching)
         with_targets = self.target_idx is not None
-        yield from self._batches_in(order, batch_size, True, with_targets, num_workers)
+        draws = self.caption_draws(order, seed, epoch)
+        yield from self._batches_in(order, batch_size, True, with_targets, num_workers, draws)
 
     def query_batches(self, batch_size: int, num_workers: int = 0) -> Iterator[Batch]:
         """Every triplet once, in triplet order, without the target images (evaluation)."""
@@ -464,9 +516,11 @@ class TripletData:
         drop_last: bool,
         load_targets: bool,
         num_workers: int,
+        draws: torch.Tensor | None = None,
     ) -> Iterator[Batch]:
         """`order` cut into batches of `batch_size` (the last partial one dropped with
-        `drop_last`), gathered here when the table is cached, else decoded by workers."""
+        `drop_last`), gathered here when the table is cached, else decoded by workers;
+        `draws`: FashionIQ's caption draws (`caption_draws`)."""
         n_full = len(order) // batch_size
         n = n_full if drop_last else -(-len(order) // batch_size)
         chunks = [order[i * batch_size : (i + 1) * batch_size] for i in range(n)]
@@ -475,10 +529,10 @@ class TripletData:
             for idx in chunks:
                 ref = self.table.get(self.ref_idx[idx])
                 tgt = self.table.get(self.target_idx[idx]) if load_targets else None
-                yield self.make_batch(idx, ref, tgt)
+                yield self.make_batch(idx, ref, tgt, draws)
             return
         loader = DataLoader(
-            _ChunkDataset(self, chunks, load_targets),
+            _ChunkDataset(self, chunks, load_targets, draws),
             batch_size=None,
             num_workers=num_workers,
             collate_fn=None,
@@ -492,8 +546,15 @@ class TripletData:
 class _ChunkDataset(Dataset):
     """One item = one whole batch (decoded in a worker)."""
 
-    def __init__(self, data: TripletData, chunks: list[torch.Tensor], load_targets: bool):
+    def __init__(
+        self,
+        data: TripletData,
+        chunks: list[torch.Tensor],
+        load_targets: bool,
+        draws: torch.Tensor | None = None,
+    ):
         self.data, self.chunks, self.load_targets = data, chunks, load_targets
+        self.draws = draws
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -502,4 +563,4 @@ class _ChunkDataset(Dataset):
         idx = self.chunks[i]
         ref = self.data.table.get(self.data.ref_idx[idx].tolist())
         tgt = self.data.table.get(self.data.target_idx[idx].tolist()) if self.load_targets else None
-        return self.data.make_batch(idx, ref, tgt)
+        return self.data.make_batch(idx, ref, tgt, self.draws)

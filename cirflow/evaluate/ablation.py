@@ -4,7 +4,8 @@ Every run is stage 2 from the same stage-1 best.pt (docs/design.md §11); `none`
 term) does not depend on boxes, so one `none` run per seed is the paired reference of every box
 source. A run of its own length (`token_loss_edited@6`) pairs with `none` of that length
 (`none@6`), and its mode reads `token_loss@6` in the tables. For each (mode, box source) and
-each metric of METRIC_KEYS (percent):
+each metric of the dataset's (`result_files.MetricSet`: CIRR's METRIC_KEYS, or FashionIQ's
+per-category R@10/R@50 and averages, led by average_recall), in percent:
 
     mean, sd           over seeds (sd: sample standard deviation, n − 1; empty for one seed)
     delta_vs_none      mean over seeds s of  metric(mode, source, s) − metric(none, s)
@@ -12,8 +13,8 @@ each metric of METRIC_KEYS (percent):
 
 Written as `summary.csv` (one row per run kind and metric), `summary.md` (the same numbers as
 two markdown tables, to be read or pasted into a results page) and `summary.png` (matplotlib
-Agg: means and paired deltas with ±sd error bars). Model selection (best epoch) and these
-numbers both use CIRR val, as SPRC does; the page says so.
+Agg: means and paired deltas with ±sd error bars). Model selection (best epoch, by the metric
+set's headline) and these numbers both use val, as SPRC does; the page says so.
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ from pathlib import Path
 
 from cirflow.data.result_files import (
     ABLATION_COLUMNS,
-    ABLATION_PLOTTED,
-    ABLATION_SHOWN,
+    CIRR_METRICS,
     METRIC_LABELS,
     NO_BOXES,
+    MetricSet,
 )
 from cirflow.errors import CirflowError
-from cirflow.evaluate.recall import METRIC_KEYS
 from cirflow.io import csv_text, fixed_cell, read_json, write_bytes_atomic, write_text_atomic
 
 
@@ -69,12 +69,13 @@ class Kind:
         return self.source is None
 
 
-def read_runs(entries: Sequence[dict]) -> list[Run]:
-    """`entries`: {"mode", "source" (None for none), "seed", "metrics": val_metrics.json path}."""
+def read_runs(entries: Sequence[dict], keys: Sequence[str] = CIRR_METRICS.keys) -> list[Run]:
+    """`entries`: {"mode", "source" (None for none), "seed", "metrics": val_metrics.json path},
+    each file holding every metric of `keys`."""
     runs = []
     for e in entries:
         metrics = read_json(e["metrics"], "ablation val metrics")
-        missing = [k for k in METRIC_KEYS if k not in metrics]
+        missing = [k for k in keys if k not in metrics]
         if missing:
             raise CirflowError(f"{e['metrics']}: metrics {missing} missing")
         runs.append(Run(e["mode"], e.get("source"), int(e["seed"]), metrics, e.get("epochs")))
@@ -98,9 +99,9 @@ def kinds(runs: Sequence[Run]) -> list[Kind]:
     return list(out.values())
 
 
-def summary_rows(runs: Sequence[Run]) -> list[dict]:
-    """One row per kind and metric (ABLATION_COLUMNS); the deltas are paired by seed with the
-    `none` of the same length."""
+def summary_rows(runs: Sequence[Run], keys: Sequence[str] = CIRR_METRICS.keys) -> list[dict]:
+    """One row per kind and metric of `keys` (ABLATION_COLUMNS); the deltas are paired by seed
+    with the `none` of the same length."""
     all_kinds = kinds(runs)
     controls = {k.epochs: k for k in all_kinds if k.is_control}
     rows = []
@@ -113,7 +114,7 @@ def summary_rows(runs: Sequence[Run]) -> list[dict]:
             if absent:
                 raise CirflowError(f"ablation: {kind.label} has seeds {absent} that none lacks")
             paired = seeds
-        for key in METRIC_KEYS:
+        for key in keys:
             values = [float(kind.by_seed[s][key]) for s in seeds]
             row = {
                 "mode": kind.mode,
@@ -158,51 +159,54 @@ def _pm(mean: float, sd: float, signed: bool = False) -> str:
     return f"{text} ± {_num(sd)}" if not math.isnan(sd) else text
 
 
-def markdown(rows: Sequence[dict], context: dict | None = None) -> str:
-    """The summary as markdown: recalls (mean ± sd) and paired deltas vs none (mean ± sd)."""
+def markdown(
+    rows: Sequence[dict], context: dict | None = None, metrics: MetricSet = CIRR_METRICS
+) -> str:
+    """The summary as markdown: recalls (mean ± sd) and paired deltas vs none (mean ± sd), in
+    the columns `metrics.shown`."""
     context = context or {}
+    shown = metrics.shown
     by = {(r["mode"], r["box_source"], r["metric"]): r for r in rows}
     order = list(dict.fromkeys((r["mode"], r["box_source"]) for r in rows))
-    head = "| run | seeds | " + " | ".join(METRIC_LABELS[k] for k in ABLATION_SHOWN) + " |"
-    rule = "| --- | --- |" + " --- |" * len(ABLATION_SHOWN)
+    head = "| run | seeds | " + " | ".join(METRIC_LABELS[k] for k in shown) + " |"
+    rule = "| --- | --- |" + " --- |" * len(shown)
     lines = ["## Does region supervision help? (ablation)", ""]
     lines.append(
         "Stage 2 for each region mode and box source, every run from the same stage-1 "
         "`best.pt`; `none` (no region term) is the paired control of every box source. "
-        "CIRR val, percent, mean ± sd over seeds; the best epoch is also chosen on val, as SPRC "
-        "does (docs/design.md §11)."
+        f"{metrics.dataset} val, percent, mean ± sd over seeds; the best epoch is also chosen "
+        f"on val, by {METRIC_LABELS[metrics.headline]}, as SPRC does (docs/design.md §11)."
     )
     for key, value in context.items():
         lines.append(f"- {key}: {value}")
     lines += ["", "### Recalls", "", head, rule]
     for mode, source in order:
         label = mode if source == NO_BOXES else f"{mode} / {source}"
-        n = by[(mode, source, ABLATION_SHOWN[0])]["seeds"]
-        cells = [
-            _pm(by[(mode, source, k)]["mean"], by[(mode, source, k)]["sd"]) for k in ABLATION_SHOWN
-        ]
+        n = by[(mode, source, shown[0])]["seeds"]
+        cells = [_pm(by[(mode, source, k)]["mean"], by[(mode, source, k)]["sd"]) for k in shown]
         lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     lines += ["", "### Paired delta vs none (same seed), mean ± sd over seeds", "", head, rule]
     for mode, source in order:
         if source == NO_BOXES:  # the controls: none, none@<epochs>
             continue
         label = f"{mode} / {source}"
-        n = by[(mode, source, ABLATION_SHOWN[0])]["seeds"]
+        n = by[(mode, source, shown[0])]["seeds"]
         cells = [
             _pm(
                 by[(mode, source, k)]["delta_vs_none"],
                 by[(mode, source, k)]["delta_vs_none_sd"],
                 True,
             )
-            for k in ABLATION_SHOWN
+            for k in shown
         ]
         lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot_png(rows: Sequence[dict]) -> bytes:
-    """Two panels: the mean of ABLATION_PLOTTED metrics per run kind, and the paired delta vs none,
-    each with ±sd error bars (matplotlib Agg)."""
+def plot_png(rows: Sequence[dict], metrics: MetricSet = CIRR_METRICS) -> bytes:
+    """Two panels: the mean of the `metrics.plotted` metrics per run kind, and the paired delta
+    vs none, each with ±sd error bars (matplotlib Agg)."""
+    plotted = metrics.plotted
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -213,7 +217,7 @@ def plot_png(rows: Sequence[dict]) -> bytes:
     order = list(dict.fromkeys((r["mode"], r["box_source"]) for r in rows))
     labels = [m if s == NO_BOXES else f"{m}/{s}" for m, s in order]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    width = 0.8 / len(ABLATION_PLOTTED)
+    width = 0.8 / len(plotted)
     x = np.arange(len(order))
     for panel, (ax, field, title) in enumerate(
         zip(
@@ -223,13 +227,13 @@ def plot_png(rows: Sequence[dict]) -> bytes:
             strict=True,
         )
     ):
-        for i, key in enumerate(ABLATION_PLOTTED):
+        for i, key in enumerate(plotted):
             vals = [by[(m, s, key)][field] for m, s in order]
             sds = [by[(m, s, key)]["sd" if panel == 0 else "delta_vs_none_sd"] for m, s in order]
             vals = [0.0 if math.isnan(v) else v for v in vals]
             sds = [0.0 if math.isnan(v) else v for v in sds]
             ax.bar(
-                x + (i - (len(ABLATION_PLOTTED) - 1) / 2) * width,
+                x + (i - (len(plotted) - 1) / 2) * width,
                 vals,
                 width,
                 yerr=sds,
@@ -254,10 +258,12 @@ def write_summary(
     md_out: str | Path,
     png_out: str | Path,
     context: dict | None = None,
+    metrics: MetricSet = CIRR_METRICS,
 ) -> list[dict]:
-    """Read every run's val_metrics.json and write the three summary files (module docstring)."""
-    rows = summary_rows(read_runs(entries))
+    """Read every run's val_metrics.json and write the three summary files (module docstring),
+    with the dataset's `metrics` (`result_files.metric_set`)."""
+    rows = summary_rows(read_runs(entries, metrics.keys), metrics.keys)
     write_text_atomic(csv_out, summary_csv(rows))
-    write_text_atomic(md_out, markdown(rows, context))
-    write_bytes_atomic(png_out, plot_png(rows))
+    write_text_atomic(md_out, markdown(rows, context, metrics))
+    write_bytes_atomic(png_out, plot_png(rows, metrics))
     return rows

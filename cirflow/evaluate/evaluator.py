@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from cirflow.data.cirr import EDIT_TYPES, CirrDataset, edits_file, load_edit_types
+from cirflow.data.cirr import EDIT_TYPES, edits_file, load_edit_types
+from cirflow.data.datasets import DatasetRoot, as_dataset_root
 from cirflow.data.feature_store import FeatureStore, FeatureTable
 from cirflow.data.regions import BoxFile, load_image_boxes
 from cirflow.data.tables import ImageTable, TripletData
@@ -18,6 +19,7 @@ from cirflow.errors import CirflowError, naming_keys
 from cirflow.evaluate.features import gallery_features, gallery_region_features, query_features
 from cirflow.evaluate.ranking import Gallery, QueryImages, max_token_scores, ranks_and_top
 from cirflow.evaluate.recall import (
+    METRIC_KEYS,
     chance_levels,
     member_matrix,
     metrics_from_ranks,
@@ -33,10 +35,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class Rankings:
     """A split's queries ranked: 0-based target ranks in the gallery (≥ 50 only a lower bound)
-    and in the subset, and the best gallery positions per query (None when not asked for)."""
+    and in the subset (None without subsets: FashionIQ), and the best gallery positions per
+    query (None when not asked for)."""
 
     rank: torch.Tensor
-    subset_rank: torch.Tensor
+    subset_rank: torch.Tensor | None
     top: torch.Tensor | None
 
 
@@ -71,11 +74,18 @@ class SplitEvaluator:
     of another split is an error (`cirflow.data.regions`); other models ignore it.
 
     Errors of the data layer name the keys of `settings` (`EvalSettings.key`).
+
+    `root`: a `DatasetRoot`, or a plain path (CIRR). This class scores CIRR; FashionIQ's
+    protocol is `fashioniq_evaluator.FashionIQEvaluator` (`evaluators.split_evaluator` picks).
     """
+
+    # What training keeps its best epoch by, and the metrics' keys (CSV columns).
+    selection_metric = "arithmetic_mean"
+    metric_keys = METRIC_KEYS
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | DatasetRoot,
         split: str,
         model,
         settings: EvalSettings,
@@ -84,7 +94,7 @@ class SplitEvaluator:
     ):
         self.split = split
         self.settings = settings
-        self.dataset = CirrDataset(root, split)
+        self.dataset = as_dataset_root(root).open(split)
         with naming_keys(settings.key):
             self.table = self._image_table(model, sources.features)
             self.table.check_unreadable(settings.max_unreadable_fraction)
@@ -173,6 +183,10 @@ class SplitEvaluator:
         if by_pairid is None:
             return None
         return [by_pairid[t["pairid"]] for t in self.data.triplets]
+
+    def protocol_details(self) -> dict:
+        """What val_details.json says about the protocol beyond CIRR's (nothing for CIRR)."""
+        return {}
 
     def edits_source(self) -> Path:
         return edits_file(self.dataset.root, self.split)

@@ -12,6 +12,10 @@ img_set members minus the reference; `top` the `top_k` best images, best first, 
 ranks count (a target of rank r ≤ top_k is top[r − 1]); `edit_type` only where the split has an
 edit-type sidecar. Queries in the captions file's order, those left out (unreadable images)
 excepted.
+
+FashionIQ (`fashioniq_evaluator`): `rank` and `top` are within the query's `category` (an
+extra key) gallery, where the reference is kept (SPRC's protocol), and `subset_rank` is null
+(FashionIQ has no subsets); `gallery` is the number of distinct val images of all categories.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ def rankings_document(
     split: str = "val",
 ) -> dict:
     """The file's content (module docstring)."""
-    rank, subset_rank, top = ranked.rank.tolist(), ranked.subset_rank.tolist(), ranked.top.tolist()
+    rank, top = ranked.rank.tolist(), ranked.top.tolist()
+    subset_rank = None if ranked.subset_rank is None else ranked.subset_rank.tolist()
     queries = []
     for i, t in enumerate(triplets):
         r = int(rank[i])
@@ -54,9 +59,11 @@ def rankings_document(
             "caption": t["caption"],
             "target": t["target_hard"],
             "rank": r + 1 if r < RANK_LIMIT else None,
-            "subset_rank": int(subset_rank[i]) + 1,
+            "subset_rank": None if subset_rank is None else int(subset_rank[i]) + 1,
             "top": [gallery_names[int(j)] for j in top[i]],
         }
+        if "category" in t:
+            entry["category"] = t["category"]
         if edit_types is not None:
             entry["edit_type"] = edit_types[i]
         queries.append(entry)

@@ -1,7 +1,8 @@
 """Evaluation entry points used by the CLI and the workflow adapters.
 
 `evaluate_stage` is the workflow's one evaluation job per stage: it builds the model once, scores
-CIRR val (recalls) and test1 (the test-server files). `evaluate_checkpoint` and
+CIRR val (recalls) and test1 (the test-server files), or FashionIQ val (its per-category
+protocol; no test server, so no submission files: `submission_out` None). `evaluate_checkpoint` and
 `write_submission` are the two halves, for the `cirflow evaluate` / `cirflow submission`
 commands. A model with region tokens (docs/design.md §6) scores each split's gallery with that
 split's own boxes (`boxes`: a `BoxFile` per split).
@@ -22,10 +23,12 @@ from typing import Any
 
 import torch
 
+from cirflow.data.datasets import DatasetRoot
 from cirflow.data.result_files import COMPARISON_COLUMNS
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError, naming_keys, rebuilt_by
 from cirflow.evaluate.evaluator import PIXELS_ONLY, SplitEvaluator, SplitSources, format_metrics
+from cirflow.evaluate.evaluators import split_evaluator
 from cirflow.evaluate.per_edit import PER_EDIT_KEY, format_edit_types
 from cirflow.evaluate.rankings import TOP_K, rankings_document, write_rankings
 from cirflow.evaluate.recall import METRIC_KEYS
@@ -81,25 +84,26 @@ def load_for_evaluation(
 
 def score_split(
     loaded: LoadedModel,
-    cirr_root: str | Path,
+    cirr_root: str | Path | DatasetRoot,
     settings: EvalSettings,
     out: ScoreFiles,
     split: str = "val",
     sources: SplitSources = PIXELS_ONLY,
 ) -> dict[str, float]:
-    """Recall@K and Rs@K of a loaded model on `split` (CIRR protocol) → `out.metrics` (JSON,
-    percent).
+    """The recalls of a loaded model on `split` → `out.metrics` (JSON, percent): CIRR's
+    protocol (METRIC_KEYS), or FashionIQ's where `cirr_root` is a FashionIQ `DatasetRoot`
+    (`fashioniq_recall.metric_keys`: per-category R@10/R@50, their means, average_recall).
 
-    The file holds the METRIC_KEYS numbers and, where the split has an edit-type sidecar, one
-    more key, PER_EDIT_KEY: {edit type: {recall_at1, recall_at5, group_recall_at1, queries}}.
-    The returned dict is the METRIC_KEYS numbers only.
+    On CIRR, where the split has an edit-type sidecar, the file holds one more key,
+    PER_EDIT_KEY: {edit type: {recall_at1, recall_at5, group_recall_at1, queries}}. The
+    returned dict is the metrics only.
     """
     if split == "test1":
         raise CirflowError(
             "test1 has no targets: use `cirflow submission` for the test-server files"
         )
     t0 = time.perf_counter()
-    ev = SplitEvaluator(cirr_root, split, loaded.model, settings, loaded.device, sources)
+    ev = split_evaluator(cirr_root, split, loaded.model, settings, loaded.device, sources)
     metrics, per_edit, ranked = ev.metrics_and_edit_types(
         loaded.model, TOP_K if out.rankings else 0
     )
@@ -134,6 +138,7 @@ def split_details(loaded: LoadedModel, ev: SplitEvaluator, with_edit_types: bool
         "edit_types": str(ev.edits_source()) if with_edit_types else None,
         "region_mode": loaded.model.region_mode,
         "box_counts": ev.box_counts,
+        **ev.protocol_details(),
     }
 
 
@@ -158,7 +163,7 @@ def _log_scores(loaded: LoadedModel, ev: SplitEvaluator, metrics: dict, per_edit
 
 def submission_for_model(
     loaded: LoadedModel,
-    cirr_root: str | Path,
+    cirr_root: str | Path | DatasetRoot,
     settings: EvalSettings,
     out: SubmissionFiles,
     sources: SplitSources = PIXELS_ONLY,
@@ -168,7 +173,7 @@ def submission_for_model(
     Every pairid is in both files; `out.details` (JSON) lists the unreadable images left out of
     the gallery and the queries ranked with the fallback (black reference). Returns that dict.
     """
-    ev = SplitEvaluator(cirr_root, "test1", loaded.model, settings, loaded.device, sources)
+    ev = split_evaluator(cirr_root, "test1", loaded.model, settings, loaded.device, sources)
     recall, subset = ev.submission(loaded.model)
     write_json_atomic(out.recall, recall)
     write_json_atomic(out.subset, subset)
@@ -190,7 +195,7 @@ def submission_for_model(
 
 def evaluate_stage(
     checkpoint: str | Path,
-    cirr_root: str | Path,
+    cirr_root: str | Path | DatasetRoot,
     settings: EvalSettings,
     val_out: ScoreFiles,
     submission_out: SubmissionFiles | None = None,
@@ -211,11 +216,17 @@ def evaluate_stage(
     return metrics
 
 
-def comparison_rows(stage1: dict, stage2: dict, control: dict | None = None) -> list[dict]:
-    """Per metric: stage1, stage2_control, stage2, delta_vs_control (stage 2 − control) and
-    delta_vs_stage1 (stage 2 − stage 1); the control's two columns are None without it."""
+def comparison_rows(
+    stage1: dict,
+    stage2: dict,
+    control: dict | None = None,
+    keys: tuple[str, ...] = METRIC_KEYS,
+) -> list[dict]:
+    """Per metric of `keys` (the dataset's: `result_files.metric_set`): stage1,
+    stage2_control, stage2, delta_vs_control (stage 2 − control) and delta_vs_stage1 (stage 2
+    − stage 1); the control's two columns are None without it."""
     rows = []
-    for key in METRIC_KEYS:
+    for key in keys:
         if key not in stage1 or key not in stage2 or (control is not None and key not in control):
             raise CirflowError(f"metric {key!r} missing from a val_metrics.json")
         rows.append(
@@ -231,10 +242,10 @@ def comparison_rows(stage1: dict, stage2: dict, control: dict | None = None) -> 
     return rows
 
 
-def read_metrics(path: str | Path, what: str) -> dict:
-    """A val_metrics.json (rule evaluate) with every METRIC_KEYS number, or an error naming it."""
+def read_metrics(path: str | Path, what: str, keys: tuple[str, ...] = METRIC_KEYS) -> dict:
+    """A val_metrics.json (rule evaluate) with every number of `keys`, or an error naming it."""
     doc = read_json(path, what, rebuilt_by("evaluate", path))
-    missing = [k for k in METRIC_KEYS if not isinstance(doc, dict) or k not in doc]
+    missing = [k for k in keys if not isinstance(doc, dict) or k not in doc]
     if missing:
         raise CirflowError(
             f"{path}: {what} without {', '.join(missing)}; " + rebuilt_by("evaluate", path)
@@ -247,14 +258,17 @@ def compare_stages(
     stage2_json: str | Path,
     out_csv: str | Path,
     control_json: str | Path | None = None,
+    keys: tuple[str, ...] = METRIC_KEYS,
 ) -> list[dict]:
-    """comparison.csv: COMPARISON_COLUMNS, percentage points (module docstring). Without
-    `control_json` the control's two columns are empty."""
-    control = read_metrics(control_json, "control metrics") if control_json else None
+    """comparison.csv: COMPARISON_COLUMNS, percentage points (module docstring), one row per
+    metric of `keys` (CIRR's by default). Without `control_json` the control's two columns are
+    empty."""
+    control = read_metrics(control_json, "control metrics", keys) if control_json else None
     rows = comparison_rows(
-        read_metrics(stage1_json, "stage-1 metrics"),
-        read_metrics(stage2_json, "stage-2 metrics"),
+        read_metrics(stage1_json, "stage-1 metrics", keys),
+        read_metrics(stage2_json, "stage-2 metrics", keys),
         control,
+        keys,
     )
     recall, delta = fixed_cell(2), fixed_cell(2, signed=True)
     formats = {"stage1": recall, "stage2_control": recall, "stage2": recall}

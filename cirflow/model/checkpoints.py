@@ -33,7 +33,6 @@ import torch
 from cirflow.errors import CirflowError, rebuilt_by
 from cirflow.io import atomic_path, failed_writes_named
 from cirflow.model.config import ModelConfig
-from cirflow.model.presets import DEMO_BACKBONE
 
 FORMAT = "cirflow-sprc/2"
 FORMATS = ("cirflow-sprc/1", FORMAT)
@@ -43,7 +42,8 @@ VIT_PREFIX = "visual_encoder."
 WORKFLOW_WEIGHTS = (
     (re.compile(r"(^|/)results/[^/]+/models/[^/]+/best\.pt$"), "train"),
     (re.compile(r"(^|/)results/[^/]+/ablation/runs/[^/]+/seed\d+/best\.pt$"), "ablation_train"),
-    (re.compile(rf"(^|/){re.escape(DEMO_BACKBONE)}$"), "pretrain_backbone"),
+    # A demo's first stage: DEMO_BACKBONE, or the FashionIQ demo's beside it.
+    (re.compile(r"(^|/)results/[^/]+/backbone/backbone\.pth$"), "pretrain_backbone"),
 )
 
 

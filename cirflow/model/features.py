@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from cirflow.data.cirr import CirrDataset
+from cirflow.data.datasets import DatasetRoot, SplitDataset, as_dataset_root
 from cirflow.data.feature_index import index_path
 from cirflow.data.images import check_unreadable_fraction, read_image
 from cirflow.data.sharding import shard_names
@@ -62,7 +62,7 @@ def features_fingerprint(preset: ModelPreset) -> str:
 
 
 class _Decoded(Dataset):
-    def __init__(self, dataset: CirrDataset, names: list[str], size: int):
+    def __init__(self, dataset: SplitDataset, names: list[str], size: int):
         self.dataset, self.names, self.size = dataset, names, size
 
     def __len__(self) -> int:
@@ -88,7 +88,7 @@ class FeatureShard:
     shard: int
     num_shards: int
 
-    def names(self, dataset: CirrDataset) -> list[str]:
+    def names(self, dataset: SplitDataset) -> list[str]:
         return shard_names(dataset.images, self.shard, self.num_shards)
 
     def __str__(self) -> str:
@@ -108,7 +108,7 @@ class FeatureSettings:
 
 def extract_shard(
     preset: ModelPreset,
-    cirr_root: str | Path,
+    cirr_root: str | Path | DatasetRoot,
     shard: FeatureShard,
     out: str | Path,
     settings: FeatureSettings = FeatureSettings(),
@@ -117,7 +117,7 @@ def extract_shard(
     _require_frozen_vit(preset)
     with naming_keys(lambda name: f"features.{name}"):
         dev = resolve_device(settings.device)
-    dataset = CirrDataset(cirr_root, shard.split)
+    dataset = as_dataset_root(cirr_root).open(shard.split)
     names = shard.names(dataset)
     where = f"{shard} (dataset root {dataset.root})"
     vit = build_vit(preset, dev)
@@ -164,7 +164,7 @@ def build_vit(preset: ModelPreset, dev: torch.device) -> torch.nn.Module:
 
 
 def _decoded_batches(
-    dataset: CirrDataset,
+    dataset: SplitDataset,
     names: list[str],
     image_size: int,
     shard: FeatureShard,

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cirflow.data.cirr import captions_file, split_file
+from cirflow.data.datasets import CIRR, annotation_files, check_kind
 from cirflow.data.feature_index import index_path
 from cirflow.data.image_cache import CACHE_MODES
 from cirflow.errors import CirflowError
@@ -56,9 +57,12 @@ class TrainSettings:
     line): errors name the key as the user wrote it (`key`).
     """
 
-    cirr_root: str
+    cirr_root: str  # the dataset root (CIRR's, or FashionIQ's with dataset "fashioniq")
     out: str
     stage: str | None = None
+    # The dataset's layout (`cirflow.data.datasets`): cirr | fashioniq. Not a setting: the
+    # workflow's paths already tell datasets apart; the resume fingerprint hashes its files.
+    dataset: str = CIRR
     # ---- files (rule inputs, or flags)
     # Cached ViT tokens, {"train": [shard .npy, ...], "val": [...]}; None: decode pixels.
     features: dict[str, list[str]] | None = setting(
@@ -299,6 +303,12 @@ class TrainSettings:
     def check(self) -> None:
         """Every value a run cannot use, named by its key (before any work starts)."""
         check_declared(self, self.key)
+        check_kind(self.dataset)
+        if self.dataset != CIRR and self.batching == "img_set":
+            raise CirflowError(
+                f"{self.key('batching')} img_set batches the triplets of one CIRR img_set "
+                f"together; {self.dataset} triplets have no img_set: use random"
+            )
         if self.schedule_epochs is not None and int(self.schedule_epochs) < int(self.num_epochs):
             raise CirflowError(
                 f"{self.key('schedule_epochs')} ({self.schedule_epochs}) must be ≥ "
@@ -362,6 +372,15 @@ def file_digest(path: str | Path | None) -> str | None:
     return h.hexdigest()
 
 
+def _train_data_digests(settings: TrainSettings) -> list[str | None]:
+    """The train split's annotation files, by content: CIRR's captions and split file (in the
+    order CIRR's fingerprint always had), FashionIQ's image split and captions files."""
+    root = settings.cirr_root
+    if settings.dataset == CIRR:
+        return [file_digest(captions_file(root, "train")), file_digest(split_file(root, "train"))]
+    return [file_digest(p) for p in annotation_files(settings.dataset, root, "train")]
+
+
 def fingerprint(settings: TrainSettings, unreadable: list[str] | None = None) -> str:
     """Hash of what determines the trained weights (not the output folder, device, workers):
     the declared fields that are part of it, with every file replaced by its content's digest.
@@ -371,10 +390,9 @@ def fingerprint(settings: TrainSettings, unreadable: list[str] | None = None) ->
         for f, decl in declarations(settings)
         if in_fingerprint(f, decl)
     }
-    d["data"] = [
-        file_digest(captions_file(settings.cirr_root, "train")),
-        file_digest(split_file(settings.cirr_root, "train")),
-    ]
+    d["data"] = _train_data_digests(settings)
+    if settings.dataset != CIRR:  # (a CIRR run's fingerprint stays what it always was)
+        d["dataset"] = settings.dataset
     d["init_checkpoint"] = file_digest(settings.init_checkpoint)
     d["weights"] = file_digest(settings.weights)
     # The feature indexes name the model and transform that made the tokens.
@@ -407,6 +425,7 @@ class RunFiles:
     box_meta_file: str | None = None
     val_box_file: str | None = None
     val_box_meta_file: str | None = None
+    dataset: str = CIRR
 
     def as_settings(self) -> dict[str, Any]:
         values = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self).items()}

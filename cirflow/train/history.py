@@ -1,7 +1,8 @@
 """The per-epoch record of a run, its two CSV files and its TensorBoard event files.
 
 train_metrics.csv        epoch, loss_itc, loss_rtc, loss_align[, loss_region], loss_total
-validation_metrics.csv   epoch + the 11 validation columns of `cirflow.evaluate.recall`
+validation_metrics.csv   epoch + the validation columns (CIRR's 11 of `cirflow.evaluate.recall`,
+                         or the evaluator's own: FashionIQ's of `fashioniq_recall`)
 tb/                      the same numbers as TensorBoard scalars (`train/<loss>`, `val/<metric>`,
                          step = epoch), for `tensorboard --logdir results/`
 """
@@ -57,11 +58,13 @@ class RunState:
         )
 
 
-def write_tables(out: Path, state: RunState, with_region: bool) -> None:
+def write_tables(
+    out: Path, state: RunState, with_region: bool, metric_keys: tuple[str, ...] = METRIC_KEYS
+) -> None:
     write_csv_atomic(
         out / "train_metrics.csv", state.train_rows, ["epoch", *loss_columns(with_region)]
     )
-    write_csv_atomic(out / "validation_metrics.csv", state.val_rows, ["epoch", *METRIC_KEYS])
+    write_csv_atomic(out / "validation_metrics.csv", state.val_rows, ["epoch", *metric_keys])
 
 
 def write_events(out: Path, state: RunState) -> Path | None:

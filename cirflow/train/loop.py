@@ -14,8 +14,10 @@ Every mode starts from the same RNG stream after the model is built (region_proj
 a fork), and the batch order depends on (seed, epoch) only: stage 2 and its control see the
 same batches.
 
-Per epoch: train on every full batch (SPRC drops the last partial batch), validate on CIRR val
-every `validation_frequency` epochs and at the last one, then write `best.pt` / `last.pt`
+Per epoch: train on every full batch (SPRC drops the last partial batch), validate on val
+every `validation_frequency` epochs and at the last one (CIRR's protocol, best = arithmetic
+mean of the 7 recalls; FashionIQ's, best = average_recall: the evaluator's
+`selection_metric`), then write `best.pt` / `last.pt`
 (`cirflow.model.checkpoints`), the two CSV files and their TensorBoard events
 (`cirflow.train.history`) and, at the start,
 `hparams.json` (the settings, the preset and derived numbers), all atomically.
@@ -44,13 +46,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from cirflow.data.cirr import CirrDataset
+from cirflow.data.datasets import DatasetRoot, SplitDataset, open_split
 from cirflow.data.feature_store import FeatureStore, FeatureTable
 from cirflow.data.regions import BoxFile
 from cirflow.data.tables import Batch, ImageTable, TripletData
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError, naming_keys
 from cirflow.evaluate.evaluator import SplitEvaluator, SplitSources, format_metrics
+from cirflow.evaluate.evaluators import split_evaluator
 from cirflow.evaluate.settings import CLI, EvalSettings
 from cirflow.io import remove_stale_temps, write_json_atomic
 from cirflow.model.checkpoints import publish_link, read_checkpoint, write_best, write_last
@@ -136,7 +139,7 @@ class Trainer:
         # Resume only onto the same data: which train images are left out is part of it.
         self.fingerprint = fingerprint(s, sorted(self.train_table.unreadable))
 
-    def _image_table(self, dataset: CirrDataset):
+    def _image_table(self, dataset: SplitDataset):
         """The train split's images: cached ViT tokens (a frozen ViT), else decoded pixels."""
         s = self.s
         if not s.features:
@@ -157,7 +160,7 @@ class Trainer:
     def _build_train_data(self) -> None:
         """The train triplets (those whose images can be read) and, with boxes, their boxes."""
         s = self.s
-        train_ds = CirrDataset(s.cirr_root, "train")
+        train_ds = open_split(s.dataset, s.cirr_root, "train")
         self.train_table = self._image_table(train_ds)
         self.train_table.check_unreadable(s.max_unreadable_fraction)
         self.train_data = TripletData(
@@ -236,7 +239,8 @@ class Trainer:
         scored = RegionMode(s.region_mode).scores_regions
         boxes = BoxFile(s.val_box_file, s.val_box_meta_file) if scored else None
         sources = SplitSources((s.features or {}).get("val"), boxes)
-        return SplitEvaluator(s.cirr_root, "val", self.model, settings, self.device, sources)
+        root = DatasetRoot(s.dataset, s.cirr_root)
+        return split_evaluator(root, "val", self.model, settings, self.device, sources)
 
     def param_groups(self, named) -> list[dict]:
         """One AdamW group; the weights a region mode adds (aux's region_proj, gated's
@@ -448,12 +452,12 @@ class Trainer:
         if (epoch + 1) % s.validation_frequency == 0 or epoch + 1 == s.num_epochs:
             metrics = self.evaluator.metrics(self.model)
             state.val_rows.append({"epoch": epoch + 1, **metrics})
-            score = metrics["arithmetic_mean"]
+            score = metrics[self.evaluator.selection_metric]
             if state.best_score is None or score > state.best_score:
                 state.best_score, state.best_epoch = score, epoch + 1
                 self._save_best(state, metrics)
         self._save_last(state)
-        write_tables(self.out, state, s.uses_boxes)
+        write_tables(self.out, state, s.uses_boxes, self.evaluator.metric_keys)
         write_events(self.out, state)
         log.info(
             "epoch %d/%d: %s (%.1f s train, %.1f s total)",
@@ -481,8 +485,9 @@ class Trainer:
         if state.best_epoch is not None and not self.best_path.exists():
             publish_link(self.resume_dir / "best.pt", self.best_path)
         log.info(
-            "best epoch %s (arithmetic mean %.2f); outputs in %s",
+            "best epoch %s (%s %.2f); outputs in %s",
             state.best_epoch,
+            self.evaluator.selection_metric.replace("_", " "),
             state.best_score or math.nan,
             self.out,
         )

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cirflow.data.cirr import CirrDataset
+from cirflow.data.datasets import DatasetRoot, SplitDataset, as_dataset_root
 from cirflow.data.descriptions import descriptions_file, load_descriptions
 from cirflow.data.tables import ImageTable, pad_tokens
 from cirflow.data.transforms import normalize
@@ -112,10 +112,30 @@ class PretrainSettings:
         check_declared(self, lambda name: f"pretrain.{name}")
 
 
-class DescribedImages:
-    """A split's images with their descriptions, grouped into families (img_set members)."""
+def image_families(dataset: SplitDataset) -> list[tuple[str, ...]]:
+    """The split's image families, in triplet order: each CIRR img_set's members; on FashionIQ
+    (no img_set) the images its triplets link, reference to target (connected components)."""
+    if all("img_set" in t for t in dataset.triplets):
+        return list(dict.fromkeys(tuple(t["img_set"]["members"]) for t in dataset.triplets))
+    parent: dict[str, str] = {}
 
-    def __init__(self, dataset: CirrDataset, table: ImageTable, descriptions: dict, tokenizer):
+    def top(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    for t in dataset.triplets:
+        parent[top(t["target_hard"])] = top(t["reference"])
+    groups: dict[str, list[str]] = {}
+    for name in parent:
+        groups.setdefault(top(name), []).append(name)
+    return [tuple(g) for g in groups.values()]
+
+
+class DescribedImages:
+    """A split's images with their descriptions, grouped into families (`image_families`)."""
+
+    def __init__(self, dataset: SplitDataset, table: ImageTable, descriptions: dict, tokenizer):
         missing = [n for n in table.names if n not in descriptions]
         if missing:
             raise CirflowError(
@@ -130,13 +150,9 @@ class DescribedImages:
         # Same text -> same id: a repeated description is not a negative of itself.
         ids: dict[str, int] = {}
         self.text_ids = torch.tensor([ids.setdefault(t, len(ids)) for t in self.texts])
-        families: dict = {}
-        for t in dataset.triplets:
-            members = tuple(t["img_set"]["members"])
-            families.setdefault(members, None)
         seen: set[str] = set()
         self.families: list[list[int]] = []
-        for members in families:
+        for members in image_families(dataset):
             group = [table.index[m] for m in members if m in table.index and m not in seen]
             seen.update(members)
             if group:
@@ -304,14 +320,17 @@ class Pretraining:
         return ["epoch", "loss_itc"] + (["loss_words"] if self.words is not None else [])
 
 
-def prepare(cirr_root: str | Path, s: PretrainSettings, device: torch.device) -> Pretraining:
+def prepare(
+    cirr_root: str | Path | DatasetRoot, s: PretrainSettings, device: torch.device
+) -> Pretraining:
     """The model (tiny_scratch, the ViT frozen unless `train_vit`), the train and val images with
     their descriptions, and the optimizer, built in an order that fixes every random draw."""
     model = build_model(ModelConfig("tiny_scratch", freeze_vit=not s.train_vit)).to(device)
-    descriptions = load_descriptions(cirr_root)
+    root = as_dataset_root(cirr_root)  # a plain path: the CIRR demo's layout
+    descriptions = load_descriptions(root.path)
 
     def described(split: str) -> DescribedImages:
-        ds = CirrDataset(cirr_root, split)
+        ds = root.open(split)
         table = ImageTable(ds, model.preset.image_size, "memory", s.num_workers, s.progress)
         return DescribedImages(ds, table, descriptions, model.tokenizer)
 
@@ -378,9 +397,13 @@ def pretrain_epoch(run: Pretraining, s: PretrainSettings, epoch: int) -> dict:
 
 
 def pretrain_backbone(
-    cirr_root: str | Path, out: str | Path, metrics_out: str | Path, settings: PretrainSettings
+    cirr_root: str | Path | DatasetRoot,
+    out: str | Path,
+    metrics_out: str | Path,
+    settings: PretrainSettings,
 ) -> dict:
-    """Train the tiny backbone on the demo's train split; write `out` and `metrics_out`."""
+    """Train the tiny backbone on a demo's train split (the CIRR demo's at a plain path, or the
+    FashionIQ demo's as a DatasetRoot); write `out` and `metrics_out`."""
     s = settings
     s.check()
     if s.threads:

@@ -11,9 +11,10 @@ import multiprocessing
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from tqdm import tqdm
 
@@ -33,6 +34,8 @@ from cirflow.data.demo.write import MANIFEST_FILE, DemoTables, manifest, write_t
 from cirflow.errors import CirflowError
 from cirflow.io import write_bytes_atomic, write_json_atomic
 
+J = TypeVar("J")
+R = TypeVar("R")
 TRAIN_FOLDERS = 20  # train images are spread over train/0 .. train/19 (by family)
 
 
@@ -136,17 +139,23 @@ def edited_boxes(objects, width: int, height: int) -> list[list[float]]:
     return sorted_boxes([object_box(o, width, height) for o in objects])
 
 
-def _default_workers() -> int:
+def default_workers() -> int:
+    """The CPUs this process may run on (at least 1)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
 
 
-def _run_jobs(jobs: list[_Job], workers: int, progress: bool):
+def run_jobs(
+    build: Callable[[J], R], jobs: list[J], workers: int, progress: bool, desc: str = "demo dataset"
+) -> Iterator[R]:
+    """`build(job)` for every job, yielded in job order, in `workers` processes (in this one
+    for 1 worker or few jobs), with a progress bar on stderr. `build` must be a module-level
+    function (the pool pickles it by name)."""
     bar = tqdm(
         total=len(jobs),
-        desc="demo dataset",
+        desc=desc,
         unit="family",
         disable=not progress,
         file=sys.stderr,
@@ -155,7 +164,7 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool):
     try:
         if workers <= 1 or len(jobs) < 2 * workers:
             for job in jobs:
-                yield _build_family(job)
+                yield build(job)
                 bar.update()
             return
         methods = multiprocessing.get_all_start_methods()
@@ -163,7 +172,7 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool):
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
         chunk = max(1, min(8, len(jobs) // (4 * workers)))
         with context.Pool(workers) as pool:
-            for result in pool.imap(_build_family, jobs, chunksize=chunk):
+            for result in pool.imap(build, jobs, chunksize=chunk):
                 yield result
                 bar.update()
     finally:
@@ -196,7 +205,7 @@ def generate_demo(
     _remove_previous_demo_images(out)
     jobs = family_jobs(spec, out)
     tables = DemoTables()
-    results = _run_jobs(jobs, workers or _default_workers(), progress)
+    results = run_jobs(_build_family, jobs, workers or default_workers(), progress)
     for job, family in zip(jobs, results, strict=True):
         tables.add(job.split, job.index, family)
     write_tables(out, tables)

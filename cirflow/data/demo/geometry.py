@@ -31,7 +31,8 @@ def centre_and_radius(obj: Obj, width: int, height: int) -> tuple[float, float, 
     return cx, cy, r
 
 
-def _unit_polygon(shape: str) -> list[tuple[float, float]]:
+def unit_polygon(shape: str) -> list[tuple[float, float]]:
+    """The outline of a (non-circle) shape of radius 1 centred on the origin."""
     if shape == "square":
         return [(-0.82, -0.82), (0.82, -0.82), (0.82, 0.82), (-0.82, 0.82)]
     if shape == "triangle":
@@ -55,7 +56,7 @@ def _unit_polygon(shape: str) -> list[tuple[float, float]]:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-_UNIT_POLYGONS = {s: _unit_polygon(s) for s in SHAPES if s != "circle"}
+_UNIT_POLYGONS = {s: unit_polygon(s) for s in SHAPES if s != "circle"}
 
 
 def outline(obj: Obj, width: int, height: int) -> list[tuple[float, float]] | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cirflow.data.cirr import CirrDataset, split_file
+from cirflow.data.datasets import DatasetRoot, SplitDataset, as_dataset_root, image_split_files
 from cirflow.errors import CirflowError
 
 
@@ -17,7 +17,7 @@ class DatasetView:
 
     status: str  # "ok" | "partial" | "missing" | "empty" (the box file lists no image)
     message: str
-    dataset: CirrDataset | None = None
+    dataset: SplitDataset | None = None
     found: int = 0
     not_in_split_file: list[str] = field(default_factory=list)
     not_in_box_file: list[str] = field(default_factory=list)
@@ -29,8 +29,11 @@ class DatasetView:
         return self.dataset.image_path(name)
 
 
-def open_dataset(cirr_root: str | Path | None, split: str | None, names: list[str]) -> DatasetView:
-    """Find the images of `names` under `cirr_root` (never raises: says what is missing)."""
+def open_dataset(
+    cirr_root: str | Path | DatasetRoot | None, split: str | None, names: list[str]
+) -> DatasetView:
+    """Find the images of `names` under `cirr_root` (a plain path: CIRR's layout; never
+    raises: says what is missing)."""
     if cirr_root is None:
         return DatasetView(
             "missing",
@@ -43,14 +46,16 @@ def open_dataset(cirr_root: str | Path | None, split: str | None, names: list[st
             "The images are missing: the split of this box file is unknown (no sidecar and the "
             f"image names are not CIRR's), so its images cannot be located under {cirr_root}.",
         )
+    root = as_dataset_root(cirr_root)
+    listed_in = ", ".join(map(str, image_split_files(root.kind, root.path, split)))
     try:
-        dataset = CirrDataset(cirr_root, split, with_captions=False)
+        dataset = root.open(split, with_captions=False)
     except CirflowError as exc:
         return DatasetView(
             "missing",
             f"The images are missing: {exc}. The statistics and plots are complete; no image "
             "is drawn.",
-            split_file=str(split_file(cirr_root, split)),
+            split_file=listed_in,
         )
     in_split = dataset.images
     not_in_split = sorted(n for n in names if n not in in_split)
@@ -64,7 +69,7 @@ def open_dataset(cirr_root: str | Path | None, split: str | None, names: list[st
         found=found,
         not_in_split_file=not_in_split,
         not_in_box_file=not_in_boxes,
-        split_file=str(split_file(cirr_root, split)),
+        split_file=listed_in,
     )
     listed = len(names) - len(not_in_split)
     if found == 0:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cirflow.data.datasets import DatasetRoot
 from cirflow.errors import CirflowError
 from cirflow.io import write_bytes_atomic, write_text_atomic
 from cirflow.report.boxes import plots
@@ -55,7 +56,8 @@ MAX_LISTED = 200
 class PageOptions:
     """What the page shows besides its sources, and how."""
 
-    cirr_root: str | Path | None = None  # the dataset root, to draw the images
+    # The dataset root, to draw the images (a plain path: CIRR's layout; a DatasetRoot: any).
+    cirr_root: str | Path | DatasetRoot | None = None
     settings: Mapping | None = None  # any of DEFAULTS' keys; the others keep their default
     compare_stats: Sequence[dict] = ()  # other methods' {method, split, stats}, to compare
     title: str | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 from cirflow.boxes.detectors import METHODS
 from cirflow.boxes.stats import compute_stats
 from cirflow.data.box_format import read_box_file, sidecar_path
+from cirflow.data.datasets import DatasetRoot, root_of_annotation_file
 from cirflow.errors import CirflowError
 from cirflow.io import read_json
 
@@ -125,11 +126,7 @@ def stats_entry_from_path(path: str | Path) -> dict:
     }
 
 
-def dataset_root_of_split_file(path: str | Path) -> Path:
-    """`<root>/cirr/image_splits/split.rc2.<split>.json` -> `<root>`."""
-    path = Path(path)
-    if path.parent.name != "image_splits" or path.parent.parent.name != "cirr":
-        raise CirflowError(
-            f"{path}: expected a split file at <root>/cirr/image_splits/split.rc2.<split>.json"
-        )
-    return path.parents[2]
+def dataset_root_of_split_file(path: str | Path) -> DatasetRoot:
+    """`<root>/cirr/image_splits/split.rc2.<split>.json` (CIRR) or
+    `<root>/image_splits/split.<category>.<split>.json` (FashionIQ) -> the dataset at `<root>`."""
+    return root_of_annotation_file(path)

@@ -13,12 +13,10 @@ matplotlib.use("Agg", force=True)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cirflow.data.result_files import ABLATION_PLOTTED, NO_BOXES  # noqa: E402
+from cirflow.data.result_files import ABLATION_PLOTTED, CURVE_METRICS, NO_BOXES  # noqa: E402
 from cirflow.report.results.inputs import Stage  # noqa: E402
 
 DPI = 100
-# The recalls drawn per epoch (every column is in the table under the figure).
-CURVE_METRICS = ("recall_at1", "recall_at5", "recall_at10", "group_recall_at1", "arithmetic_mean")
 
 
 def _png(fig) -> bytes:
@@ -28,9 +26,12 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def curves_png(stage: Stage, labels: dict[str, str]) -> bytes:
-    """Two panels: every loss per epoch, and the val recalls per epoch (chance levels dotted),
-    the best.pt epoch marked on both."""
+def curves_png(
+    stage: Stage, labels: dict[str, str], metrics: tuple[str, ...] = CURVE_METRICS
+) -> bytes:
+    """Two panels: every loss per epoch, and the val recalls `metrics` per epoch (chance levels
+    dotted; every column is in the table under the figure), the best.pt epoch marked on
+    both."""
     title, train_rows, val_rows = stage.label, stage.train_rows, stage.val_rows
     best_epoch, chance = stage.best_epoch, stage.details.get("chance")
     fig, (losses, recalls) = plt.subplots(1, 2, figsize=(10.0, 3.3))
@@ -42,7 +43,7 @@ def curves_png(stage: Stage, labels: dict[str, str]) -> bytes:
         losses.plot(epochs, values, marker="o", label=column, color=colors[i % 10], **style)
     losses.set_title(f"{title}: losses (train)", fontsize=10)
     losses.set_xlabel("epoch")
-    for i, key in enumerate(CURVE_METRICS):
+    for i, key in enumerate(metrics):
         epochs = [r["epoch"] for r in val_rows if r.get(key) is not None]
         values = [r[key] for r in val_rows if r.get(key) is not None]
         if not values:
@@ -75,14 +76,17 @@ def curves_png(stage: Stage, labels: dict[str, str]) -> bytes:
     return _png(fig)
 
 
-def ablation_png(rows: list[dict], labels: dict[str, str]) -> bytes | None:
-    """Two panels per run kind: mean ± sd over seeds, and the paired delta vs none ± sd."""
+def ablation_png(
+    rows: list[dict], labels: dict[str, str], plotted: tuple[str, ...] = ABLATION_PLOTTED
+) -> bytes | None:
+    """Two panels per run kind: mean ± sd over seeds, and the paired delta vs none ± sd, of
+    the metrics `plotted`."""
     by = {(r["mode"], r["box_source"], r["metric"]): r for r in rows}
     kinds = list(dict.fromkeys((r["mode"], r["box_source"]) for r in rows))
     if not kinds:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.6))
-    width = 0.8 / len(ABLATION_PLOTTED)
+    width = 0.8 / len(plotted)
     for panel, (ax, value, spread, title) in enumerate(
         (
             (axes[0], "mean", "sd", "val recall (%), mean ± sd over seeds"),
@@ -92,12 +96,12 @@ def ablation_png(rows: list[dict], labels: dict[str, str]) -> bytes | None:
         # The controls (no box source: none, none@6) have no delta of their own.
         shown = kinds if panel == 0 else [k for k in kinds if k[1] != NO_BOXES]
         x = np.arange(len(shown))
-        for i, key in enumerate(ABLATION_PLOTTED):
+        for i, key in enumerate(plotted):
             cells = [by.get((m, s, key)) for m, s in shown]
             vals = [0.0 if c is None or math.isnan(c[value]) else c[value] for c in cells]
             errs = [0.0 if c is None or math.isnan(c[spread]) else c[spread] for c in cells]
             ax.bar(
-                x + (i - (len(ABLATION_PLOTTED) - 1) / 2) * width,
+                x + (i - (len(plotted) - 1) / 2) * width,
                 vals,
                 width,
                 yerr=errs,

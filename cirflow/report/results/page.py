@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cirflow.data.result_files import ABLATION_SHOWN, METRIC_LABELS, NO_BOXES
+from cirflow.data.datasets import layout_of, root_of_annotation_file
+from cirflow.data.result_files import CIRR_METRICS, METRIC_LABELS, NO_BOXES, MetricSet, metric_set
 from cirflow.errors import CirflowError
 from cirflow.io import write_text_atomic
 from cirflow.report.html import data_uri, number_text, render, version, yaml_text
@@ -52,10 +53,10 @@ def _pm(mean: float, sd: float, signed: bool = False) -> str:
 
 
 # ------------------------------------------------------------------------------- the sections
-def curves_section(stages: dict[str, Stage]) -> list[dict]:
+def curves_section(stages: dict[str, Stage], metrics: MetricSet = CIRR_METRICS) -> list[dict]:
     out = []
     for stage in stages.values():
-        png = figures.curves_png(stage, METRIC_LABELS)
+        png = figures.curves_png(stage, METRIC_LABELS, metrics.curves)
         out.append(
             {
                 "stage": stage.name,
@@ -98,13 +99,15 @@ def comparison_section(rows: list[dict], stages: dict[str, Stage]) -> list[dict]
     return out
 
 
-def ablation_section(path: str | Path | None, chance: dict[str, float]) -> dict | None:
+def ablation_section(
+    path: str | Path | None, chance: dict[str, float], metrics: MetricSet = CIRR_METRICS
+) -> dict | None:
     if path is None:
         return None
     rows = read_ablation(path)
     by = {(r["mode"], r["box_source"], r["metric"]): r for r in rows}
     kinds = list(dict.fromkeys((r["mode"], r["box_source"]) for r in rows))
-    shown = [k for k in ABLATION_SHOWN if any(key[2] == k for key in by)]
+    shown = [k for k in metrics.shown if any(key[2] == k for key in by)]
 
     def label(mode, source):
         return mode if source == NO_BOXES else f"{mode} / {source}"
@@ -136,7 +139,7 @@ def ablation_section(path: str | Path | None, chance: dict[str, float]) -> dict 
         for m, s in kinds
         if s != NO_BOXES  # the controls (none, none@6): no delta of their own
     ]
-    png = figures.ablation_png(rows, METRIC_LABELS)
+    png = figures.ablation_png(rows, METRIC_LABELS, metrics.plotted)
     return {
         "path": str(path),
         "columns": [METRIC_LABELS.get(k, k) for k in shown],
@@ -278,7 +281,11 @@ def facts_section(stages: dict[str, Stage], config: dict | None, settings: dict)
             }
         )
     seeds = [{"what": f"training, {r['label']}", "seed": r["seed"]} for r in rows]
-    for key, what in (("demo", "demo dataset"), ("pretrain", "first stage (demo)")):
+    for key, what in (
+        ("demo", "demo dataset"),
+        ("demo_fashioniq", "FashionIQ demo dataset"),
+        ("pretrain", "first stage (demo)"),
+    ):
         seed = ((config or {}).get(key) or {}).get("seed")
         if seed is not None:
             seeds.append({"what": what, "seed": seed})
@@ -333,7 +340,7 @@ def _read_stages(inputs: ResultsInputs) -> tuple[dict[str, Stage], list[dict]]:
 def _thumbnails(
     inputs: ResultsInputs, stages: dict[str, Stage], settings: dict, region_mode: str
 ) -> Thumbnails:
-    root = Path(inputs.split_file).parents[2] if inputs.split_file else None
+    root = root_of_annotation_file(inputs.split_file) if inputs.split_file else None
     max_boxes = (stages["stage2"].hparams.get("settings") or {}).get("max_region_tokens")
     return Thumbnails(
         root,
@@ -352,21 +359,25 @@ def build_results_report(
     region_mode: str = "none",
 ) -> dict:
     """Write the page of `inputs`; `config`: the subtrees of the rules behind it, shown as
-    they are; `region_mode`: stage 2's. Returns a small summary."""
+    they are (its `dataset`, CIRR's demo when absent, picks the metrics: `metric_set`);
+    `region_mode`: stage 2's. Returns a small summary."""
     start = time.perf_counter()
     settings = {**DEFAULTS, **(settings or {})}
+    metrics = metric_set(layout_of((config or {}).get("dataset", "demo")))
     stages, rows = _read_stages(inputs)
     thumbs = _thumbnails(inputs, stages, settings, region_mode)
     chance = stages["stage1"].details.get("chance") or {}
     html = render(
         "results.html",
-        title="Results: stage 1, control and stage 2 on CIRR val",
+        title=f"Results: stage 1, control and stage 2 on {metrics.dataset} val",
+        dataset=metrics.dataset,
+        headline=METRIC_LABELS[metrics.headline],
         version=version(),
         region_mode=region_mode,
         stage_labels=[STAGE_LABELS[s] for s in STAGES],
-        curves=curves_section(stages),
+        curves=curves_section(stages, metrics),
         comparison=comparison_section(rows, stages),
-        ablation=ablation_section(inputs.ablation, chance),
+        ablation=ablation_section(inputs.ablation, chance, metrics),
         edit_types=edit_type_section(stages),
         retrievals=retrieval_section(stages, thumbs, settings),
         facts=facts_section(stages, config, settings),

@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from cirflow.data.box_format import box_problem, read_box_file
-from cirflow.data.cirr import CirrDataset
+from cirflow.data.datasets import DatasetRoot, SplitDataset, as_dataset_root
 from cirflow.data.images import read_image
 from cirflow.errors import CirflowError
 from cirflow.report.html import data_uri
@@ -84,12 +84,12 @@ def pick(first: dict, second: dict, queries: int, changed: int, seed: int) -> li
 class Thumbnails:
     """JPEG thumbnails of one split's images as data: URIs, each drawn once."""
 
-    root: Path | None
+    root: DatasetRoot | Path | None  # a plain path: CIRR's layout
     split: str
     size: int
     boxes: dict[str, list] | None = None
     max_boxes: int | None = None
-    dataset: CirrDataset | None = field(init=False, default=None)
+    dataset: SplitDataset | None = field(init=False, default=None)
     problem: str | None = field(init=False, default=None)
     drawn: int = field(init=False, default=0)
     _cache: dict = field(init=False, default_factory=dict)
@@ -99,7 +99,7 @@ class Thumbnails:
             self.problem = "no dataset root"
             return
         try:
-            self.dataset = CirrDataset(self.root, self.split, with_captions=False)
+            self.dataset = as_dataset_root(self.root).open(self.split, with_captions=False)
         except CirflowError as exc:
             self.problem = str(exc)
 
