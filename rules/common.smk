@@ -546,17 +546,25 @@ ABLATION = config["ablation"]
 ABLATION_SOURCES = ablation_sources(
     ABLATION["box_sources"], BOX_METHODS, demo=DATASET in DEMOS
 )
-for _run in ablation_runs(ABLATION, ABLATION_SOURCES):
-    if _run.source is not None and _run.source not in [*METHODS, *DEMO_SOURCES]:
-        raise ValueError(
-            f"ablation.runs: {_run.name}: unknown box source {_run.source!r} (one of "
-            f"{', '.join([*METHODS, *DEMO_SOURCES])})"
-        )
-    if _run.source in DEMO_SOURCES and _run.source not in demo_box_sources():
-        raise ValueError(
-            f"ablation.runs: {_run.name}: box source {_run.source} exists only for the demo"
-            + (" (dataset.name: demo)" if DATASET == "demo_fashioniq" else "")
-        )
+
+
+def checked_ablation_runs():
+    """ablation.runs, each box source checked. Called only where the ablation is planned, so
+    that config.yaml's demo runs (gt, edited) never stop a real dataset's other targets."""
+    runs = ablation_runs(ABLATION, ABLATION_SOURCES)
+    for run in runs:
+        if run.source is not None and run.source not in [*METHODS, *DEMO_SOURCES]:
+            raise ValueError(
+                f"ablation.runs: {run.name}: unknown box source {run.source!r} (one of "
+                f"{', '.join([*METHODS, *DEMO_SOURCES])})"
+            )
+        if run.source in DEMO_SOURCES and run.source not in demo_box_sources():
+            raise ValueError(
+                f"ablation.runs: {run.name}: box source {run.source} exists only for the demo"
+                + (" (dataset.name: demo)" if DATASET == "demo_fashioniq" else "")
+                + "; set ablation.runs for this dataset (e.g. [none, token_loss_saliency])"
+            )
+    return runs
 
 
 def ablation_dir(run, seed):
@@ -567,7 +575,7 @@ def ablation_entries():
     """Every run of the ablation: mode, box source, epochs (None: the ablation's), seed and its
     val_metrics.json."""
     entries = []
-    for run in ablation_runs(ABLATION, ABLATION_SOURCES):
+    for run in checked_ablation_runs():
         for seed in ABLATION["seeds"]:
             entries.append(
                 {

@@ -100,3 +100,22 @@ def test_the_ablation_dry_run_lists_the_expected_jobs(tmp_path):
     )
     jobs = planned_jobs(wd, "ablation", "--configfile", "test_config.yaml", "small.yaml")
     assert jobs["ablation_train"] == 4 and jobs["ablation_evaluate"] == 4 and "gt_boxes" not in jobs
+
+
+def test_demo_only_runs_stop_the_ablation_on_real_cirr_and_nothing_else(tmp_path):
+    """config.yaml's runs name the demo's box sources (gt, edited): on a real CIRR root they
+    must stop `snakemake ablation` with a message, never the parse of rule all."""
+    from conftest import write_mini_cirr
+
+    wd = make_workflow_copy(tmp_path / "wf")
+    root = tmp_path / "cirr"
+    write_mini_cirr(root)
+    (wd / "cirr.yaml").write_text(
+        f"dataset: {{name: cirr, cirr_root: {root}}}\nmodel: {{preset: tiny_scratch}}\n"
+    )
+    run_snakemake(wd, "--configfile", "cirr.yaml", "-n", "all")
+    proc = run_snakemake(wd, "--configfile", "cirr.yaml", "-n", "ablation", check=False)
+    assert proc.returncode != 0
+    assert re.search(
+        r"tokens_gt: box source gt exists only for the demo", proc.stdout + proc.stderr
+    )
