@@ -142,49 +142,41 @@ def test_the_region_loss_has_its_own_temperature(models):
 
 
 # --------------------------------------------------------------------------------- evaluation
-@pytest.fixture(scope="module")
-def demo_root(tiny_demo):
-    """conftest's shared tiny demo (read only here)."""
-    return tiny_demo
+# conftest's session demo (tiny_demo) and its box files (tiny_demo_gt): read only here.
 
 
-@pytest.fixture(scope="module")
-def gt_dir(tiny_demo_gt):
-    return tiny_demo_gt
-
-
-def test_token_loss_evaluates_as_the_control_and_reads_no_box_file(demo_root, gt_dir, models):
+def test_token_loss_evaluates_as_the_control_and_reads_no_box_file(tiny_demo, tiny_demo_gt, models):
     from cirflow.data.regions import BoxFile
     from cirflow.evaluate.evaluator import SplitEvaluator, SplitSources
 
     none, token_loss, _ = models
     none.eval()
     token_loss.eval()
-    control = SplitEvaluator(demo_root, "val", none, SETTINGS)
+    control = SplitEvaluator(tiny_demo, "val", none, SETTINGS)
     # No box file needed; one given is not read (a path that does not exist proves it).
-    ev = SplitEvaluator(demo_root, "val", token_loss, SETTINGS)
+    ev = SplitEvaluator(tiny_demo, "val", token_loss, SETTINGS)
     unread = SplitEvaluator(
-        demo_root,
+        tiny_demo,
         "val",
         token_loss,
         SETTINGS,
-        sources=SplitSources(boxes=BoxFile(gt_dir / "absent.json")),
+        sources=SplitSources(boxes=BoxFile(tiny_demo_gt / "absent.json")),
     )
     assert ev.boxes is None and unread.boxes is None
     assert torch.equal(ev.scores(token_loss), control.scores(none))
     assert ev.metrics(token_loss) == control.metrics(none)
 
 
-def test_the_gated_model_at_init_evaluates_as_the_control(demo_root, gt_dir, models):
+def test_the_gated_model_at_init_evaluates_as_the_control(tiny_demo, tiny_demo_gt, models):
     from cirflow.data.regions import BoxFile
     from cirflow.evaluate.evaluator import SplitEvaluator, SplitSources
 
     none, _, gated = models
     none.eval()
     gated.eval()
-    boxes = SplitSources(boxes=BoxFile(gt_dir / "val.json"))
-    ev = SplitEvaluator(demo_root, "val", gated, SETTINGS, sources=boxes)
-    control = SplitEvaluator(demo_root, "val", none, SETTINGS)
+    boxes = SplitSources(boxes=BoxFile(tiny_demo_gt / "val.json"))
+    ev = SplitEvaluator(tiny_demo, "val", gated, SETTINGS, sources=boxes)
+    control = SplitEvaluator(tiny_demo, "val", none, SETTINGS)
     assert ev.boxes  # the gallery's own boxes are read, and region tokens computed
     assert torch.equal(ev.scores(gated), control.scores(none))
     assert ev.metrics(gated) == control.metrics(none)
@@ -224,19 +216,19 @@ def _scene_objects(description: str) -> int:
     return len(description.split(" on a ", 1)[0].split(" and "))
 
 
-def test_the_edited_boxes_land_on_the_edited_object_for_every_edit_type(demo_root):
+def test_the_edited_boxes_land_on_the_edited_object_for_every_edit_type(tiny_demo):
     """Per triplet, against the scene itself (boxes_gt.json, descriptions.json): the object a
     change keeps is in the target where the box says; a removed one is where the box says in
     the reference and gone from the target; an added or moved one is new in the target."""
     from cirflow.data.cirr import edited_boxes_file
 
-    gt = json.loads((demo_root / "boxes_gt.json").read_text())
-    described = json.loads((demo_root / "descriptions.json").read_text())
+    gt = json.loads((tiny_demo / "boxes_gt.json").read_text())
+    described = json.loads((tiny_demo / "descriptions.json").read_text())
     seen = set()
     for split in ("train", "val"):
-        edited = json.loads(edited_boxes_file(demo_root, split).read_text())
-        edits = json.loads((demo_root / f"cirr/captions/edits.rc2.{split}.json").read_text())
-        triplets = json.loads((demo_root / f"cirr/captions/cap.rc2.{split}.json").read_text())
+        edited = json.loads(edited_boxes_file(tiny_demo, split).read_text())
+        edits = json.loads((tiny_demo / f"cirr/captions/edits.rc2.{split}.json").read_text())
+        triplets = json.loads((tiny_demo / f"cirr/captions/cap.rc2.{split}.json").read_text())
         assert set(edited) == {str(t["pairid"]) for t in triplets}
         for t in triplets:
             ref, target = t["reference"], t["target_hard"]
@@ -261,7 +253,7 @@ def test_the_edited_boxes_land_on_the_edited_object_for_every_edit_type(demo_roo
     assert seen == {"color", "shape", "add", "remove", "move", "resize", "count"}
 
 
-def test_each_triplet_trains_with_its_own_edited_boxes(demo_root, tmp_path):
+def test_each_triplet_trains_with_its_own_edited_boxes(tiny_demo, tmp_path):
     """A box file keyed by pairid gives every triplet its own target boxes (two triplets with
     the same target get their own), mapped through the target's geometry; a mode that scores
     region tokens refuses it."""
@@ -272,9 +264,9 @@ def test_each_triplet_trains_with_its_own_edited_boxes(demo_root, tmp_path):
     from cirflow.errors import CirflowError
     from cirflow.train.loop import Trainer
 
-    path = edited_boxes_file(demo_root, "train")
+    path = edited_boxes_file(tiny_demo, "train")
     trainer = Trainer(
-        tiny_settings(demo_root, tmp_path / "run", region_mode="token_loss", box_file=str(path))
+        tiny_settings(tiny_demo, tmp_path / "run", region_mode="token_loss", box_file=str(path))
     )
     trainer.build()
     data, table = trainer.train_data, trainer.train_table
@@ -292,10 +284,10 @@ def test_each_triplet_trains_with_its_own_edited_boxes(demo_root, tmp_path):
     with pytest.raises(CirflowError, match="holds boxes per triplet"):
         Trainer(
             tiny_settings(
-                demo_root,
+                tiny_demo,
                 tmp_path / "tokens",
                 region_mode="tokens",
                 box_file=str(path),
-                val_box_file=str(edited_boxes_file(demo_root, "val")),
+                val_box_file=str(edited_boxes_file(tiny_demo, "val")),
             )
         ).build()

@@ -235,27 +235,19 @@ def test_region_token_gradients_reach_the_qformer_and_vision_proj(models):
 
 
 # ------------------------------------------------------------------------- data: demo + boxes
-@pytest.fixture(scope="module")
-def demo_root(tiny_demo):
-    """conftest's shared tiny demo (read only here)."""
-    return tiny_demo
+# conftest's session demo (tiny_demo) and its box files (tiny_demo_gt): read only here.
 
 
-@pytest.fixture(scope="module")
-def gt_dir(tiny_demo_gt):
-    return tiny_demo_gt
-
-
-def test_ground_truth_box_files_per_split_with_sizes(demo_root, gt_dir):
+def test_ground_truth_box_files_per_split_with_sizes(tiny_demo, tiny_demo_gt):
     from PIL import Image
 
     from cirflow.data.cirr import CirrDataset
 
-    gt = json.loads((demo_root / "boxes_gt.json").read_text())
+    gt = json.loads((tiny_demo / "boxes_gt.json").read_text())
     for split in ("train", "val", "test1"):
-        ds = CirrDataset(demo_root, split)
-        boxes = json.loads((gt_dir / f"{split}.json").read_text())
-        meta = json.loads((gt_dir / f"{split}.meta.json").read_text())
+        ds = CirrDataset(tiny_demo, split)
+        boxes = json.loads((tiny_demo_gt / f"{split}.json").read_text())
+        meta = json.loads((tiny_demo_gt / f"{split}.meta.json").read_text())
         assert set(boxes) == set(ds.images) and meta["split"] == split
         name = sorted(ds.images)[0]
         assert boxes[name] == gt[name]
@@ -264,35 +256,41 @@ def test_ground_truth_box_files_per_split_with_sizes(demo_root, gt_dir):
 
 
 # --------------------------------------------------------------------------- evaluation boxes
-def test_evaluation_with_tokens_uses_the_gallery_own_boxes(demo_root, gt_dir, models):
+def test_evaluation_with_tokens_uses_the_gallery_own_boxes(tiny_demo, tiny_demo_gt, models):
     from cirflow.data.regions import BoxFile
     from cirflow.evaluate.evaluator import SplitEvaluator, SplitSources
 
     _, tokens = models
     with pytest.raises(CirflowError, match="val box file"):
-        SplitEvaluator(demo_root, "val", tokens, SETTINGS)
+        SplitEvaluator(tiny_demo, "val", tokens, SETTINGS)
     with pytest.raises(CirflowError, match="another split"):
         SplitEvaluator(
-            demo_root,
+            tiny_demo,
             "val",
             tokens,
             SETTINGS,
-            sources=SplitSources(boxes=BoxFile(gt_dir / "train.json")),
+            sources=SplitSources(boxes=BoxFile(tiny_demo_gt / "train.json")),
         )
     # The right names with the sidecar of another split: an error too.
     with pytest.raises(CirflowError, match="sidecar of a test1 box file"):
         SplitEvaluator(
-            demo_root,
+            tiny_demo,
             "val",
             tokens,
             SETTINGS,
-            sources=SplitSources(boxes=BoxFile(gt_dir / "val.json", gt_dir / "test1.meta.json")),
+            sources=SplitSources(
+                boxes=BoxFile(tiny_demo_gt / "val.json", tiny_demo_gt / "test1.meta.json")
+            ),
         )
     ev = SplitEvaluator(
-        demo_root, "val", tokens, SETTINGS, sources=SplitSources(boxes=BoxFile(gt_dir / "val.json"))
+        tiny_demo,
+        "val",
+        tokens,
+        SETTINGS,
+        sources=SplitSources(boxes=BoxFile(tiny_demo_gt / "val.json")),
     )
-    gt = json.loads((gt_dir / "val.json").read_text())
-    sizes = json.loads((gt_dir / "val.meta.json").read_text())["images"]
+    gt = json.loads((tiny_demo_gt / "val.json").read_text())
+    sizes = json.loads((tiny_demo_gt / "val.meta.json").read_text())["images"]
     assert set(ev.boxes) == {ev.table.index[n] for n in ev.table.names if gt[n]}
     for name in ev.table.names:  # each image's boxes through its own geometry, capped
         w, h = sizes[name]["size"]
@@ -311,7 +309,11 @@ def test_evaluation_with_tokens_uses_the_gallery_own_boxes(demo_root, gt_dir, mo
     # A model without region tokens ignores the boxes: global tokens only.
     none, _ = models
     plain = SplitEvaluator(
-        demo_root, "val", none, SETTINGS, sources=SplitSources(boxes=BoxFile(gt_dir / "val.json"))
+        tiny_demo,
+        "val",
+        none,
+        SETTINGS,
+        sources=SplitSources(boxes=BoxFile(tiny_demo_gt / "val.json")),
     )
     assert (
         plain.boxes is None and len(plain.features(none)) == 3 and plain.features(none)[2] is None
