@@ -72,7 +72,7 @@ rule ablation:
         "../envs/train.yaml"
     params:
         code=code_digest("ablation_summary"),
-        entries=lambda wildcards: canonical(ablation_entries()),
+        entries=ablation_entries_param,
         ablation=canonical(ABLATION),
         stage2=canonical(config["train"]["stage2"]),
     script:

@@ -549,8 +549,10 @@ ABLATION_SOURCES = ablation_sources(
 
 
 def checked_ablation_runs():
-    """ablation.runs, each box source checked. Called only where the ablation is planned, so
-    that config.yaml's demo runs (gt, edited) never stop a real dataset's other targets."""
+    """ablation.runs, each box source checked; only where the ablation is planned.
+
+    config.yaml's demo runs (gt, edited) must not stop a real dataset's other targets.
+    """
     runs = ablation_runs(ABLATION, ABLATION_SOURCES)
     for run in runs:
         if run.source is not None and run.source not in [*METHODS, *DEMO_SOURCES]:
@@ -565,6 +567,11 @@ def checked_ablation_runs():
                 + "; set ablation.runs for this dataset (e.g. [none, token_loss_saliency])"
             )
     return runs
+
+
+def ablation_entries_param(wildcards):
+    """Rule ablation's entries param (a function: the runs are checked when it is planned)."""
+    return canonical(ablation_entries())
 
 
 def ablation_dir(run, seed):

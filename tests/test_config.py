@@ -151,6 +151,7 @@ ALLOWED_PARAMS = {
     "detect=detect_params",
     "evaluate=eval_params()",
     "train=train_run_params",
+    "entries=ablation_entries_param",
     "report=box_report_params()",
     "config=results_page_config()",
     "ablation=ablation_summary()",
@@ -168,6 +169,7 @@ def test_every_rule_param_is_canonical(repo):
         "box_report_params",
         "results_page_config",
         "ablation_summary",
+        "ablation_entries_param",
     ):
         body = common.split(f"def {name}(", 1)[1].split("\ndef ", 1)[0]
         assert "return canonical(" in body, name

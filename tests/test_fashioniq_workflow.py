@@ -209,7 +209,9 @@ def test_the_fashioniq_demo_ablation_plans_its_runs_with_its_own_box_sources(tmp
     assert (counts["train"], counts["gt_boxes"], counts["ablation"]) == (1, 1, 1)
     assert "results/demo_fashioniq/boxes/gt/train.json" in out
     # Without the preset's runs, the CIRR demo's edited boxes are named as missing here.
-    code, out = dry_run(workdir, DEMO_PRESET, ablation="{'runs': ['none', 'aux_edited']}")
+    runs = ["--config", "ablation={'runs': ['none', 'aux_edited']}"]
+    proc = subprocess.run([*cmd, *runs], cwd=workdir, capture_output=True, text=True, timeout=300)
+    code, out = proc.returncode, proc.stdout + proc.stderr
     assert code != 0 and "box source edited exists only for the demo (dataset.name: demo)" in out
 
 
