@@ -29,12 +29,12 @@ from cirflow.data.demo_fashioniq.render import render, seed_boxes
 from cirflow.data.demo_fashioniq.wording import describe
 from cirflow.data.demo_fashioniq.write import (
     GENERATOR,
-    IMAGE_DIR,
     FashionIQTables,
     image_file,
     manifest,
     write_tables,
 )
+from cirflow.data.fashioniq import images_dir
 from cirflow.errors import CirflowError
 from cirflow.io import read_json, write_bytes_atomic, write_json_atomic
 
@@ -175,8 +175,8 @@ def _remove_previous_demo_images(out: Path) -> None:
     except CirflowError:
         return
     if isinstance(written, dict) and written.get("generator") == GENERATOR:
-        if (out / IMAGE_DIR).is_dir():
-            shutil.rmtree(out / IMAGE_DIR)
+        if images_dir(out).is_dir():
+            shutil.rmtree(images_dir(out))
 
 
 def generate_fashioniq_demo(

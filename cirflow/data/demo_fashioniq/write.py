@@ -11,15 +11,11 @@ from cirflow.data.demo.write import BOXES_FILE
 from cirflow.data.demo_fashioniq.family import IMAGES_PER_FAMILY, TRIPLETS_PER_FAMILY
 from cirflow.data.demo_fashioniq.garment import CATEGORIES, SPLITS, edit_types
 from cirflow.data.descriptions import DESCRIPTIONS_FILE, descriptions_file
+from cirflow.data.fashioniq import captions_file, images_dir, split_file
 from cirflow.io import write_json_atomic
 
 GENERATOR = "cirflow.data.demo_fashioniq"
 GENERATOR_VERSION = "1.0"
-IMAGE_DIR = "images"
-
-
-def captions_file(root: str | Path, category: str, split: str) -> Path:
-    return Path(root) / "captions" / f"cap.{category}.{split}.json"
 
 
 def edits_file(root: str | Path, category: str, split: str) -> Path:
@@ -27,12 +23,8 @@ def edits_file(root: str | Path, category: str, split: str) -> Path:
     return Path(root) / "captions" / f"edits.{category}.{split}.json"
 
 
-def split_file(root: str | Path, category: str, split: str) -> Path:
-    return Path(root) / "image_splits" / f"split.{category}.{split}.json"
-
-
 def image_file(root: str | Path, name: str) -> Path:
-    return Path(root) / IMAGE_DIR / f"{name}.png"
+    return images_dir(root) / f"{name}.png"
 
 
 def _per_file(make) -> dict:
