@@ -31,29 +31,28 @@ def repo() -> Path:
     return REPO
 
 
+def _shared_files(path: Path, what: str, require_env: str) -> Path:
+    """`path` beside the checkout: skips where it is absent, except with `require_env`=1 (CI,
+    `.ci/run`), where its absence fails the test."""
+    if not path.is_dir():
+        message = f"real {what} files not found at {path}"
+        if os.environ.get(require_env, "") not in ("", "0"):
+            pytest.fail(f"{message} ({require_env} is set)", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_cirr() -> Path:
-    """The real CIRR annotation files beside the checkout: skips where they are absent, except
-    with CIRFLOW_REQUIRE_SHARED_CIRR=1 (CI, `.ci/run`), where their absence fails the test."""
-    if not SHARED_CIRR.is_dir():
-        message = f"real CIRR files not found at {SHARED_CIRR}"
-        if os.environ.get("CIRFLOW_REQUIRE_SHARED_CIRR", "") not in ("", "0"):
-            pytest.fail(message + " (CIRFLOW_REQUIRE_SHARED_CIRR is set)", pytrace=False)
-        pytest.skip(message)
-    return SHARED_CIRR
+    """The real CIRR annotation files beside the checkout (CIRFLOW_REQUIRE_SHARED_CIRR)."""
+    return _shared_files(SHARED_CIRR, "CIRR", "CIRFLOW_REQUIRE_SHARED_CIRR")
 
 
 @pytest.fixture(scope="session")
 def shared_fashioniq() -> Path:
     """The real FashionIQ annotation files (captions/, image_splits/; no images) beside the
-    checkout: skips where they are absent, except with CIRFLOW_REQUIRE_SHARED_FASHIONIQ=1 (CI,
-    `.ci/run`), where their absence fails the test."""
-    if not SHARED_FASHIONIQ.is_dir():
-        message = f"real FashionIQ files not found at {SHARED_FASHIONIQ}"
-        if os.environ.get("CIRFLOW_REQUIRE_SHARED_FASHIONIQ", "") not in ("", "0"):
-            pytest.fail(message + " (CIRFLOW_REQUIRE_SHARED_FASHIONIQ is set)", pytrace=False)
-        pytest.skip(message)
-    return SHARED_FASHIONIQ
+    checkout (CIRFLOW_REQUIRE_SHARED_FASHIONIQ)."""
+    return _shared_files(SHARED_FASHIONIQ, "FashionIQ", "CIRFLOW_REQUIRE_SHARED_FASHIONIQ")
 
 
 @pytest.fixture(scope="session")

@@ -1,25 +1,34 @@
-"""The test setup itself: tests that need ../shared/cirr skip only outside CI."""
+"""The test setup itself: tests that need ../shared/cirr or ../shared/fashioniq skip only outside
+CI."""
 
 import os
 import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
-def test_missing_shared_cirr_fails_when_ci_requires_it(tmp_path):
-    # The real conftest.py in a checkout that has no ../shared/cirr beside it.
+@pytest.mark.parametrize(
+    ("fixture", "require_env"),
+    [
+        ("shared_cirr", "CIRFLOW_REQUIRE_SHARED_CIRR"),
+        ("shared_fashioniq", "CIRFLOW_REQUIRE_SHARED_FASHIONIQ"),
+    ],
+)
+def test_missing_shared_files_fail_when_ci_requires_them(tmp_path, fixture, require_env):
+    # The real conftest.py in a checkout that has no ../shared beside it.
     checkout = tmp_path / "checkout"
     (checkout / "tests").mkdir(parents=True)
     shutil.copy(REPO / "tests/conftest.py", checkout / "tests/conftest.py")
-    (checkout / "tests/test_needs_cirr.py").write_text(
-        "def test_needs_cirr(shared_cirr):\n    assert shared_cirr.is_dir()\n"
+    (checkout / "tests/test_needs_shared.py").write_text(
+        f"def test_needs_shared({fixture}):\n    assert {fixture}.is_dir()\n"
     )
     assert not (tmp_path / "shared").exists()
+    clean = {k: v for k, v in os.environ.items() if k != require_env}
 
     def run(**env):
-        clean = {k: v for k, v in os.environ.items() if k != "CIRFLOW_REQUIRE_SHARED_CIRR"}
         return subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", "tests"],
             cwd=checkout,
@@ -31,10 +40,7 @@ def test_missing_shared_cirr_fails_when_ci_requires_it(tmp_path):
 
     outside_ci = run()
     assert outside_ci.returncode == 0 and "1 skipped" in outside_ci.stdout, outside_ci.stdout
-    in_ci = run(CIRFLOW_REQUIRE_SHARED_CIRR="1")
+    in_ci = run(**{require_env: "1"})
     assert in_ci.returncode != 0, in_ci.stdout
-    assert "CIRFLOW_REQUIRE_SHARED_CIRR is set" in in_ci.stdout
-
-
-def test_ci_requires_the_shared_cirr_files():
-    assert "export CIRFLOW_REQUIRE_SHARED_CIRR=1" in (REPO / ".ci/run").read_text()
+    assert f"{require_env} is set" in in_ci.stdout
+    assert f"export {require_env}=1" in (REPO / ".ci/run").read_text()
