@@ -138,6 +138,19 @@ def test_prompt_paths_see_no_image_and_use_their_inputs(tiny, batch):
     tiny.train()
 
 
+def test_one_text_pass_gives_compose_and_prompt_query(tiny, batch):
+    """Training stacks q's and u's text-only passes into one batch: the same vectors as the two
+    passes the evaluation runs one at a time (each row at its own readout position)."""
+    ref, _, ids, mask = batch
+    tiny.eval()
+    with torch.no_grad():
+        p = tiny.fusion_prompt(tiny.image_tokens(ref), ids, mask)
+        q, u = tiny.compose_and_prompt_query(p, ids, mask)
+        torch.testing.assert_close(q, tiny.compose(p, ids, mask), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(u, tiny.prompt_text_query(ids, mask), atol=1e-5, rtol=1e-5)
+    tiny.train()
+
+
 def test_duplicate_targets_are_not_negatives():
     sim = torch.tensor([[0.9, 0.9, 0.1], [0.9, 0.9, 0.1], [0.1, 0.2, 0.8]])
     plain = contrastive_loss(sim, torch.tensor(0.1))

@@ -365,13 +365,8 @@ class SPRC(Blip2Base):
     def compose(self, prompt: torch.Tensor, input_ids, attention_mask) -> torch.Tensor:
         """q = norm(text_proj(QFormer(P ⊕ T, no image)[:, nq])): (B, embed_dim)."""
         with self.autocast():
-            nq = prompt.shape[1]
-            emb = self.Qformer.bert.embeddings(input_ids=input_ids, query_embeds=prompt)
-            prompt_atts = torch.ones(
-                prompt.shape[:-1], dtype=attention_mask.dtype, device=prompt.device
-            )
-            hidden = self._text_only(emb, torch.cat([prompt_atts, attention_mask], dim=1))
-            return F.normalize(self.text_proj(hidden[:, nq, :]).float(), dim=-1)
+            hidden = self._text_only(*self._compose_inputs(prompt, input_ids, attention_mask))
+            return self._text_readout(hidden[:, prompt.shape[1], :])
 
     def prompt_text_query(self, input_ids, attention_mask) -> torch.Tensor:
         """u = norm(text_proj(QFormer([CLS] ⊕ prompt_tokens ⊕ T[1:], no image)[:, 0])).
@@ -381,24 +376,52 @@ class SPRC(Blip2Base):
         T[1:] positions nq+1..nq+L-1 (docs/design.md §5).
         """
         with self.autocast():
-            emb = self.Qformer.bert.embeddings
-            bsz, length = input_ids.shape
-            nq = self.prompt_tokens.shape[1]
-            n = nq + length
-            if n > emb.position_embeddings.num_embeddings:
-                raise CirflowError(
-                    f"{nq} prompt tokens + {length} text tokens exceed the Q-Former's "
-                    f"{emb.position_embeddings.num_embeddings} position embeddings"
-                )
-            words = emb.word_embeddings(input_ids)
-            prompt = self.prompt_tokens.expand(bsz, -1, -1).to(words.dtype)
-            x = torch.cat([words[:, :1], prompt, words[:, 1:]], dim=1)
-            x = x + emb.position_embeddings(emb.position_ids[:, :n])
-            x = emb.dropout(emb.LayerNorm(x))
-            prompt_atts = torch.ones(prompt.shape[:-1], dtype=attention_mask.dtype, device=x.device)
-            mask = torch.cat([attention_mask[:, :1], prompt_atts, attention_mask[:, 1:]], dim=1)
-            hidden = self._text_only(x, mask)
-            return F.normalize(self.text_proj(hidden[:, 0, :]).float(), dim=-1)
+            hidden = self._text_only(*self._prompt_text_inputs(input_ids, attention_mask))
+            return self._text_readout(hidden[:, 0, :])
+
+    def compose_and_prompt_query(
+        self, prompt: torch.Tensor, input_ids, attention_mask
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q, u) of `compose` and `prompt_text_query` from one text-only Q-Former pass: both
+        sequences are nq + L tokens long, so they stack into one batch of 2B (training runs
+        half as many encoder layers; the rows do not interact)."""
+        with self.autocast():
+            q_emb, q_mask = self._compose_inputs(prompt, input_ids, attention_mask)
+            u_emb, u_mask = self._prompt_text_inputs(input_ids, attention_mask)
+            hidden = self._text_only(torch.cat([q_emb, u_emb]), torch.cat([q_mask, u_mask]))
+            bsz, nq = prompt.shape[0], prompt.shape[1]
+            return self._text_readout(hidden[:bsz, nq, :]), self._text_readout(hidden[bsz:, 0, :])
+
+    def _text_readout(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text_proj(hidden).float(), dim=-1)
+
+    def _compose_inputs(self, prompt, input_ids, attention_mask):
+        """The embeddings and mask of P ⊕ T (P without position embeddings, LAVIS's way)."""
+        emb = self.Qformer.bert.embeddings(input_ids=input_ids, query_embeds=prompt)
+        prompt_atts = torch.ones(
+            prompt.shape[:-1], dtype=attention_mask.dtype, device=prompt.device
+        )
+        return emb, torch.cat([prompt_atts, attention_mask], dim=1)
+
+    def _prompt_text_inputs(self, input_ids, attention_mask):
+        """The embeddings and mask of [CLS] ⊕ prompt_tokens ⊕ T[1:], positions 0..nq+L-1."""
+        emb = self.Qformer.bert.embeddings
+        bsz, length = input_ids.shape
+        nq = self.prompt_tokens.shape[1]
+        n = nq + length
+        if n > emb.position_embeddings.num_embeddings:
+            raise CirflowError(
+                f"{nq} prompt tokens + {length} text tokens exceed the Q-Former's "
+                f"{emb.position_embeddings.num_embeddings} position embeddings"
+            )
+        words = emb.word_embeddings(input_ids)
+        prompt = self.prompt_tokens.expand(bsz, -1, -1).to(words.dtype)
+        x = torch.cat([words[:, :1], prompt, words[:, 1:]], dim=1)
+        x = x + emb.position_embeddings(emb.position_ids[:, :n])
+        x = emb.dropout(emb.LayerNorm(x))
+        prompt_atts = torch.ones(prompt.shape[:-1], dtype=attention_mask.dtype, device=x.device)
+        mask = torch.cat([attention_mask[:, :1], prompt_atts, attention_mask[:, 1:]], dim=1)
+        return x, mask
 
     def query_features(self, ref_images, input_ids, attention_mask) -> torch.Tensor:
         """Composed query q for a batch of (reference image, caption)."""
@@ -570,16 +593,21 @@ class SPRC(Blip2Base):
                 "boxes given to a model built without region_proj or region tokens "
                 "(region mode none)"
             )
-        ref_embeds = self.image_tokens(b.ref)
-        target_embeds = self.image_tokens(b.target)
-        target_feats = self.target_features(target_embeds)  # (B, nq, D)
+        bsz = len(b.input_ids)
+        # Stacked passes (one call each where rows do not interact): fewer, larger operations.
+        ref_embeds, target_embeds = self.image_tokens(torch.cat([b.ref, b.target])).split(bsz)
+        candidates = (
+            torch.cat([target_embeds, ref_embeds]) if reference_negatives else target_embeds
+        )
+        k_all = self.target_features(
+            candidates
+        )  # K of the targets (+ the references): (B|2B, nq, D)
         prompt = self.fusion_prompt(ref_embeds, b.input_ids, b.attention_mask)  # P
-        q = self.compose(prompt, b.input_ids, b.attention_mask)
-        cands = self._candidates(b, target_embeds, target_feats, ref_embeds, reference_negatives)
+        q, u = self.compose_and_prompt_query(prompt, b.input_ids, b.attention_mask)
+        cands = self._candidates(b, target_embeds, k_all, ref_embeds, reference_negatives)
         temp = self.temperature()
         sim = union_scores(q, cands.tokens, cands.region, cands.region_valid, self.gate())
         losses = {"loss_itc": contrastive_loss(sim, temp, b.target_ids, b.reference_ids, cands.ids)}
-        u = self.prompt_text_query(b.input_ids, b.attention_mask)
         sim_u = union_scores(u, cands.tokens, cands.region, cands.region_valid, self.gate())
         losses["loss_rtc"] = contrastive_loss(sim_u, temp, b.target_ids, b.reference_ids, cands.ids)
         losses["loss_align"] = F.mse_loss(
@@ -597,10 +625,12 @@ class SPRC(Blip2Base):
         return losses
 
     def _candidates(
-        self, b: Batch, target_embeds, target_feats, ref_embeds, reference_negatives: bool
+        self, b: Batch, target_embeds, k_all, ref_embeds, reference_negatives: bool
     ) -> Candidates:
         """The columns of L_itc / L_rtc: the targets' K (+ the references' with
-        `reference_negatives`), their image ids, and in mode tokens their region tokens."""
+        `reference_negatives`: `k_all` holds both, targets first), their image ids, and in mode
+        tokens their region tokens."""
+        target_feats = k_all[: len(target_embeds)]
         target_regions = ref_regions = None
         with_refs = False
         mode = self.region_mode
@@ -617,7 +647,7 @@ class SPRC(Blip2Base):
             return cands
         # The batch's reference images join the candidates (their K from the same ViT pass that
         # gave P): with img_set batching, more of a set's images are negatives.
-        cands.tokens = torch.cat([target_feats, self.target_features(ref_embeds)])
+        cands.tokens = k_all
         cands.ids = torch.cat([b.target_ids, b.reference_ids])
         if scored is not None:
             # Their region tokens too (none without their boxes: global tokens only).
