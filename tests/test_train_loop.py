@@ -331,3 +331,31 @@ def test_missing_box_file_and_bad_settings(demo_root, tmp_path):
     with pytest.raises(CirflowError, match="larger than"):
         train(settings(demo_root, tmp_path / "r", batch_size=1000))
     shutil.rmtree(tmp_path / "r", ignore_errors=True)
+
+
+def test_adamw_is_fused_on_cpu_and_updates_as_the_per_tensor_loop():
+    """cirflow.train.optimizer.adamw: SPRC's AdamW (betas 0.9/0.98, eps 1e-7) through torch's
+    fused kernel on CPU (the speed-up, benchmarks/bench_demo.py), the same update as the
+    per-tensor loop within float rounding; per-group options (a region group's lr) kept."""
+    from cirflow.train.optimizer import adamw
+
+    torch.manual_seed(0)
+    weights = [torch.randn(7, 5, requires_grad=True), torch.randn(5, requires_grad=True)]
+    twins = [w.detach().clone().requires_grad_(True) for w in weights]
+    fused = adamw([{"params": weights[:1]}, {"params": weights[1:], "lr": 3e-3}], 1e-3, 0.05)
+    loop = torch.optim.AdamW(
+        [{"params": twins[:1]}, {"params": twins[1:], "lr": 3e-3}],
+        lr=1e-3,
+        betas=(0.9, 0.98),
+        eps=1e-7,
+        weight_decay=0.05,
+        foreach=False,
+    )
+    assert fused.defaults["fused"] and fused.param_groups[1]["lr"] == 3e-3
+    for _ in range(3):
+        for opt, params in ((fused, weights), (loop, twins)):
+            opt.zero_grad()
+            (params[0] * params[1]).sin().sum().backward()
+            opt.step()
+    for w, t in zip(weights, twins):
+        torch.testing.assert_close(w, t, atol=1e-6, rtol=1e-5)

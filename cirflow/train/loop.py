@@ -62,6 +62,7 @@ from cirflow.model.factory import model_for_training
 from cirflow.model.state_dicts import load_state
 from cirflow.train.config import TrainSettings, fingerprint
 from cirflow.train.history import RunState, loss_columns, write_events, write_tables
+from cirflow.train.optimizer import adamw
 from cirflow.train.rng import rng_state, seed_everything, set_rng_state
 from cirflow.train.schedule import one_cycle
 
@@ -121,13 +122,7 @@ class Trainer:
             self.evaluator = self._build_evaluator()
         named = model.trainable_named_parameters()
         self.params = [p for _, p in named]
-        self.optimizer = torch.optim.AdamW(
-            self.param_groups(named),
-            lr=s.learning_rate,
-            betas=(0.9, 0.98),
-            eps=1e-7,
-            weight_decay=s.weight_decay,
-        )
+        self.optimizer = adamw(self.param_groups(named), s.learning_rate, s.weight_decay)
         self.scheduler = one_cycle(
             self.optimizer,
             s.learning_rate,

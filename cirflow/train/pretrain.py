@@ -57,6 +57,7 @@ from cirflow.model.config import ModelConfig
 from cirflow.model.factory import build_model
 from cirflow.model.sprc import SPRC, contrastive_loss
 from cirflow.settings import check_declared, setting
+from cirflow.train.optimizer import adamw
 from cirflow.train.rng import seed_everything
 from cirflow.train.schedule import one_cycle
 
@@ -349,9 +350,7 @@ def prepare(
         words = MaskedWords(head, s.mask_fraction, model.tokenizer.mask_token_id, mask_gen)
         # The word embeddings are the model's own (tied): only the head's new weights join.
         params += [*head.transform.parameters(), head.bias]
-    optimizer = torch.optim.AdamW(
-        params, lr=s.learning_rate, betas=(0.9, 0.98), eps=1e-7, weight_decay=s.weight_decay
-    )
+    optimizer = adamw(params, s.learning_rate, s.weight_decay)
     total = steps_per_epoch * s.epochs
     scheduler = one_cycle(
         optimizer, s.learning_rate, total, min(s.warmup_epochs / s.epochs, 0.5), 100.0
