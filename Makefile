@@ -44,8 +44,12 @@ $(STAMP): $(REQS) pyproject.toml
 	$(BIN)/python -c "import cv2, cv2.saliency, torch, torchvision, ultralytics, cirflow.model.lavis_modules; print('environment OK: cv2', cv2.__version__, '| torch', torch.__version__)"
 	@touch $@
 
+# The demo's GPU-declared jobs are tiny models: two may run at once (stage 2 beside its control, one
+# thread each: train.resources.stage2_threads), on the CPU or sharing one GPU.
+DEMO_GPU_JOBS ?= 2
+
 demo: $(STAMP)
-	$(BIN)/snakemake --workflow-profile profiles/local --cores $(CORES)
+	$(BIN)/snakemake --workflow-profile profiles/local --cores $(CORES) --resources gpu=$(DEMO_GPU_JOBS)
 	$(BIN)/cirflow summary results/demo
 
 test: $(STAMP)

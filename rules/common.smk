@@ -596,6 +596,15 @@ def ablation_entries():
     return entries
 
 
+def train_threads(wildcards):
+    """Stage 1 alone takes train.resources.threads; stage 2 and its control, which run side by
+    side, stage2_threads each (null: threads)."""
+    resources = config["train"]["resources"]
+    if wildcards.stage == "stage1":
+        return resources["threads"]
+    return resources.get("stage2_threads") or resources["threads"]
+
+
 def ablation_threads(section):
     return ABLATION["threads"] or config[section]["resources"]["threads"]
 

@@ -28,7 +28,7 @@ rule train:
         "benchmarks/runs/{ds}/train_{stage}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: config["train"]["resources"]["threads"]
+    threads: train_threads
     resources:
         gpu=config["train"]["resources"]["gpu"],
         mem_mb=config["train"]["resources"]["mem_mb"],
