@@ -357,5 +357,5 @@ def test_adamw_is_fused_on_cpu_and_updates_as_the_per_tensor_loop():
             opt.zero_grad()
             (params[0] * params[1]).sin().sum().backward()
             opt.step()
-    for w, t in zip(weights, twins):
+    for w, t in zip(weights, twins, strict=True):
         torch.testing.assert_close(w, t, atol=1e-6, rtol=1e-5)
