@@ -41,6 +41,7 @@ import torch
 from cirflow.model.presets import BERT_BASE, get_preset
 from cirflow.model.sprc import SPRC
 from cirflow.train.config import TrainSettings
+from cirflow.train.optimizer import adamw
 from cirflow.train.schedule import one_cycle
 
 CAPTIONS = [
@@ -146,9 +147,7 @@ class Steps:
         self.use_amp = amp and device.type == "cuda"
         model.use_amp = self.use_amp
         self.params = [p for _, p in model.trainable_named_parameters()]
-        self.optimizer = torch.optim.AdamW(
-            self.params, lr=lr, betas=(0.9, 0.98), eps=1e-7, weight_decay=0.05
-        )
+        self.optimizer = adamw(self.params, lr, 0.05)  # the trainer's (fused on CUDA)
         settings = TrainSettings(cirr_root="-", out="-", num_epochs=2, learning_rate=lr)
         total = 100 * settings.schedule_length
         self.scheduler = one_cycle(
