@@ -26,6 +26,9 @@ rule train:
         "logs/{ds}/train_{stage}.log",
     benchmark:
         "benchmarks/runs/{ds}/train_{stage}.tsv"
+    # Before the short jobs that become ready with stage 1 (its evaluation, the box page):
+    # stage 2 and its control start at once, side by side.
+    priority: 1
     conda:
         "../envs/train.yaml"
     threads: train_threads
