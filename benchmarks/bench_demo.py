@@ -40,17 +40,18 @@ VENV = REPO / ".venv"
 # The main this issue started from (issue 24): `make demo` before the speed-up.
 BASELINE = "0449c36"
 
-# Job groups of the demo, by the benchmark file's path under benchmarks/runs/demo/.
+# Job groups of the demo: a benchmark file's path under benchmarks/runs/demo/ (no .tsv), or a
+# folder of them.
 GROUPS = [
     ("demo data", ("demo_dataset",)),
-    ("saliency boxes", ("boxes/",)),
+    ("saliency boxes", ("boxes",)),
     ("first stage (pretrain_backbone)", ("pretrain_backbone",)),
-    ("image features", ("features/",)),
+    ("image features", ("features",)),
     ("stage 1", ("train_stage1",)),
-    ("stage 2", ("train_stage2.",)),
+    ("stage 2", ("train_stage2",)),
     ("stage 2 control", ("train_stage2_control",)),
-    ("evaluations", ("evaluate_",)),
-    ("pages", ("report/",)),
+    ("evaluations", ("evaluate_stage1", "evaluate_stage2", "evaluate_stage2_control")),
+    ("pages", ("report",)),
 ]
 
 # Runs in the checkout (cwd) on its results: one JSON line with the step breakdown.
@@ -162,9 +163,11 @@ def job_seconds(tree: Path) -> dict[str, float]:
 
 
 def grouped(jobs: dict[str, float]) -> dict[str, float]:
+    def member(name: str, keys: tuple[str, ...]) -> bool:
+        return any(name == key or name.startswith(key + "/") for key in keys)
+
     return {
-        label: sum(s for name, s in jobs.items() if name.startswith(prefixes))
-        for label, prefixes in GROUPS
+        label: sum(s for name, s in jobs.items() if member(name, keys)) for label, keys in GROUPS
     }
 
 
@@ -190,6 +193,19 @@ def print_demo(walls: dict, jobs: dict) -> None:
             f"{label:40s} {g_old[label]:8.1f} {g_new[label]:8.1f} {ratio(g_old[label], g_new[label]):>7s}"
         )
     print(f"{'all jobs':40s} {sum(g_old.values()):8.1f} {sum(g_new.values()):8.1f}")
+
+
+def print_recalls(trees: dict[str, Path]) -> None:
+    """Val R@1 / Rs@1 / mean of each stage's best.pt (rule evaluate), old and new."""
+    print(f"\n{'val recall (rule evaluate)':40s} {'old':>17s} {'new':>17s}")
+    for stage in ("stage1", "stage2_control", "stage2"):
+        cells = []
+        for tree in trees.values():
+            m = json.loads((tree / f"results/demo/eval/{stage}/val_metrics.json").read_text())
+            cells.append(
+                f"{m['recall_at1']:5.1f} {m['group_recall_at1']:5.1f} {m['arithmetic_mean']:5.1f}"
+            )
+        print(f"{stage + ' (R@1 Rs@1 mean)':40s} {cells[0]:>17s} {cells[1]:>17s}")
 
 
 def print_steps(label: str, old: dict, new: dict) -> None:
@@ -233,6 +249,7 @@ def main() -> None:
             walls[side] = run_demo(tree, args.cores)
             jobs[side] = job_seconds(tree)
         print_demo(walls, jobs)
+        print_recalls(trees)
     for stage, threads, label in (
         ("stage1", 2, "stage-1 step, 2 threads"),
         ("stage2", 1, "stage-2 step, 1 thread (as an ablation run trains)"),
