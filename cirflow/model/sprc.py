@@ -595,13 +595,11 @@ class SPRC(Blip2Base):
             )
         bsz = len(b.input_ids)
         # Stacked passes (one call each where rows do not interact): fewer, larger operations.
-        ref_embeds, target_embeds = self.image_tokens(torch.cat([b.ref, b.target])).split(bsz)
-        candidates = (
-            torch.cat([target_embeds, ref_embeds]) if reference_negatives else target_embeds
-        )
-        k_all = self.target_features(
-            candidates
-        )  # K of the targets (+ the references): (B|2B, nq, D)
+        # Targets first, so that with batch_images negatives E is already the candidates' order.
+        embeds = self.image_tokens(torch.cat([b.target, b.ref]))
+        target_embeds, ref_embeds = embeds.split(bsz)
+        # K of the targets (+ the references'): (B or 2B, nq, D).
+        k_all = self.target_features(embeds if reference_negatives else target_embeds)
         prompt = self.fusion_prompt(ref_embeds, b.input_ids, b.attention_mask)  # P
         q, u = self.compose_and_prompt_query(prompt, b.input_ids, b.attention_mask)
         cands = self._candidates(b, target_embeds, k_all, ref_embeds, reference_negatives)
