@@ -324,6 +324,16 @@ def first_stage_file(name):
     return f"results/{name}/backbone/backbone.pth"
 
 
+def pretrain_params():
+    """The `pretrain:` keys that decide the first stage's weights (threads and decoding workers
+    only decide how fast it runs)."""
+    return {
+        k: v
+        for k, v in config["pretrain"].items()
+        if k not in ("threads", "num_workers")
+    }
+
+
 # The generated dataset rule pretrain_backbone trains on (a real dataset's runs start from the
 # preset's published weights and never ask for it).
 PRETRAIN_DATASET = DATASET if DATASET in DEMOS else "demo"
@@ -648,7 +658,5 @@ def results_page_config():
     }
     if DATASET in DEMOS:
         shown[DATASET] = config[DATASET]
-        shown["pretrain"] = {
-            k: v for k, v in config["pretrain"].items() if k != "threads"
-        }
+        shown["pretrain"] = pretrain_params()
     return canonical(shown)

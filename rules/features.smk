@@ -22,9 +22,9 @@ rule pretrain_backbone:
         gpu=0 if config["pretrain"]["device"] == "cpu" else 1,
     params:
         code=code_digest("pretrain_backbone"),
-        pretrain=canonical(
-            {k: v for k, v in config["pretrain"].items() if k != "threads"}
-        ),
+        # What the first stage's weights depend on; threads and decoding workers are read
+        # from the config at run time.
+        pretrain=canonical(pretrain_params()),
     script:
         "../workflow_scripts/pretrain_backbone.py"
 

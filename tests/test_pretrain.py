@@ -138,3 +138,22 @@ def test_train_vit_false_keeps_the_vits_seeded_init_and_trains_the_qformer(demo_
     vit = [k for k in saved if k.startswith("visual_encoder.")]
     assert vit and all(torch.equal(saved[k], init[k]) for k in vit)
     assert not torch.equal(saved["query_tokens"], init["query_tokens"])
+
+
+def test_a_frozen_vit_runs_once_and_the_steps_read_its_tokens(demo_root):
+    from cirflow.data.transforms import normalize
+    from cirflow.train.pretrain import model_input, prepare
+
+    frozen = prepare(demo_root, PretrainSettings(train_vit=False, progress=False), "cpu")
+    idx = list(range(12))
+    cached, *_ = frozen.train.batch(idx)
+    # fp16 ViT tokens (as the image-features stage stores them), not pixels.
+    assert cached.dtype == torch.float16 and cached.dim() == 3
+    pixels = frozen.train.table.get(idx)  # decoded again from the files
+    with torch.no_grad():
+        expected = frozen.model.image_tokens(normalize(pixels))
+        got = frozen.model.image_tokens(model_input(cached, "cpu"))
+    torch.testing.assert_close(got, expected, atol=0.02, rtol=0)
+    # A ViT that trains reads pixels at every step.
+    trained = prepare(demo_root, PretrainSettings(train_vit=True, progress=False), "cpu")
+    assert trained.train.batch(idx)[0].dtype == torch.uint8

@@ -14,5 +14,9 @@ with job_log(snakemake.log[0], snakemake.output):
         ),
         snakemake.output.backbone,
         snakemake.output.metrics,
-        PretrainSettings(**snakemake.params.pretrain, threads=snakemake.threads),
+        PretrainSettings(
+            **snakemake.params.pretrain,
+            num_workers=snakemake.config["pretrain"]["num_workers"],
+            threads=snakemake.threads,
+        ),
     )

@@ -105,7 +105,9 @@ class PretrainSettings:
     train_vit: bool = setting(True, "train the ViT with the Q-Former", config="pretrain")
     seed: int = setting(0, "seed of init and batch order", config="pretrain")
     device: str = setting("cpu", "cpu, or auto / cuda", config="pretrain", param=False)
-    num_workers: int = setting(0, "image decoding workers", param=False, minimum=0)
+    num_workers: int = setting(
+        0, "image decoding worker processes", config="pretrain", param=False, minimum=0
+    )
     threads: int | None = setting(None, "threads of the job", param=False)
     progress: bool = setting(True, "progress bars", param=False)
 
@@ -160,6 +162,25 @@ class DescribedImages:
                 self.families.append(group)
         loose = [i for i, n in enumerate(table.names) if n not in seen]
         self.families += [[i] for i in loose]
+        self.vit_tokens: torch.Tensor | None = None
+
+    def freeze_vit_tokens(self, model: SPRC, device, batch: int = 256) -> None:
+        """With the ViT frozen its tokens never change: compute them once here (before
+        `ln_vision`, stored float16 as the image-features stage stores them, so the first stage
+        learns from what stage 1 will read) and let every step read them instead of running the
+        ViT on pixels again (14 % of a demo step, docs/design.md §8)."""
+        rows = []
+        with torch.no_grad():
+            for s in range(0, len(self.table), batch):
+                pixels = self.table.get(torch.arange(s, min(len(self.table), s + batch)))
+                rows.append(model.vit_tokens(normalize(pixels.to(device))).half().cpu())
+        self.vit_tokens = torch.cat(rows)
+        self.table.images = None  # the pixels are not read again
+
+    def inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        """What `SPRC.image_tokens` takes for these images: fp16 ViT tokens when frozen
+        (`freeze_vit_tokens`), else uint8 pixels."""
+        return self.table.get(idx) if self.vit_tokens is None else self.vit_tokens[idx]
 
     def batches(self, families_per_batch: int, seed: int, epoch: int):
         """Whole families per batch, in a (seed, epoch)-seeded order (a resume-free run)."""
@@ -174,10 +195,16 @@ class DescribedImages:
     def batch(self, indices: list[int]):
         idx = torch.tensor(indices)
         ids, mask = pad_tokens([self.tokens[i] for i in indices], self.pad_id)
-        return self.table.get(idx), ids, mask, self.text_ids[idx]
+        return self.inputs(idx), ids, mask, self.text_ids[idx]
 
     def num_batches(self, families_per_batch: int) -> int:
         return len(self.families) // families_per_batch
+
+
+def model_input(images: torch.Tensor, device) -> torch.Tensor:
+    """Pixels (B, 3, S, S) normalised, or cached ViT tokens (B, T, D) as float32, on `device`."""
+    images = images.to(device)
+    return normalize(images) if images.dim() == 4 else images.float()
 
 
 def text_features(model: SPRC, input_ids: torch.Tensor, attention_mask: torch.Tensor):
@@ -265,7 +292,7 @@ def retrieval_figures(model: SPRC, data: DescribedImages, device, batch: int = 2
     for s in range(0, n, batch):
         idx = list(range(s, min(n, s + batch)))
         images, ids, mask, _ = data.batch(idx)
-        feats.append(model.gallery_features(normalize(images.to(device))))
+        feats.append(model.gallery_features(model_input(images, device)))
         texts.append(text_features(model, ids.to(device), mask.to(device)))
     k, t = torch.cat(feats), torch.cat(texts)
     # One column per distinct description; an image is right when its own text scores highest.
@@ -336,6 +363,9 @@ def prepare(
         return DescribedImages(ds, table, descriptions, model.tokenizer)
 
     train, val = described("train"), described("val")
+    if not s.train_vit:
+        for data in (train, val):
+            data.freeze_vit_tokens(model, device)
     steps_per_epoch = train.num_batches(s.families_per_batch)
     if steps_per_epoch == 0:
         raise CirflowError(
@@ -371,7 +401,7 @@ def pretrain_epoch(run: Pretraining, s: PretrainSettings, epoch: int) -> dict:
     )
     for images, ids, mask, text_ids in bar:
         ids, mask = ids.to(run.device), mask.to(run.device)
-        embeds = run.model.image_tokens(normalize(images.to(run.device)))
+        embeds = run.model.image_tokens(model_input(images, run.device))
         losses = {"loss_itc": itc_loss(run.model, embeds, ids, mask, text_ids.to(run.device))}
         if run.words is not None:
             losses["loss_words"] = run.words.loss(run.model, embeds, ids, mask)
