@@ -117,20 +117,20 @@ def _reversed(node):
 
 def test_reordered_and_restated_settings_rerun_nothing(finished):
     """The test config with every key order reversed, plus defaults restated in other spellings
-    (`5e-4`, which PyYAML reads as a string; an integer written 0.0; a formatter's sorted block):
+    (`7e-4`, which PyYAML reads as a string; an integer written 0.0; a formatter's sorted block):
     the same settings, so nothing may rerun (not the demo dataset, not a training)."""
     config = yaml.safe_load((finished / "test_config.yaml").read_text())
     config["demo"]["seed"] = 0.0
     config.setdefault("model", {})["freeze_vit"] = None
     stage1 = config["train"]["stage1"]
-    stage1.update({"learning_rate": "5e-4", "weight_decay": "5e-2", "loss_rtc": 0.40})
+    stage1.update({"learning_rate": "7e-4", "weight_decay": "5e-2", "loss_rtc": 0.40})
     config["boxes"] = {"postfilter": {"min_area": 2.0e-3, "max_boxes": 10}, "threads": 1}
     config["report"] = dict(sorted({"seed": 0, "thumb_size": 256, "samples_per_split": 12}.items()))
     text = yaml.safe_dump(_reversed(config), sort_keys=False)
-    text = text.replace("'5e-4'", "5e-4").replace("'5e-2'", "5e-2")
+    text = text.replace("'7e-4'", "7e-4").replace("'5e-2'", "5e-2")
     assert (
-        "learning_rate: 5e-4" in text
-        and yaml.safe_load(text)["train"]["stage1"]["learning_rate"] == "5e-4"
+        "learning_rate: 7e-4" in text
+        and yaml.safe_load(text)["train"]["stage1"]["learning_rate"] == "7e-4"
     )
     (finished / "reordered_config.yaml").write_text(text)
     assert planned_jobs(finished, "--configfile", "reordered_config.yaml") == {}
@@ -165,7 +165,7 @@ def test_stage2_key_reruns_neither_the_first_stage_nor_the_features(finished):
 
 
 def test_stage1_key_reruns_both_stages_but_no_detection(finished):
-    jobs = with_config(finished, train__stage1__learning_rate=7e-4)
+    jobs = with_config(finished, train__stage1__learning_rate=9e-4)
     assert jobs["train:stage1"] == 1 and jobs["train:stage2"] == 1
     assert jobs["train:stage2_control"] == 1
     assert not BOX_STAGES - {"box_report"} & set(jobs)
