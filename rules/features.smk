@@ -41,6 +41,8 @@ rule image_features:
         "logs/{ds}/features/{split}/shard-{shard}-of-{n}.log",
     benchmark:
         "benchmarks/runs/{ds}/features/{split}/shard-{shard}-of-{n}.tsv"
+    # Stage 1 waits for these, not for the box statistics and page that become ready with them.
+    priority: 1
     conda:
         "../envs/train.yaml"
     threads: config["features"]["resources"]["threads"]
