@@ -11,7 +11,7 @@ the checkout first on PYTHONPATH so its own cirflow runs — and the seconds of 
 from Snakemake's `benchmark:` files (benchmarks/runs/demo/). Then, alternating old/new in
 fresh processes on each side's own demo results, the step breakdown:
 
-  stage-1 step   train.stage1's settings (batch 32, its threads): median ms of batching, forward
+  stage-1 step   train.stage1's settings (each side's batch size, 2 threads): median ms of batching, forward
                  (the losses), backward and the optimizer step over --steps steps after 5
                  warm-up steps; the share of the torch profiler's self CPU time spent in matrix
                  products (mm, addmm, bmm) and the operators dispatched per step; the step's
@@ -209,13 +209,25 @@ def print_recalls(trees: dict[str, Path]) -> None:
 
 
 def print_steps(label: str, old: dict, new: dict) -> None:
-    print(f"\n{label}: batch {new['batch_size']}, {new['steps_per_epoch']} steps per epoch, "
-          f"region mode {new['region_mode']}")  # fmt: skip
+    print(f"\n{label}: region mode {new['region_mode']}")
     print(f"{'':24s} {'old':>9s} {'new':>9s} {'ratio':>7s}")
+    for key in ("batch_size", "steps_per_epoch"):
+        print(f"{key.replace('_', ' '):24s} {old[key]:9d} {new[key]:9d}")
     for key in ("batch", "forward", "backward", "optimizer", "total"):
         print(
             f"{key + ' (ms)':24s} {old[key]:9.1f} {new[key]:9.1f} {ratio(old[key], new[key]):>7s}"
         )
+    # A batch size that differs between the sides makes a step a different unit: compare
+    # the time of one triplet and of one epoch at the measured rate.
+    per = {side: d["total"] / d["batch_size"] for side, d in (("old", old), ("new", new))}
+    epoch = {
+        side: d["total"] * d["steps_per_epoch"] / 1000 for side, d in (("old", old), ("new", new))
+    }
+    print(
+        f"{'ms per triplet':24s} {per['old']:9.2f} {per['new']:9.2f} {ratio(per['old'], per['new']):>7s}"
+    )
+    print(f"{'epoch at this rate (s)':24s} {epoch['old']:9.1f} {epoch['new']:9.1f} "
+          f"{ratio(epoch['old'], epoch['new']):>7s}")  # fmt: skip
     print(f"{'steps/s':24s} {1000 / old['total']:9.1f} {1000 / new['total']:9.1f}")
     print(f"{'matrix products (share)':24s} {old['matrix_share']:9.0%} {new['matrix_share']:9.0%}")
     print(f"{'operators per step':24s} {old['ops_per_step']:9.0f} {new['ops_per_step']:9.0f}")

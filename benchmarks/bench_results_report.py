@@ -83,7 +83,7 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 def synthetic_files(root: Path, config: dict) -> dict:
     """The demo dataset at config.yaml's sizes and the page's other inputs beside it."""
     from cirflow.data.demo import DemoSpec, generate_demo
-    from cirflow.evaluate.run import compare_stages
+    from cirflow.evaluate.comparison import compare_stages
 
     demo = config["demo"]
     t0 = time.perf_counter()

@@ -7,8 +7,8 @@ import json
 import math
 
 from cirflow.evaluate.ablation import summary_csv
+from cirflow.evaluate.comparison import compare_stages
 from cirflow.evaluate.recall import METRIC_KEYS
-from cirflow.evaluate.run import compare_stages
 from cirflow.io import csv_text, fixed_cell, plain_cell
 from cirflow.train.history import RunState, write_tables
 

@@ -13,9 +13,10 @@ from conftest import make_workflow_copy, run_snakemake
 
 from cirflow.data import demo
 from cirflow.data.cirr import EDIT_TYPES, edits_file
+from cirflow.evaluate.comparison import compare_stages
 from cirflow.evaluate.evaluator import SplitEvaluator
 from cirflow.evaluate.recall import METRIC_KEYS, metrics_from_ranks
-from cirflow.evaluate.run import LoadedModel, ScoreFiles, compare_stages, score_split
+from cirflow.evaluate.run import LoadedModel, ScoreFiles, score_split
 from cirflow.evaluate.settings import EvalSettings
 from cirflow.summary import summarise
 

@@ -204,8 +204,8 @@ def test_mixed_box_shards_are_named_by_their_files(tmp_path):
 
 # -------------------------------------------------------------------------- stage metrics
 def test_a_stage_metrics_file_without_a_metric_is_named(tmp_path):
+    from cirflow.evaluate.comparison import compare_stages
     from cirflow.evaluate.recall import METRIC_KEYS
-    from cirflow.evaluate.run import compare_stages
 
     full = {k: 1.0 for k in METRIC_KEYS}
     stage1, stage2 = tmp_path / "stage1.json", tmp_path / "stage2.json"

@@ -12,10 +12,11 @@ from conftest import write_mini_fashioniq
 from cirflow.data.datasets import DatasetRoot
 from cirflow.data.result_files import FASHIONIQ_METRICS
 from cirflow.errors import CirflowError
+from cirflow.evaluate.comparison import compare_stages
 from cirflow.evaluate.evaluators import split_evaluator
 from cirflow.evaluate.fashioniq_evaluator import FashionIQEvaluator
 from cirflow.evaluate.fashioniq_recall import metric_keys
-from cirflow.evaluate.run import LoadedModel, ScoreFiles, compare_stages, score_split
+from cirflow.evaluate.run import LoadedModel, ScoreFiles, score_split
 from cirflow.evaluate.settings import EvalSettings
 from cirflow.model.config import ModelConfig
 from cirflow.model.factory import build_model

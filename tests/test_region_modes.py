@@ -271,7 +271,7 @@ def _metrics(path, **values):
 
 
 def test_the_stage_table_shows_stage1_control_stage2_and_both_differences(tmp_path):
-    from cirflow.evaluate.run import COMPARISON_COLUMNS, compare_stages
+    from cirflow.evaluate.comparison import COMPARISON_COLUMNS, compare_stages
 
     s1 = _metrics(tmp_path / "s1.json", recall_at1=10.0)
     c = _metrics(tmp_path / "c.json", recall_at1=12.0)

@@ -78,7 +78,7 @@ def make_results_inputs(dest: Path, with_ablation: bool = True) -> dict:
     compare_stages writes it), val boxes and, optionally, the ablation's summary.csv.
     Returns the files and the page's settings (`build_page` writes the page from them)."""
     from cirflow.evaluate.ablation import Run, summary_csv, summary_rows
-    from cirflow.evaluate.run import compare_stages
+    from cirflow.evaluate.comparison import compare_stages
 
     root = dest / "dataset"
     names = write_mini_cirr(root, n_images=21)

@@ -170,3 +170,18 @@ def test_no_rule_needs_snakemakes_code_trigger(repo):
         rules = re.findall(r"(?m)^rule (\w+):", text)
         scripts = re.findall(r"(?m)^    script:", text)
         assert len(scripts) == len(rules) - (path.name == "Snakefile"), path
+
+
+def test_the_stage_table_job_imports_no_heavy_package():
+    """Rule compare_stages ends every run, after the last evaluation: it reads three JSON files
+    and must not pay seconds for torch and LAVIS."""
+    import subprocess
+    import sys
+
+    script = (REPO / "workflow_scripts" / "compare_stages.py").read_text()
+    imports = "\n".join(
+        line for line in script.splitlines() if line.startswith(("import ", "from "))
+    )
+    check = f"import sys\n{imports}\nprint(sorted(set(sys.modules) & set({HEAVY!r})))"
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

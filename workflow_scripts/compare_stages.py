@@ -2,7 +2,7 @@
 
 from cirflow.data.datasets import layout_of
 from cirflow.data.result_files import metric_set
-from cirflow.evaluate.run import compare_stages
+from cirflow.evaluate.comparison import compare_stages
 from cirflow.logs import job_log
 
 inp = snakemake.input

@@ -108,7 +108,7 @@ def run_submission(args) -> int:
 
 
 def run_compare(args) -> int:
-    from cirflow.evaluate.run import compare_stages
+    from cirflow.evaluate.comparison import compare_stages
 
     rows = compare_stages(args.stage1, args.stage2, args.out, control_json=args.control)
     for r in rows:
