@@ -168,7 +168,8 @@ class DescribedImages:
         """With the ViT frozen its tokens never change: compute them once here (before
         `ln_vision`, stored float16 as the image-features stage stores them, so the first stage
         learns from what stage 1 will read) and let every step read them instead of running the
-        ViT on pixels again (14 % of a demo step, docs/design.md §8)."""
+        ViT on pixels again (docs/design.md §9)."""
+        t0 = time.perf_counter()
         rows = []
         with torch.no_grad():
             for s in range(0, len(self.table), batch):
@@ -176,6 +177,12 @@ class DescribedImages:
                 rows.append(model.vit_tokens(normalize(pixels.to(device))).half().cpu())
         self.vit_tokens = torch.cat(rows)
         self.table.images = None  # the pixels are not read again
+        log.info(
+            "%s: the frozen ViT's tokens of %d images, computed once (%.1f s)",
+            self.table.split,
+            len(self.vit_tokens),
+            time.perf_counter() - t0,
+        )
 
     def inputs(self, idx: torch.Tensor) -> torch.Tensor:
         """What `SPRC.image_tokens` takes for these images: fp16 ViT tokens when frozen
