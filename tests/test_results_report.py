@@ -458,12 +458,12 @@ def test_the_retrievals_are_a_seeded_sample_and_the_largest_rank_changes():
 
 def test_the_page_reads_the_tables_with_the_model_sides_own_names():
     from cirflow.data import result_files
-    from cirflow.evaluate import ablation, run
+    from cirflow.evaluate import ablation, comparison
     from cirflow.report.results import figures, inputs, page
     from cirflow.train.runs import STAGES as TRAIN_STAGES
 
     # One home for the tables' columns and metric names (cirflow.data.result_files).
-    assert inputs.COMPARISON_COLUMNS is run.COMPARISON_COLUMNS
+    assert inputs.COMPARISON_COLUMNS is comparison.COMPARISON_COLUMNS
     assert inputs.ABLATION_COLUMNS is ablation.ABLATION_COLUMNS
     assert inputs.STAGES == TRAIN_STAGES
     assert page.METRIC_LABELS is ablation.METRIC_LABELS
