@@ -141,8 +141,9 @@ def test_train_vit_false_keeps_the_vits_seeded_init_and_trains_the_qformer(demo_
 
 
 def test_a_frozen_vit_runs_once_and_the_steps_read_its_tokens(demo_root):
+    from cirflow.data.tables import model_input
     from cirflow.data.transforms import normalize
-    from cirflow.train.pretrain import model_input, prepare
+    from cirflow.train.pretrain import prepare
 
     frozen = prepare(demo_root, PretrainSettings(train_vit=False, progress=False), "cpu")
     idx = list(range(12))

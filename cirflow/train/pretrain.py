@@ -47,8 +47,7 @@ from tqdm import tqdm
 
 from cirflow.data.datasets import DatasetRoot, SplitDataset, as_dataset_root
 from cirflow.data.descriptions import descriptions_file, load_descriptions
-from cirflow.data.tables import ImageTable, pad_tokens
-from cirflow.data.transforms import normalize
+from cirflow.data.tables import ImageTable, model_input, pad_tokens
 from cirflow.device import resolve_device
 from cirflow.errors import CirflowError, naming_keys
 from cirflow.io import csv_text, write_json_atomic, write_text_atomic
@@ -174,7 +173,7 @@ class DescribedImages:
         with torch.no_grad():
             for s in range(0, len(self.table), batch):
                 pixels = self.table.get(torch.arange(s, min(len(self.table), s + batch)))
-                rows.append(model.vit_tokens(normalize(pixels.to(device))).half().cpu())
+                rows.append(model.vit_tokens(model_input(pixels, device)).half().cpu())
         self.vit_tokens = torch.cat(rows)
         self.table.images = None  # the pixels are not read again
         log.info(
@@ -206,12 +205,6 @@ class DescribedImages:
 
     def num_batches(self, families_per_batch: int) -> int:
         return len(self.families) // families_per_batch
-
-
-def model_input(images: torch.Tensor, device) -> torch.Tensor:
-    """Pixels (B, 3, S, S) normalised, or cached ViT tokens (B, T, D) as float32, on `device`."""
-    images = images.to(device)
-    return normalize(images) if images.dim() == 4 else images.float()
 
 
 def text_features(model: SPRC, input_ids: torch.Tensor, attention_mask: torch.Tensor):
