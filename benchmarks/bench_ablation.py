@@ -193,7 +193,9 @@ def step_time_only(args) -> None:
     torch.manual_seed(0)
     base = SPRC(preset)
     tokens = SPRC(preset, "tokens", cap)
-    tokens.load_state_dict(base.state_dict())
+    # The same weights; the region-only parameters (region_temp) keep their own init.
+    missing, unexpected = tokens.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("region") for k in missing), missing
     data = TripletData(dataset, table, base.tokenizer, preset.max_txt_len)
     names = {t["target_hard"] for t in dataset.triplets} | {
         t["reference"] for t in dataset.triplets
