@@ -18,8 +18,9 @@ fresh processes on each side's own demo results, the step breakdown:
                  FLOPs (torch's FlopCounterMode) over this CPU's float32 GEMM rate (one 1024^3
                  matmul on the same threads) is the floor its arithmetic sets.
   stage-2 step   the demo's stage 2 (its region mode) and its control (mode none) at 1 thread,
-                 as every ablation run trains: the same breakdown; a stage-2 run's time is
-                 its steps times this.
+                 as every ablation run trains: the same breakdown. For each, `run at this
+                 rate` is the training time of the whole run (epochs x steps x step), what a
+                 schedule change saves or costs.
 
 --steps-only skips the two demos and measures steps on the results an earlier --keep left.
 """
@@ -118,6 +119,7 @@ out.update(
     gemm_gflops=gemm / 1e9,
     floor_ms=1000 * flops.get_total_flops() / gemm,
     steps_per_epoch=trainer.steps_per_epoch,
+    num_epochs=s.num_epochs,
     batch_size=s.batch_size,
     region_mode=s.region_mode,
 )
@@ -228,6 +230,11 @@ def print_steps(label: str, old: dict, new: dict) -> None:
     )
     print(f"{'epoch at this rate (s)':24s} {epoch['old']:9.1f} {epoch['new']:9.1f} "
           f"{ratio(epoch['old'], epoch['new']):>7s}")  # fmt: skip
+    # The whole run's training (its epochs at this rate): what a stage-2 schedule change saves.
+    run = {side: epoch[side] * d["num_epochs"] for side, d in (("old", old), ("new", new))}
+    print(f"{'epochs':24s} {old['num_epochs']:9d} {new['num_epochs']:9d}")
+    print(f"{'run at this rate (s)':24s} {run['old']:9.1f} {run['new']:9.1f} "
+          f"{ratio(run['old'], run['new']):>7s}")  # fmt: skip
     print(f"{'steps/s':24s} {1000 / old['total']:9.1f} {1000 / new['total']:9.1f}")
     print(f"{'matrix products (share)':24s} {old['matrix_share']:9.0%} {new['matrix_share']:9.0%}")
     print(f"{'operators per step':24s} {old['ops_per_step']:9.0f} {new['ops_per_step']:9.0f}")
