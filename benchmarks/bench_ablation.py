@@ -155,9 +155,12 @@ def step_time_only(args) -> None:
     from cirflow.data.gt_boxes import split_ground_truth
     from cirflow.data.regions import BoxFile
     from cirflow.data.tables import TripletData
+    from cirflow.model.config import RegionMode
+    from cirflow.model.factory import added_by_region_mode
     from cirflow.model.features import FeatureSettings, FeatureShard, extract_shard
     from cirflow.model.presets import get_preset
     from cirflow.model.sprc import SPRC
+    from cirflow.model.state_dicts import load_state
 
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -193,9 +196,13 @@ def step_time_only(args) -> None:
     torch.manual_seed(0)
     base = SPRC(preset)
     tokens = SPRC(preset, "tokens", cap)
-    # The same weights; the region-only parameters (region_temp) keep their own init.
-    missing, unexpected = tokens.load_state_dict(base.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("region") for k in missing), missing
+    # The same weights, loaded as stage 2 loads stage 1's: what the region mode adds starts anew.
+    load_state(
+        tokens,
+        base.state_dict(),
+        "stage 1 twin",
+        allow_missing=added_by_region_mode(RegionMode.TOKENS),
+    )
     data = TripletData(dataset, table, base.tokenizer, preset.max_txt_len)
     names = {t["target_hard"] for t in dataset.triplets} | {
         t["reference"] for t in dataset.triplets
