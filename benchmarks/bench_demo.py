@@ -11,16 +11,22 @@ the checkout first on PYTHONPATH so its own cirflow runs — and the seconds of 
 from Snakemake's `benchmark:` files (benchmarks/runs/demo/). Then, alternating old/new in
 fresh processes on each side's own demo results, the step breakdown:
 
-  stage-1 step   train.stage1's settings (each side's batch size, 2 threads): median ms of batching, forward
-                 (the losses), backward and the optimizer step over --steps steps after 5
-                 warm-up steps; the share of the torch profiler's self CPU time spent in matrix
-                 products (mm, addmm, bmm) and the operators dispatched per step; the step's
-                 FLOPs (torch's FlopCounterMode) over this CPU's float32 GEMM rate (one 1024^3
-                 matmul on the same threads) is the floor its arithmetic sets.
+  stage-1 step   train.stage1's settings (each side's batch size, 2 threads): median ms of
+                 batching, forward (the losses), backward and the optimizer step over --steps
+                 steps after 5 warm-up steps; the operators dispatched per step (torch
+                 profiler); the step's FLOPs (torch's FlopCounterMode) over this CPU's float32
+                 GEMM rate (one 1024^3 matmul on the same threads) is the floor its arithmetic
+                 sets, and floor / step the share of the step that is arithmetic. (The
+                 profiler's own self times are not used: they inflate copies many-fold here.)
   stage-2 step   the demo's stage 2 (its region mode) and its control (mode none) at 1 thread,
                  as every ablation run trains: the same breakdown. For each, `run at this
                  rate` is the training time of the whole run (epochs x steps x step), what a
                  schedule change saves or costs.
+  passes         after each of the three, the new side's step pass by pass, as SPRC.forward
+                 makes it (ln_vision, K of the candidates, the fusion prompt P, the text-only q
+                 and u, the region tokens): each pass's forward and backward timed alone on one
+                 batch (each from ln_vision on), its GFLOP, floor and the FLOP rate it reaches;
+                 then the whole forward with its losses.
 
 --steps-only skips the two demos and measures steps on the results an earlier --keep left.
 """
@@ -55,8 +61,9 @@ GROUPS = [
     ("pages", ("report",)),
 ]
 
-# Runs in the checkout (cwd) on its results: one JSON line with the step breakdown.
-STEP_SCRIPT = r"""
+# Both scripts run in a checkout (cwd) on its results and print one JSON line. SETUP builds the
+# stage's trainer from its hparams.json: `trainer`, `model`, `s`, `batches`, `weights`.
+SETUP = r"""
 import json, statistics, sys, time
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -74,6 +81,22 @@ model.train()
 batches = iter(trainer.train_data.batches(s.batch_size, seed=0, epoch=0, num_workers=s.num_workers, batching=s.batching))
 weights = trainer.loss_weights()
 
+def gemm_rate():
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(20):
+        a @ b
+    return 20 * 2 * 1024**3 / (time.perf_counter() - t)
+"""
+
+# The whole step, on either side. The profiler gives the operator count only: its self times
+# inflate copies (aten::copy_ shows 28 % of the step, yet those copies take 0.06-0.14 ms each
+# unprofiled), so the matrix share comes from FLOPs over the GEMM rate instead.
+STEP_SCRIPT = (
+    SETUP
+    + r"""
 def step(times=None):
     t0 = time.perf_counter()
     batch = trainer.model_batch(next(batches))
@@ -100,20 +123,11 @@ with profile(activities=[ProfilerActivity.CPU]) as prof:
     for _ in range(10):
         step()
 events = prof.key_averages()
-self_total = sum(e.self_cpu_time_total for e in events)
-matrix = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"))
 with FlopCounterMode(display=False) as flops:
     step()
-a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-for _ in range(3):
-    a @ b
-t = time.perf_counter()
-for _ in range(20):
-    a @ b
-gemm = 20 * 2 * 1024**3 / (time.perf_counter() - t)
+gemm = gemm_rate()
 out = {k: 1000 * statistics.median(v) for k, v in times.items()}
 out.update(
-    matrix_share=matrix / self_total,
     ops_per_step=sum(e.count for e in events) / 10,
     gflop=flops.get_total_flops() / 1e9,
     gemm_gflops=gemm / 1e9,
@@ -125,6 +139,57 @@ out.update(
 )
 print("STEP " + json.dumps(out))
 """
+)
+
+# The new side's step, pass by pass (its own API: SPRC.forward's calls, each timed alone,
+# forward and backward, on one batch): ms, GFLOP and the rate each pass reaches.
+PASSES_SCRIPT = (
+    SETUP
+    + r"""
+b = trainer.model_batch(next(batches))
+bsz, negatives = len(b.input_ids), s.negatives == "batch_images"
+
+def embeds():
+    return model.image_tokens(torch.cat([b.target, b.ref]))
+
+with torch.no_grad():
+    k_fixed = model.target_features(embeds() if negatives else embeds()[:bsz])
+
+def region_tokens():  # the candidates' region tokens as SPRC.forward makes them
+    e = embeds()
+    c = model._candidates(b, e[:bsz], k_fixed, e[bsz:], negatives)
+    return c.target_regions.sum() + (c.region.sum() if c.region is not None else 0)
+
+prompt = model.fusion_prompt(embeds()[bsz:], b.input_ids, b.attention_mask).detach().requires_grad_()
+passes = {
+    "ln_vision (targets + refs)": lambda: embeds().sum(),
+    "K of the candidates": lambda: model.target_features(embeds() if negatives else embeds()[:bsz]).sum(),
+    "P (fusion, refs + text)": lambda: model.fusion_prompt(embeds()[bsz:], b.input_ids, b.attention_mask).sum(),
+    "q and u (text-only, 2B)": lambda: sum(x.sum() for x in model.compose_and_prompt_query(prompt, b.input_ids, b.attention_mask)),
+}
+if model.region_mode.has_region_tokens and b.boxes is not None:
+    passes["region tokens"] = region_tokens
+passes["whole forward (the losses)"] = lambda: sum(weights[k] * v for k, v in model(b, reference_negatives=negatives).items() if k in weights)
+
+def timed(fn):
+    for _ in range(3):
+        fn().backward()
+    fwd, bwd = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        out = fn()
+        t1 = time.perf_counter()
+        out.backward()
+        fwd.append(t1 - t0)
+        bwd.append(time.perf_counter() - t1)
+    with FlopCounterMode(display=False) as flops:
+        fn().backward()
+    return {"forward": 1000 * statistics.median(fwd), "backward": 1000 * statistics.median(bwd), "gflop": flops.get_total_flops() / 1e9}
+
+result = {name: timed(fn) for name, fn in passes.items()}
+print("PASSES " + json.dumps({"passes": result, "gemm_gflops": gemm_rate() / 1e9}))
+"""
+)
 
 
 def sh(*cmd: str, **kwargs) -> subprocess.CompletedProcess:
@@ -173,11 +238,12 @@ def grouped(jobs: dict[str, float]) -> dict[str, float]:
     }
 
 
-def step_breakdown(tree: Path, stage: str, threads: int, steps: int) -> dict:
-    proc = sh(sys.executable, "-c", STEP_SCRIPT, stage, str(threads), str(steps),
+def step_breakdown(tree: Path, stage: str, threads: int, steps: int, script=STEP_SCRIPT) -> dict:
+    """The JSON line one of the scripts above prints, run in `tree` on its demo results."""
+    proc = sh(sys.executable, "-c", script, stage, str(threads), str(steps),
               cwd=tree, env=side_env(tree), capture_output=True)  # fmt: skip
-    line = [x for x in proc.stdout.splitlines() if x.startswith("STEP ")][-1]
-    return json.loads(line[5:])
+    line = [x for x in proc.stdout.splitlines() if x.startswith(("STEP ", "PASSES "))][-1]
+    return json.loads(line.split(" ", 1)[1])
 
 
 def ratio(old: float, new: float) -> str:
@@ -236,11 +302,23 @@ def print_steps(label: str, old: dict, new: dict) -> None:
     print(f"{'run at this rate (s)':24s} {run['old']:9.1f} {run['new']:9.1f} "
           f"{ratio(run['old'], run['new']):>7s}")  # fmt: skip
     print(f"{'steps/s':24s} {1000 / old['total']:9.1f} {1000 / new['total']:9.1f}")
-    print(f"{'matrix products (share)':24s} {old['matrix_share']:9.0%} {new['matrix_share']:9.0%}")
     print(f"{'operators per step':24s} {old['ops_per_step']:9.0f} {new['ops_per_step']:9.0f}")
     print(f"{'GFLOP per step':24s} {old['gflop']:9.2f} {new['gflop']:9.2f}")
     print(f"{'arithmetic floor (ms)':24s} {old['floor_ms']:9.1f} {new['floor_ms']:9.1f}   "
           f"(at {new['gemm_gflops']:.0f} GFLOP/s, a 1024^3 float32 GEMM here)")  # fmt: skip
+    share = {side: d["floor_ms"] / d["total"] for side, d in (("old", old), ("new", new))}
+    print(f"{'arithmetic (floor/step)':24s} {share['old']:9.0%} {share['new']:9.0%}")
+
+
+def print_passes(passes: dict) -> None:
+    """The new step pass by pass: each pass's forward and backward alone, and its FLOP rate."""
+    rate = passes["gemm_gflops"]
+    print(f"  {'pass (each from ln_vision)':32s} {'fwd ms':>7s} {'bwd ms':>7s} {'GFLOP':>6s} "
+          f"{'floor ms':>8s} {'GFLOP/s':>8s}")  # fmt: skip
+    for name, p in passes["passes"].items():
+        ms = p["forward"] + p["backward"]
+        print(f"  {name:32s} {p['forward']:7.1f} {p['backward']:7.1f} {p['gflop']:6.2f} "
+              f"{1000 * p['gflop'] / rate:8.1f} {p['gflop'] / ms * 1000:8.1f}")  # fmt: skip
 
 
 def main() -> None:
@@ -280,6 +358,7 @@ def main() -> None:
                 runs[side].append(step_breakdown(tree, stage, threads, args.steps))
         best = {side: min(r, key=lambda x: x["total"]) for side, r in runs.items()}
         print_steps(label, best["old"], best["new"])
+        print_passes(step_breakdown(trees["new"], stage, threads, args.steps, PASSES_SCRIPT))
     if not args.keep:
         for tree in trees.values():
             sh("git", "-C", str(REPO), "worktree", "remove", "--force", str(tree))
